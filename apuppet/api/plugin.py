@@ -1,0 +1,59 @@
+"""The contract between the Janus API core and a plugin.
+
+A plugin sees handles, never transports: it answers a `message` either at once (`PluginResult`, sent as a
+Janus `success` with `plugindata`) or with `None`, which the core turns into an `ack`; later results travel
+as events pushed on the handle. This mirrors Janus' own plugin API, so a request keeps the same sync/async
+shape that janus.js and the aPuppet agent expect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from .session import Handle
+
+JSON = dict[str, Any]
+
+
+@dataclass(slots=True)
+class PluginResult:
+    """A synchronous reply: `data` becomes `plugindata.data` of a Janus `success`."""
+
+    data: JSON
+    jsep: JSON | None = None
+
+
+class Plugin:
+    """Base class of the plugins (streaming, textroom); the core calls these hooks, never the transports."""
+
+    #: Janus package name, e.g. ``janus.plugin.streaming``.
+    name: ClassVar[str] = ""
+    #: Values for `info` (Janus' `server_info.plugins`).
+    version: ClassVar[int] = 1
+    version_string: ClassVar[str] = "0.0.1"
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def attach(self, handle: Handle) -> None:
+        """A handle was created for this plugin."""
+
+    def message(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> PluginResult | None:
+        """Handle a `message`; return a synchronous result or `None` for an `ack` (events follow)."""
+        raise NotImplementedError
+
+    def trickle(self, handle: Handle, candidates: list[JSON]) -> None:
+        """Remote ICE candidates; ``{"completed": true}`` marks the end of gathering."""
+
+    def hangup(self, handle: Handle) -> None:
+        """Tear down the handle's PeerConnection; the handle itself stays."""
+
+    def detach(self, handle: Handle) -> None:
+        """The handle is going away (detach, session destroy or timeout): release all it owns."""
+
+    async def close(self) -> None:
+        """Server shutdown: release everything left."""

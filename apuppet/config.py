@@ -1,0 +1,241 @@
+"""config.yaml: aPuppet's keys with aPuppet's defaults, plus apuppet's own.
+
+Validation errors become one readable line per key (`ConfigError`), never a traceback: the file is edited by
+people following the "behind NAT" guide, and `./install.sh` must refuse a wrong file before it changes anything.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: Confusion-free alphabet: no 0/O/o, 1/I/i/l. aPuppet's list has `Z` twice and lacks `X`; this one is fixed.
+DEFAULT_PASSWORD_CHARS = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz23456789"
+API_SECRET_LENGTH = 16
+ADMIN_SECRET_LENGTH = 24
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person editing config.yaml."""
+
+
+class TurnServer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str
+    username: str = ""
+    credential: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _turn_url(cls, v: str) -> str:
+        if not v.startswith(("turn:", "turns:")):
+            raise ValueError("must start with turn: or turns:")
+        return v
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # -- aPuppet's keys (spec §8.1) ------------------------------------------------------------------------
+    hostname: str = ""
+    email: str = ""
+    nat: bool = False
+    public_ip: str = ""
+    api_http: bool = True
+    api_http_port: int = Field(8088, ge=0, le=65535)
+    api_https: bool = True
+    api_https_port: int = Field(8089, ge=0, le=65535)
+    api_wss: bool = True
+    api_wss_port: int = Field(8989, ge=0, le=65535)
+    admin_api_https: bool = False
+    admin_api_https_port: int = Field(7889, ge=0, le=65535)
+    is_nginx_enabled: bool = True
+    web_http_port: int = Field(80, ge=0, le=65535)
+    web_https_port: int = Field(443, ge=0, le=65535)
+    rtp_port_range: str = "10000-10500"
+    is_certbot_enabled: bool = True
+    share_email: bool = True
+    password_chars: str = DEFAULT_PASSWORD_CHARS
+
+    # -- apuppet's keys -------------------------------------------------------------------------------------
+    bind: str = "0.0.0.0"
+    api_secret: str = ""
+    admin_secret: str = ""
+    credentials_dir: str = "credentials"
+    data_dir: str = "data"
+    tls_cert: str = ""
+    tls_key: str = ""
+    session_timeout: float = Field(60.0, gt=0)
+    stun_server: str = ""
+    turn_servers: list[TurnServer] = Field(default_factory=list)
+    use_ipv6: bool = True
+    max_request_bytes: int = Field(1 << 20, ge=1024)
+    log_level: str = "info"
+
+    @field_validator("password_chars", mode="before")
+    @classmethod
+    def _chars(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            v = "".join(str(c) for c in v)
+        return v
+
+    @field_validator("password_chars")
+    @classmethod
+    def _chars_distinct(cls, v: str) -> str:
+        distinct = "".join(dict.fromkeys(v))
+        if len(distinct) < 10:
+            raise ValueError("needs at least 10 distinct characters")
+        return distinct
+
+    @field_validator("rtp_port_range")
+    @classmethod
+    def _range(cls, v: str) -> str:
+        parse_port_range(v)
+        return v
+
+    @field_validator("public_ip")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        if v:
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                raise ValueError("must be an IP address such as 77.222.59.36") from None
+        return v
+
+    @field_validator("stun_server")
+    @classmethod
+    def _stun(cls, v: str) -> str:
+        if v and not v.startswith(("stun:", "stuns:")):
+            raise ValueError("must look like stun:host:port")
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        if v.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError("must be one of debug, info, warning, error")
+        return v.lower()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if self.nat and not self.public_ip:
+            raise ValueError('nat: true needs public_ip (the address the Internet sees, e.g. "77.222.59.36")')
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
+
+    # -- derived values ---------------------------------------------------------------------------------------
+    @property
+    def port_range(self) -> tuple[int, int]:
+        return parse_port_range(self.rtp_port_range)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert and self.tls_key)
+
+    def ice_servers(self) -> list[dict[str, Any]]:
+        """RTCConfiguration iceServers: empty unless configured, so no public STUN server is ever waited for."""
+        servers: list[dict[str, Any]] = []
+        if self.stun_server:
+            servers.append({"urls": self.stun_server})
+        for turn in self.turn_servers:
+            servers.append({"urls": turn.url, "username": turn.username, "credential": turn.credential})
+        return servers
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    parts = str(text).replace(" ", "").split("-")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ValueError("must look like 10000-10500")
+    low, high = int(parts[0]), int(parts[1])
+    if not 1024 <= low <= high <= 65535:
+        raise ValueError("must be two ports between 1024 and 65535, low first")
+    return low, high
+
+
+def _describe(errors: list[Any], raw: dict[str, Any]) -> str:
+    lines = []
+    for err in errors:
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        key = str(err["loc"][0]) if err["loc"] else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{loc}: unknown key (check the spelling; see the configuration reference in README.md)")
+        elif key in raw:
+            lines.append(f"{loc}: {raw[key]!r} is not valid: {msg}")
+        else:
+            lines.append(f"{loc}: {msg}")
+    return "\n".join(lines)
+
+
+def validate(raw: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc.errors(), raw)) from None
+
+
+def load(path: str | os.PathLike[str] | None, overrides: dict[str, Any] | None = None) -> tuple[Config, Path]:
+    """Read and validate config.yaml; returns the config and the folder relative paths are taken from."""
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read the configuration: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: expected key: value lines at the top level")
+        raw = loaded
+        base = p.resolve().parent
+    if overrides:
+        raw = {**raw, **overrides}
+    return validate(raw), base
+
+
+def resolve(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def generate_secret(alphabet: str, length: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def ensure_secrets(config: Config, base: Path) -> Config:
+    """Fill empty secrets from `credentials_dir`, generating them (mode 0600) on first start."""
+    folder = resolve(base, config.credentials_dir)
+    wanted = {"api_secret": API_SECRET_LENGTH, "admin_secret": ADMIN_SECRET_LENGTH}
+    updates: dict[str, str] = {}
+    for key, length in wanted.items():
+        if getattr(config, key):
+            continue
+        file = folder / key
+        if file.exists():
+            value = file.read_text(encoding="utf-8").strip()
+        else:
+            value = ""
+        if not value:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            value = generate_secret(config.password_chars, length)
+            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(value + "\n")
+        os.chmod(file, stat.S_IRUSR | stat.S_IWUSR)
+        updates[key] = value
+    return config.model_copy(update=updates) if updates else config

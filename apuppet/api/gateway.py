@@ -18,7 +18,7 @@ from typing import Any
 from .. import __version__
 from .errors import ErrorCode, JanusError
 from .plugin import JSON, Plugin, PluginResult
-from .session import Handle, Session
+from .session import Handle, Owner, Session
 from .throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class Gateway:
         session_id: int | None = None,
         handle_id: int | None = None,
         remote: str = "",
-        owner: object | None = None,
+        owner: Owner | None = None,
     ) -> JSON:
         """Parse raw bytes and dispatch; malformed JSON gets Janus' 454 and changes nothing."""
         try:
@@ -106,7 +106,7 @@ class Gateway:
         session_id: int | None = None,
         handle_id: int | None = None,
         remote: str = "",
-        owner: object | None = None,
+        owner: Owner | None = None,
     ) -> JSON:
         """Dispatch one request. Path ids (HTTP) win over body ids, which only WebSocket clients rely on."""
         if not isinstance(message, dict):
@@ -163,7 +163,7 @@ class Gateway:
         session.wake_listeners()
         self._observe("session_destroyed", {"session": session.id, "reason": reason, "remote": session.remote})
 
-    def transport_gone(self, owner: object) -> None:
+    def transport_gone(self, owner: Owner) -> None:
         """A WebSocket closed: its sessions go with it, as in Janus (no session reclaiming)."""
         for session in [s for s in self.sessions.values() if s.owner is owner]:
             self.destroy_session(session, reason="transport closed")
@@ -182,7 +182,7 @@ class Gateway:
         session_id: int | None,
         handle_id: int | None,
         remote: str,
-        owner: object | None,
+        owner: Owner | None,
     ) -> JSON:
         verb = msg.get("janus")
         if not isinstance(verb, str) or not verb:
@@ -227,7 +227,7 @@ class Gateway:
                 return {"janus": "success", **base}
             if verb == "claim":
                 if owner is not None:
-                    session.owner = owner
+                    session.bind(owner)
                 return {"janus": "success", **base}
             return self._attach(session, msg, base)
 
@@ -246,7 +246,7 @@ class Gateway:
             return self._trickle(handle, msg, base)
         return self._message(handle, msg, transaction, base)
 
-    def _create(self, transaction: str, remote: str, owner: object | None) -> JSON:
+    def _create(self, transaction: str, remote: str, owner: Owner | None) -> JSON:
         session = Session(new_id(self.sessions), self.clock(), remote, owner)
         self.sessions[session.id] = session
         self._observe("session_created", {"session": session.id, "remote": remote})

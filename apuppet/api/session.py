@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .plugin import Plugin
@@ -23,20 +23,35 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_EVENTS = 1000
 
 
+class Owner(Protocol):
+    """A transport connection that receives its sessions' events as they happen (a WebSocket)."""
+
+    def send(self, event: JSON) -> None: ...
+
+
 class Session:
-    def __init__(self, session_id: int, now: float, remote: str = "", owner: object | None = None) -> None:
+    def __init__(self, session_id: int, now: float, remote: str = "", owner: Owner | None = None) -> None:
         self.id = session_id
         self.handles: dict[int, Handle] = {}
         self.last_activity = now
         #: Address of the client's latest request; plugins key their guess throttles on it.
         self.remote = remote
         #: The transport connection that created the session (a WebSocket), or None for HTTP.
-        self.owner = owner
+        self.owner: Owner | None = None
         self.events: deque[JSON] = deque(maxlen=MAX_QUEUED_EVENTS)
         self.sink: Callable[[JSON], None] | None = None
+        if owner is not None:
+            self.bind(owner)
         self._listeners: set[Callable[[], None]] = set()
         self.destroyed = False
         self.dropped_events = 0
+
+    def bind(self, owner: Owner) -> None:
+        """Deliver events straight to `owner` from now on, starting with those already queued."""
+        self.owner = owner
+        self.sink = owner.send
+        while self.events:
+            owner.send(self.events.popleft())
 
     def touch(self, now: float, remote: str | None = None) -> None:
         self.last_activity = now

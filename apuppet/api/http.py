@@ -1,0 +1,139 @@
+"""Janus REST transport on aiohttp: a thin adapter that moves bytes between HTTP and the `Gateway`.
+
+What clients rely on (spec §2, §9.4): ids from the path win over string copies in the body; a long poll without
+`maxev` returns exactly one JSON object (the Android agent crashes on arrays and empty bodies), with `maxev` an
+array; an idle poll ends with `{"janus":"keepalive"}` after `poll_timeout`; CORS like Janus; any content type
+(janus.js sends `destroy` with `sendBeacon`, i.e. text/plain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from .errors import ErrorCode, JanusError
+from .gateway import Gateway, error_reply, parse_id
+
+log = logging.getLogger(__name__)
+
+CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
+#: Janus holds an idle long poll this long before answering with a keepalive.
+POLL_TIMEOUT = 30.0
+MAX_EVENTS_PER_POLL = 100
+
+
+def remote_of(request: web.BaseRequest) -> str:
+    return request.remote or ""
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(payload, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+        headers=CORS_HEADERS,
+    )
+
+
+class RestTransport:
+    def __init__(self, gateway: Gateway, poll_timeout: float = POLL_TIMEOUT) -> None:
+        self.gateway = gateway
+        self.poll_timeout = poll_timeout
+
+    def add_routes(self, app: web.Application, websocket_handler: Any = None) -> None:
+        app.router.add_route("OPTIONS", "/janus{tail:.*}", self.preflight)
+        app.router.add_post("/janus", self.post)
+        app.router.add_post("/janus/{session}", self.post)
+        app.router.add_post("/janus/{session}/{handle}", self.post)
+        app.router.add_get("/janus/info", self.info)
+        app.router.add_get("/janus/{session}", self.poll)
+        if websocket_handler is not None:
+            app.router.add_get("/janus", websocket_handler)
+
+    async def preflight(self, request: web.Request) -> web.Response:
+        headers = {
+            **CORS_HEADERS,
+            "Access-Control-Allow-Methods": request.headers.get("Access-Control-Request-Method", "GET, POST, OPTIONS"),
+            "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", "Content-Type"),
+            "Access-Control-Max-Age": "86400",
+        }
+        return web.Response(status=200, headers=headers)
+
+    async def info(self, request: web.Request) -> web.Response:
+        return json_response(self.gateway.info(None))
+
+    async def post(self, request: web.Request) -> web.Response:
+        session_id, handle_id = self._path_ids(request)
+        if session_id == -1 or handle_id == -1:
+            return json_response(error_reply(ErrorCode.INVALID_REQUEST_PATH, "Invalid path"), status=404)
+        try:
+            data = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return json_response(error_reply(ErrorCode.TRANSPORT_SPECIFIC, "Request too large"), status=413)
+        reply = self.gateway.receive(data, session_id=session_id, handle_id=handle_id, remote=remote_of(request))
+        return json_response(reply)
+
+    async def poll(self, request: web.Request) -> web.StreamResponse:
+        session_id, _ = self._path_ids(request)
+        query = request.query
+        try:
+            session = self.gateway.poll_session(session_id, query.get("apisecret"), remote_of(request))
+        except JanusError as exc:
+            status = 404 if exc.code == ErrorCode.SESSION_NOT_FOUND else 200
+            return json_response(error_reply(exc.code, exc.reason), status=status)
+        maxev_text = query.get("maxev")
+        maxev = None
+        if maxev_text is not None:
+            maxev = parse_id(maxev_text) or 1
+            maxev = min(maxev, MAX_EVENTS_PER_POLL)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.poll_timeout
+        while True:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                # The client vanished: leave its events queued for the next poll.
+                return web.Response(status=499)
+            if session.destroyed:
+                return json_response(
+                    error_reply(ErrorCode.SESSION_NOT_FOUND, f"No such session {session.id}"), status=404
+                )
+            if session.events:
+                events = session.pop_events(maxev or 1)
+                return json_response(events if maxev is not None else events[0])
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return json_response({"janus": "keepalive"})
+            waiter = loop.create_future()
+
+            def wake(w: asyncio.Future[None] = waiter) -> None:
+                if not w.done():
+                    w.set_result(None)
+
+            session.add_listener(wake)
+            try:
+                # Wake at least every second to notice a client that went away.
+                await asyncio.wait_for(waiter, timeout=min(remaining, 1.0))
+            except TimeoutError:
+                pass
+            finally:
+                session.remove_listener(wake)
+            # A waiting poll is a keepalive, however short the configured session timeout.
+            session.touch(self.gateway.clock())
+
+    @staticmethod
+    def _path_ids(request: web.Request) -> tuple[int | None, int | None]:
+        """Path ids as ints; -1 marks a path segment that is not an id."""
+        ids: list[int | None] = []
+        for key in ("session", "handle"):
+            text = request.match_info.get(key)
+            if text is None:
+                ids.append(None)
+            else:
+                value = parse_id(text)
+                ids.append(value if value is not None else -1)
+        return ids[0], ids[1]

@@ -1,0 +1,93 @@
+"""Janus WebSocket transport (subprotocol `janus-protocol`), a thin adapter over the `Gateway`.
+
+Ids travel inside the messages. Events of sessions created (or claimed) on a connection are pushed on it as they
+happen, and the sessions go away when the connection closes, as Janus does without session reclaiming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from .errors import ErrorCode
+from .gateway import Gateway, error_reply
+from .http import remote_of
+
+log = logging.getLogger(__name__)
+
+#: Events waiting to be written to one connection; a client that stops reading is disconnected past this.
+MAX_PENDING = 10_000
+
+
+class Connection:
+    """One WebSocket client: the owner of the sessions it creates."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.overflowed = False
+
+    def send(self, event: dict[str, Any]) -> None:
+        if self.queue.qsize() >= MAX_PENDING:
+            if not self.overflowed:
+                self.overflowed = True
+                log.warning("websocket client not reading; closing it")
+                self.queue.put_nowait(None)
+            return
+        self.queue.put_nowait(event)
+
+    async def writer(self) -> None:
+        while True:
+            item = await self.queue.get()
+            if item is None:
+                await self.ws.close()
+                return
+            await self.ws.send_str(json.dumps(item, separators=(",", ":")))
+
+
+class WebSocketTransport:
+    def __init__(self, gateway: Gateway, max_message_bytes: int = 1 << 20, heartbeat: float = 30.0) -> None:
+        self.gateway = gateway
+        self.max_message_bytes = max_message_bytes
+        self.heartbeat = heartbeat
+        self.connections: set[Connection] = set()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(
+            protocols=("janus-protocol",), max_msg_size=self.max_message_bytes, heartbeat=self.heartbeat
+        )
+        if not ws.can_prepare(request).ok:
+            return web.json_response(
+                error_reply(ErrorCode.TRANSPORT_SPECIFIC, "Use POST, or a WebSocket with subprotocol janus-protocol"),
+                status=405,
+            )
+        await ws.prepare(request)
+        conn = Connection(ws)
+        self.connections.add(conn)
+        writer = asyncio.get_running_loop().create_task(conn.writer())
+        remote = remote_of(request)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    self._on_text(conn, msg.data, remote)
+                elif msg.type == WSMsgType.BINARY:
+                    conn.send(error_reply(ErrorCode.INVALID_JSON, "JSON error: binary frames are not accepted"))
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self.connections.discard(conn)
+            self.gateway.transport_gone(conn)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        return ws
+
+    def _on_text(self, conn: Connection, data: str, remote: str) -> None:
+        conn.send(self.gateway.receive(data, remote=remote, owner=conn))
+
+    async def close(self) -> None:
+        for conn in list(self.connections):
+            await conn.ws.close()

@@ -1,0 +1,120 @@
+"""The `apuppet` command: serve, agent, demo, doctor, sessions."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .config import ConfigError, ensure_secrets, load
+
+log = logging.getLogger("apuppet")
+
+
+def setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aiortc/aioice are chatty at INFO about every ICE pair; keep operators' logs readable.
+    for noisy in ("aioice", "aiortc"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+async def run_until_signal(start, stop, reload=None) -> None:  # type: ignore[no-untyped-def]
+    """Run a service until SIGINT/SIGTERM; SIGHUP calls `reload` (TLS certificates)."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    await start()
+    try:
+        await done.wait()
+    finally:
+        log.info("stopping")
+        await stop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import Server
+
+    try:
+        config, base = load(args.config)
+        config = ensure_secrets(config, base)
+    except ConfigError as exc:
+        print(f"apuppet: configuration error in {args.config}:\n{exc}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level or config.log_level)
+    server = Server(config)
+
+    def reload() -> None:
+        try:
+            server.load_tls()
+        except (OSError, ValueError) as exc:
+            log.error("TLS reload failed, keeping the previous certificate: %s", exc)
+
+    async def start() -> None:
+        await server.start()
+        log.info("apuppet %s ready: web-admin at %sweb-admin/", __version__, server.url)
+        if config.nat:
+            log.info("NAT mode: advertising public IP %s in ICE candidates", config.public_ip)
+
+    try:
+        asyncio.run(run_until_signal(start, server.stop, reload))
+    except OSError as exc:
+        print(f"apuppet: cannot start the server: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="apuppet",
+        description="Self-hosted remote control of Android devices: a Janus-compatible server, "
+        "a web-admin and a device agent.",
+    )
+    parser.add_argument("--version", action="version", version=f"apuppet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the server (Janus API, streaming and textroom plugins, web-admin)",
+        description="Run the server in the foreground until SIGINT/SIGTERM. SIGHUP reloads the TLS certificate. "
+        "Empty secrets are generated on first start and kept in credentials_dir.",
+    )
+    serve.add_argument("--config", "-c", default="config.yaml", help="path of config.yaml (default: %(default)s)")
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log_level")
+    serve.set_defaults(func=cmd_serve)
+
+    for module_name in ("apuppet.agent.cli", "apuppet.ops.cli"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name not in (module_name, module_name.rsplit(".", 1)[0]):
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The server process: one aiohttp application (Janus REST + WebSocket, the web-admin) on every configured port,
+the Janus core with its plugins, and the housekeeping loop that expires idle sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from .api.gateway import Gateway
+from .api.http import RestTransport
+from .api.plugin import Plugin
+from .api.websocket import WebSocketTransport
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "web" / "static"
+PLUGIN_MODULES = ("apuppet.plugins.streaming", "apuppet.plugins.textroom")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    # The page URL carries the session pin: never leak it to another site.
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; media-src 'self' blob:; "
+        "style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+    ),
+}
+
+
+def load_plugins(config: Config) -> list[Plugin]:
+    plugins: list[Plugin] = []
+    for module_name in PLUGIN_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            log.warning("plugin module %s is not available", module_name)
+            continue
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, Plugin) and cls.name and cls.__module__ == module_name:
+                plugins.append(cls(config))
+    return plugins
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One TCP site: what it is for (for the log) and whether it speaks TLS."""
+
+    purpose: str
+    port: int
+    tls: bool
+
+
+def listeners(config: Config) -> list[Listener]:
+    """The ports to open. aPuppet's legacy Janus ports answer too when enabled, so old settings keep working;
+    the TLS ones only when a certificate is configured (Janus: `wss = api_wss and ssl_enabled`)."""
+    out: list[Listener] = [Listener("web + API (http)", config.web_http_port, False)]
+    if config.tls_enabled:
+        out.append(Listener("web + API (https)", config.web_https_port, True))
+    if config.api_http:
+        out.append(Listener("Janus REST (legacy api_http_port)", config.api_http_port, False))
+    if config.api_https and config.tls_enabled:
+        out.append(Listener("Janus REST over TLS (legacy api_https_port)", config.api_https_port, True))
+    if config.api_wss and config.tls_enabled:
+        out.append(Listener("Janus WebSocket over TLS (legacy api_wss_port)", config.api_wss_port, True))
+    seen: set[int] = set()
+    unique = []
+    for item in out:
+        if item.port == 0 or item.port not in seen:
+            unique.append(item)
+            seen.add(item.port)
+    return unique
+
+
+class Server:
+    """A running apuppet server; `start()` binds every port, `stop()` releases all."""
+
+    def __init__(self, config: Config, *, housekeeping_interval: float = 1.0) -> None:
+        self.config = config
+        self.plugins = load_plugins(config)
+        self.gateway = Gateway(self.plugins, api_secret=config.api_secret, session_timeout=config.session_timeout)
+        self.rest = RestTransport(self.gateway)
+        self.websocket = WebSocketTransport(self.gateway, max_message_bytes=config.max_request_bytes)
+        self.housekeeping_interval = housekeeping_interval
+        self.ssl_context: ssl.SSLContext | None = None
+        self.runner: web.AppRunner | None = None
+        self.ports: dict[str, int] = {}
+        self._housekeeping: asyncio.Task[None] | None = None
+        self.app = self._build_app()
+
+    # -- application -------------------------------------------------------------------------------------------
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_request_bytes)
+        self.rest.add_routes(app, websocket_handler=self.websocket.handle)
+        if self.config.is_nginx_enabled:
+            app.router.add_get("/", self._root)
+            app.router.add_get("/web-admin", self._root)
+            app.router.add_get("/web-admin/", self._index)
+            if STATIC_DIR.is_dir():
+                app.router.add_static("/web-admin/", STATIC_DIR, show_index=False, append_version=False)
+        app.on_response_prepare.append(self._headers)
+        return app
+
+    async def _root(self, request: web.Request) -> web.Response:
+        target = "/web-admin/" + (f"?{request.query_string}" if request.query_string else "")
+        raise web.HTTPFound(target)
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        index = STATIC_DIR / "index.html"
+        if not index.is_file():
+            return web.Response(text="web-admin not installed", status=404)
+        return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    @staticmethod
+    async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+        if not request.path.startswith("/janus"):
+            for key, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(key, value)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def load_tls(self) -> None:
+        """(Re)load the certificate; existing connections keep theirs, new ones get the new one (SIGHUP)."""
+        if not self.config.tls_enabled:
+            return
+        if self.ssl_context is None:
+            self.ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ssl_context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        log.info("TLS certificate loaded from %s", self.config.tls_cert)
+
+    async def start(self) -> None:
+        self.load_tls()
+        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        await self.runner.setup()
+        try:
+            for item in listeners(self.config):
+                site = web.TCPSite(
+                    self.runner,
+                    self.config.bind,
+                    item.port,
+                    ssl_context=self.ssl_context if item.tls else None,
+                    reuse_address=True,
+                )
+                await site.start()
+                port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                self.ports[item.purpose] = port
+                log.info("listening on %s:%d for %s", self.config.bind, port, item.purpose)
+        except OSError:
+            await self.stop()
+            raise
+        self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep())
+
+    @property
+    def port(self) -> int:
+        """The main (web_http_port) port, resolved when 0 was asked for."""
+        return next(iter(self.ports.values()))
+
+    @property
+    def url(self) -> str:
+        host = self.config.bind
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/"
+
+    async def _housekeep(self) -> None:
+        while True:
+            await asyncio.sleep(self.housekeeping_interval)
+            try:
+                self.gateway.expire()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    async def stop(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            await asyncio.gather(self._housekeeping, return_exceptions=True)
+            self._housekeeping = None
+        await self.websocket.close()
+        await self.gateway.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        self.ports.clear()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -85,9 +85,11 @@ def listeners(config: Config) -> list[Listener]:
 class Server:
     """A running apuppet server; `start()` binds every port, `stop()` releases all."""
 
-    def __init__(self, config: Config, *, housekeeping_interval: float = 1.0) -> None:
+    def __init__(
+        self, config: Config, *, plugins: list[Plugin] | None = None, housekeeping_interval: float = 1.0
+    ) -> None:
         self.config = config
-        self.plugins = load_plugins(config)
+        self.plugins = load_plugins(config) if plugins is None else plugins
         self.gateway = Gateway(self.plugins, api_secret=config.api_secret, session_timeout=config.session_timeout)
         self.rest = RestTransport(self.gateway)
         self.websocket = WebSocketTransport(self.gateway, max_message_bytes=config.max_request_bytes)

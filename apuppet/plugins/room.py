@@ -1,0 +1,437 @@
+"""TextRoom rooms and participants, sans-I/O: a request goes in, a reply and "send this to them" comes out.
+
+The requests, replies, events and error codes are Janus' TextRoom ones, because the aPuppet agent and the
+web-admin parse exactly those. Where Janus trusts everybody, this core does not: only a room's creator (or a
+holder of its `secret`, or of the server's admin secret) may destroy it or kick, `list` hides protected rooms
+from strangers, and wrong pins are slowed down per address and per room.
+
+Participants and owners are opaque hashable keys (the plugin uses its handles); the caller decides how an
+outgoing message reaches a key. A request's events come before its reply, as Janus sends them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from ..api.throttle import Throttle
+
+JSON = dict[str, Any]
+RoomId = str | int
+Peer = Hashable
+
+#: Text carried by one message or announcement; aPuppet's commands are a few dozen bytes, pastes a few KiB.
+MAX_TEXT = 16 * 1024
+MAX_NAME = 128
+MAX_DESCRIPTION = 256
+MAX_ROOM_ID = 2**63 - 1
+#: Bounds that keep one client from filling the server with rooms or a room with names.
+MAX_ROOMS = 10_000
+MAX_ROOMS_PER_OWNER = 16
+MAX_PARTICIPANTS = 64
+
+
+class TextRoomError(IntEnum):
+    """Janus' TextRoom error codes; the web-admin branches on 417 and shows the text of the others."""
+
+    NO_MESSAGE = 411
+    INVALID_JSON = 412
+    MISSING_ELEMENT = 413
+    INVALID_ELEMENT = 414
+    INVALID_REQUEST = 415
+    ALREADY_SETUP = 416
+    NO_SUCH_ROOM = 417
+    ROOM_EXISTS = 418
+    UNAUTHORIZED = 419
+    USERNAME_EXISTS = 420
+    ALREADY_IN_ROOM = 421
+    NOT_IN_ROOM = 422
+    NO_SUCH_USER = 423
+    UNKNOWN_ERROR = 499
+
+
+class RequestError(Exception):
+    def __init__(self, code: TextRoomError, reason: str) -> None:
+        super().__init__(reason)
+        self.code = int(code)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a request produced: `events` to deliver first, then `reply` for the requester (None: no reply)."""
+
+    reply: JSON | None
+    events: list[tuple[Peer, JSON]] = field(default_factory=list)
+
+
+@dataclass(slots=True, eq=False)
+class Participant:
+    peer: Peer
+    username: str
+    display: str | None
+
+    def describe(self) -> JSON:
+        info: JSON = {"username": self.username}
+        if self.display is not None:
+            info["display"] = self.display
+        return info
+
+
+@dataclass(slots=True, eq=False)
+class Room:
+    id: RoomId
+    owner: Peer
+    description: str
+    pin: str
+    secret: str
+    is_private: bool
+    #: Username → participant, in join order.
+    participants: dict[str, Participant] = field(default_factory=dict)
+
+    def member(self, peer: Peer) -> Participant | None:
+        for participant in self.participants.values():
+            if participant.peer == peer:
+                return participant
+        return None
+
+    def protected(self) -> bool:
+        return self.is_private or bool(self.pin)
+
+
+def error(code: int, reason: str, transaction: Any = None) -> JSON:
+    reply: JSON = {"textroom": "error", "error_code": code, "error": reason}
+    if transaction is not None:
+        reply["transaction"] = transaction
+    return reply
+
+
+def janus_date(now: float) -> str:
+    """Janus' `date` format (strftime "%Y-%m-%dT%H:%M:%S%z", UTC here), which the web-admin prints."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(now))
+
+
+def room_key(value: RoomId) -> str:
+    """`"42"` and `42` name the same room: the agent sends strings, other Janus clients numbers."""
+    return str(value)
+
+
+def _same(given: Any, expected: str) -> bool:
+    if not expected or not isinstance(given, str):
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
+class Rooms:
+    """Every room of the server and who is in it."""
+
+    def __init__(
+        self,
+        admin_secret: str = "",
+        *,
+        clock: Callable[[], float] = time.time,
+        address_throttle: Throttle | None = None,
+        room_throttle: Throttle | None = None,
+    ) -> None:
+        self.admin_secret = admin_secret
+        self.clock = clock
+        self.rooms: dict[str, Room] = {}
+        # An address gets few free guesses; a room more (a legitimate admin mistyping must not be locked out
+        # by a stranger's failures) but a short ceiling, which still caps guessing from many addresses.
+        self.address_throttle = address_throttle or Throttle(free=5, base_delay=1.0, max_delay=300.0)
+        self.room_throttle = room_throttle or Throttle(free=20, base_delay=0.5, max_delay=30.0)
+
+    # -- entry points ----------------------------------------------------------------------------------------
+    def request(self, peer: Peer, message: Any, *, remote: str = "", verb_key: str = "textroom") -> Outcome:
+        """One request from `peer` (a data-channel message, or an HTTP body with `verb_key="request"`)."""
+        if not isinstance(message, dict):
+            return Outcome(error(TextRoomError.INVALID_JSON, "JSON error: not an object"))
+        transaction = message.get("transaction")
+        if verb_key == "textroom" and not isinstance(transaction, str):
+            # Janus requires a string transaction on the data channel; a reply without one can't be matched.
+            code = TextRoomError.MISSING_ELEMENT if transaction is None else TextRoomError.INVALID_ELEMENT
+            return Outcome(error(code, "Missing or invalid element (transaction)", transaction))
+        verb = message.get(verb_key)
+        try:
+            if not isinstance(verb, str):
+                raise RequestError(TextRoomError.MISSING_ELEMENT, f"Missing mandatory element ({verb_key})")
+            handler = self._handlers.get(verb.lower())
+            if handler is None:
+                raise RequestError(TextRoomError.INVALID_REQUEST, f"Unsupported request {verb[:32]}")
+            outcome = handler(self, peer, message, remote)
+        except RequestError as exc:
+            return Outcome(error(exc.code, exc.reason, transaction))
+        if outcome.reply is not None and transaction is not None:
+            outcome.reply["transaction"] = transaction
+        return outcome
+
+    def drop_peer(self, peer: Peer) -> list[tuple[Peer, JSON]]:
+        """The peer's connection is gone: it leaves every room it is in, the others get a `leave`."""
+        events: list[tuple[Peer, JSON]] = []
+        for room in list(self.rooms.values()):
+            participant = room.member(peer)
+            if participant is not None:
+                events.extend(self._leave_events(room, participant))
+        return events
+
+    def drop_owner(self, owner: Peer) -> list[tuple[Peer, JSON]]:
+        """The creator is gone (detach, session destroyed or timed out): its rooms go with it."""
+        events: list[tuple[Peer, JSON]] = []
+        for room in [r for r in self.rooms.values() if r.owner == owner]:
+            events.extend(self._destroy(room))
+        return events
+
+    def rooms_of(self, owner: Peer) -> list[Room]:
+        return [r for r in self.rooms.values() if r.owner == owner]
+
+    # -- requests -----------------------------------------------------------------------------------------------
+    def _list(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
+        admin = self._is_admin(msg)
+        listed = [
+            {
+                "room": room.id,
+                "description": room.description,
+                "pin_required": bool(room.pin),
+                "num_participants": len(room.participants),
+            }
+            for room in self.rooms.values()
+            if admin or not room.protected() or room.owner == peer or room.member(peer) is not None
+        ]
+        return Outcome({"textroom": "success", "list": listed})
+
+    def _exists(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
+        room_id = _room_id(msg)
+        return Outcome({"textroom": "success", "room": room_id, "exists": room_key(room_id) in self.rooms})
+
+    def _create(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
+        if msg.get("permanent") is True:
+            raise RequestError(TextRoomError.INVALID_ELEMENT, "Permanent rooms are not supported")
+        room_id: RoomId
+        if msg.get("room") is None:
+            room_id = secrets.randbelow(2**53 - 1) + 1
+            while room_key(room_id) in self.rooms:
+                room_id = secrets.randbelow(2**53 - 1) + 1
+        else:
+            room_id = _room_id(msg)
+        if room_key(room_id) in self.rooms:
+            raise RequestError(TextRoomError.ROOM_EXISTS, f"Room {room_id} already exists")
+        if len(self.rooms) >= MAX_ROOMS or len(self.rooms_of(peer)) >= MAX_ROOMS_PER_OWNER:
+            raise RequestError(TextRoomError.UNKNOWN_ERROR, "Too many rooms")
+        room = Room(
+            id=room_id,
+            owner=peer,
+            description=_text(msg, "description", MAX_DESCRIPTION) or f"Room {room_id}",
+            pin=_text(msg, "pin", MAX_NAME) or "",
+            secret=_text(msg, "secret", MAX_NAME) or "",
+            is_private=_flag(msg, "is_private", False),
+        )
+        self.rooms[room_key(room_id)] = room
+        verb = "success" if "textroom" in msg else "created"
+        return Outcome({"textroom": verb, "room": room_id, "permanent": False})
+
+    def _join(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
+        room = self._room(msg)
+        username = _text(msg, "username", MAX_NAME)
+        if not username:
+            raise RequestError(TextRoomError.MISSING_ELEMENT, "Missing mandatory element (username)")
+        display = _text(msg, "display", MAX_NAME)
+        self._check_pin(room, msg, remote)
+        if room.member(peer) is not None:
+            raise RequestError(TextRoomError.ALREADY_IN_ROOM, f"Already in room {room.id}")
+        if username in room.participants:
+            raise RequestError(TextRoomError.USERNAME_EXISTS, f"Username '{username}' already taken")
+        if len(room.participants) >= MAX_PARTICIPANTS:
+            raise RequestError(TextRoomError.UNKNOWN_ERROR, "Room is full")
+        others = [p.describe() for p in room.participants.values()]
+        joined = Participant(peer, username, display)
+        room.participants[username] = joined
+        # Everybody, the joiner included, hears the join before the joiner gets its reply (Janus' order; the
+        # agent relies on its `joined` flag to drop its own echo).
+        event: JSON = {"textroom": "join", "room": room.id, **joined.describe()}
+        events = [(p.peer, dict(event)) for p in room.participants.values()]
+        return Outcome({"textroom": "success", "participants": others}, events)
+
+    def _message(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
+        room = self._room(msg)
+        sender = room.member(peer)
+        if sender is None:
+            raise RequestError(TextRoomError.NOT_IN_ROOM, f"Not in room {room.id}")
+        text = msg.get("text")
+        if not isinstance(text, str):
+            raise RequestError(TextRoomError.MISSING_ELEMENT, "Missing mandatory element (text)")
+        if len(text) > MAX_TEXT:
+            raise RequestError(TextRoomError.INVALID_ELEMENT, f"Text too long (more than {MAX_TEXT} characters)")
+        event: JSON = {"textroom": "message", "room": room.id, "from": sender.username, "date": self._date()}
+        recipients = _recipients(msg)
+        if recipients is None:
+            targets = list(room.participants.values())
+        else:
+            event["whisper"] = True
+            targets = [room.participants[name] for name in recipients if name in room.participants]
+        event["text"] = text
+        events = [(p.peer, dict(event)) for p in targets]
+        ack = _flag(msg, "ack", True)
+        return Outcome({"textroom": "success"} if ack else None, events)
+
+    def _announcement(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
+        room = self._room(msg)
+        self._check_authority(room, peer, msg, remote)
+        text = msg.get("text")
+        if not isinstance(text, str):
+            raise RequestError(TextRoomError.MISSING_ELEMENT, "Missing mandatory element (text)")
+        if len(text) > MAX_TEXT:
+            raise RequestError(TextRoomError.INVALID_ELEMENT, f"Text too long (more than {MAX_TEXT} characters)")
+        event: JSON = {"textroom": "announcement", "room": room.id, "date": self._date(), "text": text}
+        return Outcome({"textroom": "success"}, [(p.peer, dict(event)) for p in room.participants.values()])
+
+    def _leave_request(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
+        room = self._room(msg)
+        participant = room.member(peer)
+        if participant is None:
+            raise RequestError(TextRoomError.NOT_IN_ROOM, f"Not in room {room.id}")
+        return Outcome({"textroom": "success"}, self._leave_events(room, participant))
+
+    def _kick(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
+        room = self._room(msg)
+        self._check_authority(room, peer, msg, remote)
+        username = _text(msg, "username", MAX_NAME)
+        if not username:
+            raise RequestError(TextRoomError.MISSING_ELEMENT, "Missing mandatory element (username)")
+        victim = room.participants.get(username)
+        if victim is None:
+            raise RequestError(TextRoomError.NO_SUCH_USER, f"No such user {username} in room {room.id}")
+        event: JSON = {"textroom": "kicked", "room": room.id, "username": username}
+        events = [(p.peer, dict(event)) for p in room.participants.values()]
+        del room.participants[username]
+        return Outcome({"textroom": "success"}, events)
+
+    def _destroy_request(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
+        room = self._room(msg)
+        self._check_authority(room, peer, msg, remote)
+        verb = "success" if "textroom" in msg else "destroyed"
+        return Outcome({"textroom": verb, "room": room.id, "permanent": False}, self._destroy(room))
+
+    def _listparticipants(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
+        room = self._room(msg)
+        if room.protected() and not (room.owner == peer or room.member(peer) or self._is_admin(msg)):
+            self._check_pin(room, msg, remote)
+        participants = [p.describe() for p in room.participants.values()]
+        return Outcome({"textroom": "success", "room": room.id, "participants": participants})
+
+    _handlers: dict[str, Callable[[Rooms, Peer, JSON, str], Outcome]] = {
+        "list": _list,
+        "exists": _exists,
+        "create": _create,
+        "join": _join,
+        "message": _message,
+        "announcement": _announcement,
+        "leave": _leave_request,
+        "kick": _kick,
+        "destroy": _destroy_request,
+        "listparticipants": _listparticipants,
+    }
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+    def _room(self, msg: JSON) -> Room:
+        room_id = _room_id(msg)
+        room = self.rooms.get(room_key(room_id))
+        if room is None:
+            raise RequestError(TextRoomError.NO_SUCH_ROOM, f"No such room ({room_id})")
+        return room
+
+    def _leave_events(self, room: Room, participant: Participant) -> list[tuple[Peer, JSON]]:
+        room.participants.pop(participant.username, None)
+        event: JSON = {"textroom": "leave", "room": room.id, "username": participant.username}
+        return [(p.peer, dict(event)) for p in room.participants.values()]
+
+    def _destroy(self, room: Room) -> list[tuple[Peer, JSON]]:
+        self.rooms.pop(room_key(room.id), None)
+        event: JSON = {"textroom": "destroyed", "room": room.id}
+        events = [(p.peer, dict(event)) for p in room.participants.values()]
+        room.participants.clear()
+        return events
+
+    def _date(self) -> str:
+        return janus_date(self.clock())
+
+    def _is_admin(self, msg: JSON) -> bool:
+        return _same(msg.get("admin_key"), self.admin_secret) or _same(msg.get("secret"), self.admin_secret)
+
+    def _check_authority(self, room: Room, peer: Peer, msg: JSON, remote: str) -> None:
+        """Destroy, kick and announce: the creator, a holder of the room's secret, or the server admin."""
+        if room.owner == peer:
+            return
+        key = ("textroom-secret", remote)
+        wait = self.address_throttle.blocked_for(key)
+        if wait > 0:
+            raise RequestError(TextRoomError.UNAUTHORIZED, f"Too many failed attempts, retry in {wait:.0f} s")
+        if _same(msg.get("secret"), room.secret) or self._is_admin(msg):
+            return
+        self.address_throttle.failure(key)
+        raise RequestError(TextRoomError.UNAUTHORIZED, "Unauthorized (wrong secret, or not the room's creator)")
+
+    def _check_pin(self, room: Room, msg: JSON, remote: str) -> None:
+        if not room.pin:
+            return
+        by_address = ("textroom-pin", remote)
+        by_room = ("textroom-pin", room_key(room.id))
+        wait = max(self.address_throttle.blocked_for(by_address), self.room_throttle.blocked_for(by_room))
+        if wait > 0:
+            raise RequestError(TextRoomError.UNAUTHORIZED, f"Too many wrong pins, retry in {wait:.0f} s")
+        if _same(msg.get("pin"), room.pin):
+            self.address_throttle.success(by_address)
+            return
+        self.address_throttle.failure(by_address)
+        self.room_throttle.failure(by_room)
+        raise RequestError(TextRoomError.UNAUTHORIZED, "Unauthorized (wrong pin)")
+
+
+def _room_id(msg: JSON) -> RoomId:
+    value = msg.get("room")
+    if value is None:
+        raise RequestError(TextRoomError.MISSING_ELEMENT, "Missing mandatory element (room)")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise RequestError(TextRoomError.INVALID_ELEMENT, "Invalid element (room should be a string or integer)")
+    if isinstance(value, int) and not 0 < value <= MAX_ROOM_ID:
+        raise RequestError(TextRoomError.INVALID_ELEMENT, "Invalid element (room out of range)")
+    if isinstance(value, str) and not 0 < len(value) <= MAX_NAME:
+        raise RequestError(TextRoomError.INVALID_ELEMENT, "Invalid element (room should be 1 to 128 characters)")
+    return value
+
+
+def _text(msg: JSON, name: str, limit: int) -> str | None:
+    value = msg.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestError(TextRoomError.INVALID_ELEMENT, f"Invalid element ({name} should be a string)")
+    if len(value) > limit:
+        raise RequestError(TextRoomError.INVALID_ELEMENT, f"Invalid element ({name} longer than {limit})")
+    return value
+
+
+def _flag(msg: JSON, name: str, default: bool) -> bool:
+    value = msg.get(name, default)
+    if not isinstance(value, bool):
+        raise RequestError(TextRoomError.INVALID_ELEMENT, f"Invalid element ({name} should be a boolean)")
+    return value
+
+
+def _recipients(msg: JSON) -> list[str] | None:
+    """`to` (one username) or `tos` (several) make a private message; None means everybody."""
+    if msg.get("to") is not None:
+        to = msg["to"]
+        if not isinstance(to, str):
+            raise RequestError(TextRoomError.INVALID_ELEMENT, "Invalid element (to should be a string)")
+        return [to]
+    if msg.get("tos") is not None:
+        tos = msg["tos"]
+        if not isinstance(tos, list) or not all(isinstance(t, str) for t in tos) or len(tos) > MAX_PARTICIPANTS:
+            raise RequestError(TextRoomError.INVALID_ELEMENT, "Invalid element (tos should be a list of usernames)")
+        return list(dict.fromkeys(tos))
+    return None

@@ -1,0 +1,228 @@
+"""`janus.plugin.textroom` on aiortc data channels: the control channel between the agent and the web-admin.
+
+The room logic lives in `room.Rooms`; this module only moves its messages over WebRTC and Janus' API. One
+quirk shapes it: the Android agent reads only channels that the *server* opened (it attaches its observer in
+`onDataChannel`), so requests are accepted on any channel but every reply and event leaves on a channel this
+side opens, labelled ``JanusDataChannel`` as Janus' SCTP stack names it. That channel is opened when the
+first message has to go out, again as Janus does: the agent continues its connect flow when it appears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from ..api.plugin import JSON, Plugin, PluginResult
+from ..api.session import Handle
+from ..config import Config
+from ..media.peer import create_peer_connection, local_description
+from .room import Outcome, Peer, Rooms, TextRoomError, error
+
+log = logging.getLogger(__name__)
+
+SERVER_LABEL = "JanusDataChannel"
+#: Largest data-channel request accepted; beyond it the request is refused unread.
+MAX_REQUEST_BYTES = 64 * 1024
+#: Messages waiting for the server channel to open, and bytes queued in SCTP, per participant. A peer
+#: that does not read loses messages past these bounds instead of growing the server's memory.
+MAX_PENDING = 256
+MAX_BUFFERED = 1 << 20
+
+
+class Link:
+    """One handle's PeerConnection and channels; created by `setup`, gone on hangup or detach."""
+
+    def __init__(self, plugin: TextRoomPlugin, handle: Handle) -> None:
+        self.plugin = plugin
+        self.handle = handle
+        self.pc: RTCPeerConnection | None = None
+        self.channel: RTCDataChannel | None = None
+        self.pending: list[str] = []
+        self.dropped = 0
+        self.up = False
+
+    # -- negotiation -----------------------------------------------------------------------------------------
+    async def offer(self, transaction: str) -> None:
+        if self.pc is not None:
+            self._event_error(TextRoomError.ALREADY_SETUP, "PeerConnection already set up", transaction)
+            return
+        pc = self.pc = create_peer_connection(self.plugin.config)
+        # A channel closed before it was announced leaves no trace but the SCTP transport, which is what
+        # puts the data m-line in the offer; the real server channel is opened on demand.
+        pc.createDataChannel(SERVER_LABEL).close()
+        pc.on("datachannel", self._client_channel)
+        pc.on("connectionstatechange", self._state_changed)
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+        except Exception:
+            if self.pc is not pc:
+                return  # hung up meanwhile: the close made the offer fail, nobody waits for it
+            raise
+        if self.pc is not pc:
+            return
+        self.handle.push_event(
+            {"textroom": "event", "result": "ok"}, local_description(pc, self.plugin.config), transaction
+        )
+
+    async def answer(self, jsep: JSON | None, transaction: str) -> None:
+        pc = self.pc
+        if pc is None or pc.signalingState != "have-local-offer":
+            self._event_error(TextRoomError.INVALID_REQUEST, "No offer pending (send setup first)", transaction)
+            return
+        if jsep is None or jsep.get("type") != "answer":
+            self._event_error(TextRoomError.MISSING_ELEMENT, "Missing mandatory element (jsep answer)", transaction)
+            return
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=jsep["sdp"], type="answer"))
+        except Exception as exc:  # aiortc raises several types on bad SDP; all mean the same to the client
+            self._event_error(TextRoomError.INVALID_ELEMENT, f"Invalid SDP: {exc}", transaction)
+            return
+        self.handle.push_event({"textroom": "event", "result": "ok"}, transaction=transaction)
+
+    def _event_error(self, code: int, reason: str, transaction: str) -> None:
+        self.handle.push_event({"textroom": "event", "error_code": int(code), "error": reason}, transaction=transaction)
+
+    def _state_changed(self) -> None:
+        pc = self.pc
+        if pc is None:
+            return
+        if pc.connectionState == "connected" and not self.up:
+            self.up = True
+            self.handle.push_webrtcup()
+        elif pc.connectionState in ("failed", "closed"):
+            self.plugin.hang_up(self.handle, reason=f"PeerConnection {pc.connectionState}")
+
+    # -- data in ---------------------------------------------------------------------------------------------
+    def _client_channel(self, channel: RTCDataChannel) -> None:
+        channel.on("message", lambda data: self.receive(data))
+
+    def receive(self, data: str | bytes) -> None:
+        if len(data) > MAX_REQUEST_BYTES:
+            self.send(error(TextRoomError.INVALID_ELEMENT, f"Request larger than {MAX_REQUEST_BYTES} bytes"))
+            return
+        try:
+            message = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.send(error(TextRoomError.INVALID_JSON, f"JSON error: {exc}"))
+            return
+        self.plugin.dispatch(self.handle.session.remote, self.handle, message)
+
+    # -- data out --------------------------------------------------------------------------------------------
+    def send(self, message: JSON) -> None:
+        pc = self.pc
+        if pc is None or pc.connectionState in ("failed", "closed"):
+            return
+        text = json.dumps(message, separators=(",", ":"))
+        channel = self.channel
+        if channel is None:
+            channel = self.channel = pc.createDataChannel(SERVER_LABEL)
+            channel.on("open", self._flush)
+            channel.on("message", lambda data: self.receive(data))
+        if channel.readyState != "open":
+            if len(self.pending) >= MAX_PENDING:
+                self.dropped += 1
+                return
+            self.pending.append(text)
+            return
+        if channel.bufferedAmount > MAX_BUFFERED:
+            self.dropped += 1
+            return
+        channel.send(text)
+
+    def _flush(self) -> None:
+        channel = self.channel
+        pending, self.pending = self.pending, []
+        if channel is None:
+            return
+        for text in pending:
+            channel.send(text)
+
+    def release(self) -> RTCPeerConnection | None:
+        """Forget the PeerConnection (the caller closes it), so that a new `setup` may start afresh."""
+        pc, self.pc = self.pc, None
+        self.channel = None
+        self.pending.clear()
+        self.up = False
+        return pc
+
+
+class TextRoomPlugin(Plugin):
+    name = "janus.plugin.textroom"
+    version = 1
+    version_string = "0.0.1"
+    description = "TextRoom: rooms of text messages over WebRTC data channels (aPuppet's control channel)"
+
+    def __init__(self, config: Config, rooms: Rooms | None = None) -> None:
+        super().__init__(config)
+        self.rooms = rooms or Rooms(config.admin_secret)
+        self.links: dict[Handle, Link] = {}
+        #: PeerConnections being closed; owned here because the handle (and its tasks) may already be gone.
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # -- Janus API -------------------------------------------------------------------------------------------
+    def attach(self, handle: Handle) -> None:
+        self.links[handle] = handle.state = Link(self, handle)
+
+    def message(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> PluginResult | None:
+        link: Link = handle.state
+        request = body.get("request")
+        if request == "setup":
+            handle.spawn(link.offer(transaction), name="textroom-setup")
+            return None
+        if request == "ack":
+            handle.spawn(link.answer(jsep, transaction), name="textroom-answer")
+            return None
+        outcome = self.rooms.request(handle, body, remote=handle.session.remote, verb_key="request")
+        self._deliver(outcome.events)
+        return None if outcome.reply is None else PluginResult(outcome.reply)
+
+    def hangup(self, handle: Handle) -> None:
+        self.hang_up(handle, reason="Janus API hangup")
+
+    def detach(self, handle: Handle) -> None:
+        link = self.links.pop(handle, None)
+        events = self.rooms.drop_peer(handle) + self.rooms.drop_owner(handle)
+        self._deliver(events)
+        if link is not None:
+            self._close_link(link)
+
+    async def close(self) -> None:
+        for handle in list(self.links):
+            self.detach(handle)
+        while self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
+
+    # -- glue ------------------------------------------------------------------------------------------------
+    def dispatch(self, remote: str, handle: Handle, message: Any) -> None:
+        """A request that arrived on one of `handle`'s data channels."""
+        outcome: Outcome = self.rooms.request(handle, message, remote=remote)
+        self._deliver(outcome.events)
+        if outcome.reply is not None:
+            self._deliver([(handle, outcome.reply)])
+
+    def hang_up(self, handle: Handle, reason: str) -> None:
+        """The handle's PeerConnection is gone or going: it leaves its rooms (it still owns the ones it made)."""
+        link = self.links.get(handle)
+        if link is None or link.pc is None:
+            return
+        self._deliver(self.rooms.drop_peer(handle))
+        self._close_link(link)
+        handle.push_hangup(reason)
+
+    def _deliver(self, events: list[tuple[Peer, JSON]]) -> None:
+        for peer, message in events:
+            link = self.links.get(peer)  # type: ignore[call-overload]
+            if link is not None:
+                link.send(message)
+
+    def _close_link(self, link: Link) -> None:
+        pc = link.release()
+        if pc is None:
+            return
+        task = asyncio.get_running_loop().create_task(pc.close(), name="textroom-close")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)

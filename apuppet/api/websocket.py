@@ -30,8 +30,16 @@ class Connection:
         self.ws = ws
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.overflowed = False
+        #: Events pushed while a request is being handled wait here, so that the reply goes out first.
+        self.held: list[dict[str, Any]] | None = None
 
     def send(self, event: dict[str, Any]) -> None:
+        if self.held is not None:
+            self.held.append(event)
+            return
+        self._enqueue(event)
+
+    def _enqueue(self, event: dict[str, Any]) -> None:
         if self.queue.qsize() >= MAX_PENDING:
             if not self.overflowed:
                 self.overflowed = True
@@ -86,7 +94,15 @@ class WebSocketTransport:
         return ws
 
     def _on_text(self, conn: Connection, data: str, remote: str) -> None:
-        conn.send(self.gateway.receive(data, remote=remote, owner=conn))
+        # Events a request causes at once (a plugin's immediate event) must follow its reply.
+        conn.held = []
+        try:
+            reply = self.gateway.receive(data, remote=remote, owner=conn)
+        finally:
+            held, conn.held = conn.held, None
+        conn.send(reply)
+        for event in held:
+            conn.send(event)
 
     async def close(self) -> None:
         for conn in list(self.connections):

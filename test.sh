@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Sets up everything the test suite needs on Debian 12 / Ubuntu (system packages, a virtualenv) and runs it:
+# lint, then every test (unit, real sockets, real aiortc peers, real Chromium). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+need=()
+for pkg in python3-venv chromium xvfb xauth; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+    echo "== installing system packages: ${need[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "== creating .venv"
+    python3 -m venv .venv
+fi
+echo "== installing apuppet and test dependencies"
+.venv/bin/pip install -q --upgrade pip >/dev/null
+.venv/bin/pip install -q -e '.[test]'
+
+echo "== ruff"
+.venv/bin/ruff check apuppet tests bench
+.venv/bin/ruff format --check apuppet tests bench
+
+echo "== pytest"
+exec .venv/bin/python -m pytest "$@"

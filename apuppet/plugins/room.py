@@ -143,8 +143,13 @@ class Rooms:
         self.rooms: dict[str, Room] = {}
         # An address gets few free guesses; a room more (a legitimate admin mistyping must not be locked out
         # by a stranger's failures) but a short ceiling, which still caps guessing from many addresses.
-        self.address_throttle = address_throttle or Throttle(free=5, base_delay=1.0, max_delay=300.0)
-        self.room_throttle = room_throttle or Throttle(free=20, base_delay=0.5, max_delay=30.0)
+        # (`is None`, not `or`: an empty Throttle is falsy.)
+        if address_throttle is None:
+            address_throttle = Throttle(free=5, base_delay=1.0, max_delay=300.0)
+        if room_throttle is None:
+            room_throttle = Throttle(free=20, base_delay=0.5, max_delay=30.0)
+        self.address_throttle = address_throttle
+        self.room_throttle = room_throttle
 
     # -- entry points ----------------------------------------------------------------------------------------
     def request(self, peer: Peer, message: Any, *, remote: str = "", verb_key: str = "textroom") -> Outcome:

@@ -158,7 +158,7 @@ class TextRoomPlugin(Plugin):
 
     def __init__(self, config: Config, rooms: Rooms | None = None) -> None:
         super().__init__(config)
-        self.rooms = rooms or Rooms(config.admin_secret)
+        self.rooms = Rooms(config.admin_secret) if rooms is None else rooms
         self.links: dict[Handle, Link] = {}
         #: PeerConnections being closed; owned here because the handle (and its tasks) may already be gone.
         self._closing: set[asyncio.Task[None]] = set()

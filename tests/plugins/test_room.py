@@ -1,0 +1,251 @@
+"""The TextRoom state machine alone: requests in, replies and addressed events out, no network."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from apuppet.api.throttle import Throttle
+from apuppet.plugins.room import MAX_TEXT, Outcome, Rooms, janus_date
+
+AGENT, ADMIN, OTHER = "agent-handle", "admin-handle", "stranger-handle"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def rooms(clock: FakeClock) -> Rooms:
+    return Rooms(
+        "the-admin-secret",
+        clock=clock,
+        address_throttle=Throttle(free=3, clock=clock),
+        room_throttle=Throttle(free=6, base_delay=0.5, max_delay=30, clock=clock),
+    )
+
+
+def dc(rooms: Rooms, peer: str, remote: str = "10.0.0.1", **body: object) -> Outcome:
+    body.setdefault("transaction", "t-" + str(body.get("textroom")))
+    return rooms.request(peer, body, remote=remote)
+
+
+def to(outcome: Outcome, peer: str) -> list[dict]:
+    return [m for p, m in outcome.events if p == peer]
+
+
+def agent_room(rooms: Rooms, room: str = "SESSION1", pin: str = "4321") -> None:
+    """The agent's own sequence (spec §3.2): create with pin = password, join as device:<name>."""
+    created = dc(rooms, AGENT, textroom="create", is_private=False, permanent=False, room=room, pin=pin)
+    assert created.reply == {"textroom": "success", "room": room, "permanent": False, "transaction": "t-create"}
+    joined = dc(rooms, AGENT, textroom="join", room=room, username="device:Pixel", display="Pixel", pin=pin)
+    assert joined.reply == {"textroom": "success", "participants": [], "transaction": "t-join"}
+
+
+def test_join_echoes_to_joiner_and_broadcasts(rooms: Rooms) -> None:
+    agent_room(rooms)
+    out = dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", username="admin:S", display="admin:S")
+    assert out.reply == {
+        "textroom": "success",
+        "participants": [{"username": "device:Pixel", "display": "Pixel"}],
+        "transaction": "t-join",
+    }
+    event = {"textroom": "join", "room": "SESSION1", "username": "admin:S", "display": "admin:S"}
+    assert to(out, AGENT) == [event]
+    assert to(out, ADMIN) == [event]
+
+
+def test_message_to_everybody_with_from_and_date(rooms: Rooms, clock: FakeClock) -> None:
+    agent_room(rooms)
+    dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", username="admin:S")
+    out = dc(rooms, ADMIN, textroom="message", room="SESSION1", text="tap,10,20,100")
+    assert out.reply == {"textroom": "success", "transaction": "t-message"}
+    date = janus_date(clock.now)
+    assert date.startswith("2027-01-15T") and date.endswith("+0000")
+    expected = {"textroom": "message", "room": "SESSION1", "from": "admin:S", "date": date, "text": "tap,10,20,100"}
+    assert to(out, AGENT) == [expected] and to(out, ADMIN) == [expected]
+
+    quiet = dc(rooms, AGENT, textroom="message", room="SESSION1", text="pong,1", ack=False)
+    assert quiet.reply is None
+    assert [m["from"] for _, m in quiet.events] == ["device:Pixel", "device:Pixel"]
+
+
+def test_private_messages(rooms: Rooms) -> None:
+    agent_room(rooms)
+    dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", username="admin:S")
+    dc(rooms, OTHER, textroom="join", room="SESSION1", pin="4321", username="watcher")
+    out = dc(rooms, ADMIN, textroom="message", room="SESSION1", text="psst", to="device:Pixel")
+    assert [(p, m["whisper"], m["text"]) for p, m in out.events] == [(AGENT, True, "psst")]
+    out = dc(rooms, ADMIN, textroom="message", room="SESSION1", text="hi", tos=["watcher", "nobody", "device:Pixel"])
+    assert sorted(p for p, _ in out.events) == sorted([AGENT, OTHER])
+
+
+def test_leave_frees_username_and_notifies_others(rooms: Rooms) -> None:
+    agent_room(rooms)
+    dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", username="admin:S")
+    out = dc(rooms, ADMIN, textroom="leave", room="SESSION1")
+    assert out.reply == {"textroom": "success", "transaction": "t-leave"}
+    assert out.events == [(AGENT, {"textroom": "leave", "room": "SESSION1", "username": "admin:S"})]
+    again = dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", username="admin:S")
+    assert again.reply is not None and again.reply["textroom"] == "success"
+
+
+def test_errors_use_janus_codes(rooms: Rooms) -> None:
+    agent_room(rooms)
+
+    def code(out: Outcome) -> int:
+        assert out.reply is not None and out.reply["textroom"] == "error", out.reply
+        return out.reply["error_code"]
+
+    assert code(dc(rooms, ADMIN, textroom="join", room="NOPE", username="a")) == 417
+    assert code(dc(rooms, OTHER, textroom="create", room="SESSION1")) == 418
+    assert code(dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="0000", username="a")) == 419
+    assert code(dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", username="device:Pixel")) == 420
+    assert code(dc(rooms, AGENT, textroom="join", room="SESSION1", pin="4321", username="again")) == 421
+    assert code(dc(rooms, ADMIN, textroom="message", room="SESSION1", text="x")) == 422
+    assert code(dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321")) == 413
+    assert code(dc(rooms, ADMIN, textroom="join", room=["x"], username="a")) == 414
+    assert code(dc(rooms, ADMIN, textroom="frobnicate")) == 415
+    assert code(rooms.request(ADMIN, {"textroom": "list"})) == 413  # no transaction on the data channel
+    assert code(rooms.request(ADMIN, ["not", "an", "object"])) == 412
+    # Nothing of that changed the room.
+    assert list(rooms.rooms["SESSION1"].participants) == ["device:Pixel"]
+
+
+def test_text_size_is_limited(rooms: Rooms) -> None:
+    agent_room(rooms)
+    out = dc(rooms, AGENT, textroom="message", room="SESSION1", text="x" * (MAX_TEXT + 1))
+    assert out.reply is not None and out.reply["error_code"] == 414 and out.events == []
+    out = dc(rooms, AGENT, textroom="message", room="SESSION1", text="x" * MAX_TEXT)
+    assert out.reply is not None and out.reply["textroom"] == "success"
+
+
+def test_only_creator_secret_or_admin_destroys_or_kicks(rooms: Rooms) -> None:
+    agent_room(rooms)
+    dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", username="admin:S")
+    # A participant who knows the pin is still a stranger to the room's ownership.
+    for verb, extra in (("destroy", {}), ("kick", {"username": "device:Pixel"})):
+        out = dc(rooms, ADMIN, textroom=verb, room="SESSION1", **extra)
+        assert out.reply is not None and out.reply["error_code"] == 419 and out.events == []
+    assert "SESSION1" in rooms.rooms
+
+    kicked = dc(rooms, OTHER, textroom="kick", room="SESSION1", username="admin:S", admin_key="the-admin-secret")
+    assert kicked.reply == {"textroom": "success", "transaction": "t-kick"}
+    assert {p for p, _ in kicked.events} == {AGENT, ADMIN}
+    assert list(rooms.rooms["SESSION1"].participants) == ["device:Pixel"]
+
+    out = dc(rooms, AGENT, textroom="destroy", room="SESSION1")
+    assert out.reply == {"textroom": "success", "room": "SESSION1", "permanent": False, "transaction": "t-destroy"}
+    assert out.events == [(AGENT, {"textroom": "destroyed", "room": "SESSION1"})]
+    assert rooms.rooms == {}
+
+
+def test_room_secret_holder_may_destroy(rooms: Rooms) -> None:
+    dc(rooms, AGENT, textroom="create", room=7, secret="s3cret")
+    assert dc(rooms, OTHER, textroom="destroy", room="7", secret="wrong").reply["error_code"] == 419  # type: ignore[index]
+    assert dc(rooms, OTHER, textroom="destroy", room="7", secret="s3cret").reply["textroom"] == "success"  # type: ignore[index]
+
+
+def test_http_shapes(rooms: Rooms) -> None:
+    """Over the Janus API the verb is `request` and create/destroy answer `created`/`destroyed` (agent teardown)."""
+    created = rooms.request(AGENT, {"request": "create", "room": "R"}, verb_key="request")
+    assert created.reply == {"textroom": "created", "room": "R", "permanent": False}
+    destroyed = rooms.request(AGENT, {"request": "destroy", "room": "R"}, verb_key="request")
+    assert destroyed.reply == {"textroom": "destroyed", "room": "R", "permanent": False}
+
+
+def test_list_hides_protected_rooms_from_strangers(rooms: Rooms) -> None:
+    agent_room(rooms, "PINNED")
+    dc(rooms, AGENT, textroom="create", room="HIDDEN", is_private=True)
+    dc(rooms, OTHER, textroom="create", room="OPEN")
+
+    def listed(peer: str, **extra: object) -> set:
+        out = dc(rooms, peer, textroom="list", **extra)
+        assert out.reply is not None
+        return {entry["room"] for entry in out.reply["list"]}
+
+    assert listed(OTHER) == {"OPEN"}
+    assert listed(AGENT) == {"PINNED", "HIDDEN", "OPEN"}
+    assert listed(OTHER, admin_key="the-admin-secret") == {"PINNED", "HIDDEN", "OPEN"}
+    dc(rooms, ADMIN, textroom="join", room="PINNED", pin="4321", username="admin:S")
+    assert listed(ADMIN) == {"PINNED", "OPEN"}
+    entry = next(e for e in dc(rooms, AGENT, textroom="list").reply["list"] if e["room"] == "PINNED")  # type: ignore[index]
+    assert entry == {"room": "PINNED", "description": "Room PINNED", "pin_required": True, "num_participants": 2}
+
+
+def test_listparticipants_and_exists(rooms: Rooms) -> None:
+    agent_room(rooms)
+    assert dc(rooms, OTHER, textroom="exists", room="SESSION1").reply["exists"] is True  # type: ignore[index]
+    assert dc(rooms, OTHER, textroom="exists", room="NOPE").reply["exists"] is False  # type: ignore[index]
+    assert dc(rooms, OTHER, textroom="listparticipants", room="SESSION1").reply["error_code"] == 419  # type: ignore[index]
+    out = dc(rooms, OTHER, textroom="listparticipants", room="SESSION1", pin="4321")
+    assert out.reply is not None and out.reply["participants"] == [{"username": "device:Pixel", "display": "Pixel"}]
+
+
+def test_string_and_integer_room_ids_name_the_same_room(rooms: Rooms) -> None:
+    out = dc(rooms, AGENT, textroom="create", room=1234)
+    assert out.reply is not None and out.reply["room"] == 1234
+    assert dc(rooms, OTHER, textroom="create", room="1234").reply["error_code"] == 418  # type: ignore[index]
+    joined = dc(rooms, ADMIN, textroom="join", room="1234", username="a")
+    assert joined.reply is not None and joined.reply["textroom"] == "success"
+    assert joined.events[0][1]["room"] == 1234
+    assert dc(rooms, AGENT, textroom="create").reply["room"] > 0  # type: ignore[index]
+
+
+def test_wrong_pins_are_slowed_down_per_address(rooms: Rooms, clock: FakeClock) -> None:
+    agent_room(rooms)
+    join = {"textroom": "join", "room": "SESSION1", "username": "admin:S"}
+    for _ in range(3):
+        assert dc(rooms, ADMIN, remote="10.6.6.6", pin="0000", **join).reply["error_code"] == 419  # type: ignore[index]
+    dc(rooms, ADMIN, remote="10.6.6.6", pin="0001", **join)
+    # Blocked now: even the right pin is refused from that address until the delay passes.
+    blocked = dc(rooms, ADMIN, remote="10.6.6.6", pin="4321", **join).reply
+    assert blocked is not None and blocked["error_code"] == 419 and "retry" in blocked["error"]
+    ok = dc(rooms, ADMIN, remote="10.7.7.7", pin="4321", **join).reply
+    assert ok is not None and ok["textroom"] == "success"
+    clock.now += 3
+    dc(rooms, ADMIN, textroom="leave", room="SESSION1")
+    assert dc(rooms, ADMIN, remote="10.6.6.6", pin="4321", **join).reply["textroom"] == "success"  # type: ignore[index]
+
+
+def test_wrong_pins_are_slowed_down_per_room(rooms: Rooms) -> None:
+    """Guessing from many addresses still hits the room's own limit."""
+    agent_room(rooms)
+    for i in range(7):
+        dc(rooms, ADMIN, remote=f"10.1.0.{i}", textroom="join", room="SESSION1", username="a", pin="0000")
+    reply = dc(rooms, ADMIN, remote="10.2.0.1", textroom="join", room="SESSION1", username="a", pin="4321").reply
+    assert reply is not None and reply["error_code"] == 419 and "retry" in reply["error"]
+
+
+def test_vanished_peer_leaves_and_owner_takes_rooms_along(rooms: Rooms) -> None:
+    agent_room(rooms)
+    dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", username="admin:S")
+    assert rooms.drop_peer(ADMIN) == [(AGENT, {"textroom": "leave", "room": "SESSION1", "username": "admin:S"})]
+    dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", username="admin:S")
+    events = rooms.drop_peer(AGENT) + rooms.drop_owner(AGENT)
+    assert events == [
+        (ADMIN, {"textroom": "leave", "room": "SESSION1", "username": "device:Pixel"}),
+        (ADMIN, {"textroom": "destroyed", "room": "SESSION1"}),
+    ]
+    assert rooms.rooms == {}
+    # The stale-room 418 of aPuppet's reconnect is gone.
+    agent_room(rooms)
+
+
+def test_outputs_are_json_serialisable_and_independent(rooms: Rooms) -> None:
+    agent_room(rooms)
+    out = dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", username="admin:S")
+    first, second = (m for _, m in out.events)
+    first["mutated"] = True
+    assert "mutated" not in second
+    json.dumps([m for _, m in out.events] + [out.reply])

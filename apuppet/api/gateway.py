@@ -81,6 +81,8 @@ class Gateway:
         self.throttle = secret_throttle or Throttle(clock=clock)
         #: Callbacks for operators' logs and metrics: (event name, fields).
         self.observers: list[Callable[[str, JSON], None]] = []
+        for plugin in self.plugins.values():
+            plugin.observer = self._observe
 
     # -- entry points for transports -----------------------------------------------------------------------
     def receive(

@@ -8,6 +8,7 @@ shape that janus.js and the aPuppet agent expect.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,8 +37,21 @@ class Plugin:
     version_string: ClassVar[str] = "0.0.1"
     description: ClassVar[str] = ""
 
+    #: Set by the Gateway: the operators' event stream (structured log, audit, metrics).
+    observer: Callable[[str, JSON], None] | None = None
+
     def __init__(self, config: Config) -> None:
         self.config = config
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """Report something an operator cares about (a viewer joined, a wrong pin…). Never pass a pin or secret:
+        the event stream is logged. Not for the media path: call it per request, never per packet."""
+        if self.observer is not None:
+            self.observer(event, fields)
+
+    def metrics(self) -> dict[str, float]:
+        """Counters and gauges for /metrics, e.g. ``{"rtp_packets_total": 123}``; names without a prefix."""
+        return {}
 
     def attach(self, handle: Handle) -> None:
         """A handle was created for this plugin."""

@@ -1,0 +1,168 @@
+"""ICE for the server's peer connections: UDP ports inside `rtp_port_range`, and 1:1 NAT candidates.
+
+aioice 0.13 binds every host candidate to port 0 (any port) and has no option for a range. `PortRangeConnection`
+is an `aioice.Connection` whose host candidates are bound inside the range (random start, next port on
+EADDRINUSE). aiortc creates its `Connection`s itself, inside `RTCIceGatherer`; `confine()` turns those of a
+peer connection into `PortRangeConnection`s before gathering starts (the subclass adds no state of its own
+beyond the range, so the object aiortc holds stays the same object). Everything else (STUN, TURN, checks,
+peer-reflexive candidates for clients that send none) is aioice's own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import random
+import socket
+from typing import Any
+
+from aioice import Candidate, Connection
+from aioice.candidate import candidate_foundation, candidate_priority
+from aioice.ice import StunProtocol, server_reflexive_candidate
+from aioice.turn import UDP_SOCKET_BUFFER_SIZE
+from aiortc import RTCPeerConnection
+
+log = logging.getLogger(__name__)
+
+
+def bind_udp(host: str, port_range: tuple[int, int], rng: random.Random | None = None) -> socket.socket:
+    """A non-blocking UDP socket bound to `host` on a free port of `port_range` (inclusive).
+
+    Ports are tried from a random start and wrap around; `OSError(EADDRINUSE)` when the whole range is taken.
+    """
+    low, high = port_range
+    family = socket.AF_INET6 if ipaddress.ip_address(host.split("%")[0]).version == 6 else socket.AF_INET
+    count = high - low + 1
+    start = (rng or random).randrange(count)
+    for i in range(count):
+        port = low + (start + i) % count
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                continue
+            raise
+        sock.setblocking(False)
+        return sock
+    raise OSError(errno.EADDRINUSE, f"no free UDP port in {low}-{high} on {host}")
+
+
+class PortRangeConnection(Connection):
+    """An `aioice.Connection` whose host candidates use ports of `port_range` only."""
+
+    port_range: tuple[int, int] = (0, 0)
+
+    def __init__(self, *args: Any, port_range: tuple[int, int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.port_range = port_range
+
+    @classmethod
+    def adopt(cls, connection: Connection, port_range: tuple[int, int], use_ipv6: bool) -> None:
+        """Turn a not-yet-gathering `Connection` made by aiortc into a `PortRangeConnection`."""
+        if connection.local_candidates:
+            raise RuntimeError("ICE gathering already started")
+        connection.__class__ = cls
+        assert isinstance(connection, PortRangeConnection)
+        connection.port_range = port_range
+        connection._use_ipv6 = use_ipv6
+
+    async def get_component_candidates(self, component: int, addresses: list[str], timeout: int = 5) -> list[Candidate]:
+        loop = asyncio.get_running_loop()
+        candidates: list[Candidate] = []
+        hosts: list[StunProtocol] = []
+        for address in addresses:
+            try:
+                sock = bind_udp(address, self.port_range)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_SOCKET_BUFFER_SIZE)
+                _, protocol = await loop.create_datagram_endpoint(lambda: StunProtocol(self), sock=sock)
+            except OSError as exc:
+                log.warning("ICE: cannot bind %s inside %s-%s: %s", address, *self.port_range, exc)
+                continue
+            host, port = protocol.transport.get_extra_info("sockname")[:2]
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", host),
+                component=component,
+                transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=host,
+                port=port,
+                type="host",
+            )
+            candidates.append(protocol.local_candidate)
+            hosts.append(protocol)
+        self._protocols += hosts
+
+        # Server-reflexive candidates through the same (in-range) sockets; the TURN allocation is aioice's.
+        tasks = []
+        if self.stun_server:
+            for protocol in hosts:
+                if ipaddress.ip_address(protocol.local_candidate.host).version == 4:
+                    tasks.append(asyncio.create_task(server_reflexive_candidate(protocol, self.stun_server)))
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in done:
+                if task.exception() is None:
+                    candidates.append(task.result()[0])
+            for task in pending:
+                task.cancel()
+        if self.turn_server:
+            candidates += await super().get_component_candidates(component, [], timeout)
+        return candidates
+
+
+def ice_connections(pc: RTCPeerConnection) -> list[Connection]:
+    """The aioice connections of a peer connection's transports (BUNDLE usually makes it one)."""
+    gatherers = [t.sender.transport.transport.iceGatherer for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        gatherers.append(pc.sctp.transport.transport.iceGatherer)
+    seen: dict[int, Connection] = {}
+    for gatherer in gatherers:
+        seen.setdefault(id(gatherer), gatherer._connection)
+    return list(seen.values())
+
+
+def confine(pc: RTCPeerConnection, port_range: tuple[int, int], use_ipv6: bool) -> None:
+    """Make every transport of `pc` that has not gathered yet bind inside `port_range`."""
+    for connection in ice_connections(pc):
+        if not isinstance(connection, PortRangeConnection) and not connection.local_candidates:
+            PortRangeConnection.adopt(connection, port_range, use_ipv6)
+
+
+def add_nat_candidates(sdp: str, public_ip: str) -> str:
+    """1:1 NAT (Janus' `nat_1_1_mapping` with `keep_private_host`): after each host candidate of the public
+    address' family, a server-reflexive candidate with the public IP and the same port."""
+    public = ipaddress.ip_address(public_ip)
+    lines = sdp.split("\r\n")
+    out: list[str] = []
+    for line in lines:
+        out.append(line)
+        if not line.startswith("a=candidate:"):
+            continue
+        fields = line[len("a=candidate:") :].split()
+        if len(fields) < 8 or fields[6] != "typ" or fields[7] != "host" or fields[2].lower() != "udp":
+            continue
+        try:
+            private = ipaddress.ip_address(fields[4])
+        except ValueError:
+            continue
+        if private.version != public.version or private == public:
+            continue
+        component = int(fields[1])
+        out.append(
+            "a=candidate:{} {} udp {} {} {} typ srflx raddr {} rport {}".format(
+                candidate_foundation("srflx", "udp", public_ip),
+                component,
+                candidate_priority(component, "srflx"),
+                public_ip,
+                fields[5],
+                fields[4],
+                fields[5],
+            )
+        )
+    return "\r\n".join(out)

@@ -1,0 +1,89 @@
+import errno
+import socket
+
+import pytest
+from aioice import Connection
+from aioice.ice import get_host_addresses
+
+from apuppet.media.ice import PortRangeConnection, add_nat_candidates, bind_udp
+
+
+def free_range(size: int) -> tuple[int, int]:
+    """A block of `size` ports that are free right now (probed, so parallel test runs do not collide)."""
+    for low in range(42000, 60000, size):
+        socks = []
+        try:
+            for port in range(low, low + size):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return low, low + size - 1
+    raise RuntimeError("no free port block")
+
+
+def test_bind_udp_skips_busy_ports_and_reports_a_full_range():
+    low, high = free_range(3)
+    taken = [bind_udp("127.0.0.1", (low, high)) for _ in range(3)]
+    try:
+        assert sorted(s.getsockname()[1] for s in taken) == [low, low + 1, low + 2]
+        with pytest.raises(OSError) as info:
+            bind_udp("127.0.0.1", (low, high))
+        assert info.value.errno == errno.EADDRINUSE
+    finally:
+        for s in taken:
+            s.close()
+
+
+async def test_gathering_binds_inside_the_range():
+    port_range = free_range(20)
+    conn = PortRangeConnection(ice_controlling=True, port_range=port_range)
+    await conn.gather_candidates()
+    try:
+        assert conn.local_candidates, "no host candidate at all"
+        for c in conn.local_candidates:
+            assert port_range[0] <= c.port <= port_range[1], c
+    finally:
+        await conn.close()
+
+
+async def test_adopting_a_connection_made_elsewhere():
+    port_range = free_range(20)
+    conn = Connection(ice_controlling=False)
+    PortRangeConnection.adopt(conn, port_range, use_ipv6=False)
+    await conn.gather_candidates()
+    try:
+        assert all(port_range[0] <= c.port <= port_range[1] for c in conn.local_candidates)
+        assert all(":" not in c.host for c in conn.local_candidates)
+        with pytest.raises(RuntimeError):
+            PortRangeConnection.adopt(conn, port_range, use_ipv6=False)
+    finally:
+        await conn.close()
+
+
+def test_nat_candidates_follow_each_host_candidate_of_the_family():
+    sdp = "\r\n".join(
+        [
+            "v=0",
+            "a=candidate:1 1 udp 2130706431 192.168.1.5 40002 typ host",
+            "a=candidate:2 1 udp 2130706431 fd00::2 40003 typ host",
+            "a=candidate:3 1 udp 1694498815 198.51.100.1 5000 typ srflx raddr 192.168.1.5 rport 40002",
+            "a=end-of-candidates",
+            "",
+        ]
+    )
+    out = add_nat_candidates(sdp, "203.0.113.7").split("\r\n")
+    assert out[1] == "a=candidate:1 1 udp 2130706431 192.168.1.5 40002 typ host"
+    assert out[2].endswith(" 203.0.113.7 40002 typ srflx raddr 192.168.1.5 rport 40002")
+    assert out[3].startswith("a=candidate:2 ")  # IPv6 host: no IPv4 mapping
+    assert sum("203.0.113.7" in line for line in out) == 1
+    assert out[-1] == ""
+
+
+def test_host_has_ipv6_helper_agrees_with_aioice():
+    # Documents what the IPv6 test in test_peer.py relies on.
+    assert all(":" in a for a in get_host_addresses(use_ipv4=False, use_ipv6=True))

@@ -1,0 +1,109 @@
+"""Real gatherings and real connections through apuppet.media.peer (aiortc on both sides, loopback/LAN)."""
+
+import asyncio
+import ipaddress
+
+from aioice.ice import get_host_addresses
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from apuppet.config import Config
+from apuppet.media.peer import create_peer_connection, local_description
+
+from .test_ice import free_range
+
+
+def candidates(sdp: str) -> list[tuple[str, int, str]]:
+    out = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            f = line.split()
+            out.append((f[4], int(f[5]), f[7]))
+    return out
+
+
+def strip_candidates(sdp: str) -> str:
+    """An answer like the Android agent's: no candidates at all (and none trickled)."""
+    return "\r\n".join(line for line in sdp.split("\r\n") if not line.startswith(("a=candidate:", "a=end-of-cand")))
+
+
+async def offer_from_server(config: Config) -> tuple[RTCPeerConnection, dict]:
+    pc = create_peer_connection(config)
+    pc.createDataChannel("JanusDataChannel")
+    pc.addTransceiver("video", direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, local_description(pc, config)
+
+
+def config(**kw) -> Config:
+    lo, hi = free_range(40)
+    return Config(rtp_port_range=f"{lo}-{hi}", **kw)
+
+
+async def test_every_candidate_port_is_inside_the_range():
+    cfg = config()
+    pc, jsep = await offer_from_server(cfg)
+    try:
+        found = candidates(jsep["sdp"])
+        assert found
+        lo, hi = cfg.port_range
+        assert all(lo <= port <= hi for _, port, _ in found), found
+    finally:
+        await pc.close()
+
+
+async def test_ipv6_candidates_when_the_host_has_ipv6():
+    has_v6 = bool(get_host_addresses(use_ipv4=False, use_ipv6=True))
+    for use_ipv6 in (True, False):
+        pc, jsep = await offer_from_server(config(use_ipv6=use_ipv6))
+        try:
+            v6 = [h for h, _, _ in candidates(jsep["sdp"]) if ipaddress.ip_address(h).version == 6]
+            assert bool(v6) == (use_ipv6 and has_v6)
+        finally:
+            await pc.close()
+
+
+async def test_nat_offer_carries_public_ip_and_keeps_the_private_host():
+    cfg = config(nat=True, public_ip="203.0.113.7")
+    pc, jsep = await offer_from_server(cfg)
+    try:
+        found = candidates(jsep["sdp"])
+        hosts = {port for h, port, typ in found if typ == "host" and ipaddress.ip_address(h).version == 4}
+        public = {port for h, port, typ in found if h == "203.0.113.7"}
+        assert hosts and public == hosts
+        assert pc.localDescription.sdp.count("203.0.113.7") == 0, "aiortc's own description stays untouched"
+    finally:
+        await pc.close()
+
+
+async def connect_client_without_candidates(cfg: Config) -> None:
+    server = create_peer_connection(cfg)
+    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    got: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    try:
+        channel = server.createDataChannel("JanusDataChannel")
+
+        @client.on("datachannel")
+        def on_channel(ch):
+            ch.on("message", lambda m: got.done() or got.set_result(m))
+
+        channel.on("open", lambda: channel.send("hello"))
+        await server.setLocalDescription(await server.createOffer())
+        jsep = local_description(server, cfg)
+        await client.setRemoteDescription(RTCSessionDescription(**jsep))
+        await client.setLocalDescription(await client.createAnswer())
+        answer = strip_candidates(client.localDescription.sdp)
+        assert "a=candidate" not in answer
+        await server.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        assert await asyncio.wait_for(got, 10) == "hello"
+        assert server.iceConnectionState == "completed"
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_client_that_sends_no_candidates_connects():
+    await connect_client_without_candidates(config())
+
+
+async def test_client_without_candidates_connects_with_nat_configured():
+    await connect_client_without_candidates(config(nat=True, public_ip="203.0.113.7"))

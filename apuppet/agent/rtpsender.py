@@ -1,0 +1,46 @@
+"""Plain RTP over UDP to the mountpoint's `video_port` (no RTCP, as the Android agent): a thin socket adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+log = logging.getLogger(__name__)
+
+
+class RtpSender(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.packets = 0
+        self.bytes = 0
+        self.errors = 0
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> RtpSender:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        family, _, _, _, address = infos[0]
+        _, protocol = await loop.create_datagram_endpoint(cls, remote_addr=address[:2], family=family)
+        return protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable while the server restarts: count it, the agent notices the lost session itself.
+        self.errors += 1
+
+    def send(self, packets: list[bytes]) -> None:
+        if self.transport is None:
+            return
+        for packet in packets:
+            self.transport.sendto(packet)
+            self.bytes += len(packet)
+        self.packets += len(packets)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None

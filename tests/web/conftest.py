@@ -1,0 +1,130 @@
+"""Browser fixtures: Debian's Chromium driven by Playwright, against a real server (and demo phone) process.
+
+Only an Android phone is simulated (the demo agent plays it, speaking the aPuppet agent's protocol); the server,
+the browser, WebRTC and H.264 are real. The tests skip only when /usr/bin/chromium is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+HERE = Path(__file__).parent
+ARTIFACTS = HERE.parent.parent / "test-artifacts" / "web"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DemoProcess:
+    """A server (with or without a demo phone) in a child process; `info` holds its JSON line."""
+
+    def __init__(self, with_agent: bool) -> None:
+        self.secret = secrets.token_urlsafe(12)
+        self.port = free_port()
+        args = [sys.executable, str(HERE / "demo_server.py"), str(self.port)]
+        if not with_agent:
+            args.append("--no-agent")
+        env = {**os.environ, "APUPPET_TEST_SECRET": self.secret}
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line:
+            self.proc.wait(5)
+            raise RuntimeError(f"the demo server did not start (exit code {self.proc.returncode})")
+        self.info: dict[str, Any] = json.loads(line)
+        self.base = self.info["server"]
+
+    def url(self, **params: str) -> str:
+        query = {"apisecret": self.secret, **params}
+        return f"{self.base}web-admin/?{urlencode(query)}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[DemoProcess]:
+    proc = DemoProcess(with_agent=False)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[DemoProcess]:
+    proc = DemoProcess(with_agent=True)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1000, "height": 800})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.set_default_timeout(20_000)
+    yield pg
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+def screenshot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def wait(predicate: Any, timeout: float = 20.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)

@@ -1,0 +1,57 @@
+"""Run `apuppet serve` and a demo phone agent in one process for the browser tests, in a subprocess.
+
+Like `apuppet demo`, but with an API secret the tests know (they hand it to the page as `?apisecret=`) and a
+JSON line that also carries the server URL. Usage: ``python demo_server.py PORT [--no-agent]``; the secret comes
+from ``$APUPPET_TEST_SECRET``. Prints one JSON line once ready, then runs until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+
+from apuppet.config import Config
+from apuppet.server import Server
+
+
+async def main(port: int, with_agent: bool) -> None:
+    secret = os.environ.get("APUPPET_TEST_SECRET", "")
+    config = Config(
+        bind="127.0.0.1", web_http_port=port, api_http=False, api_secret=secret, admin_secret="admin-" + secret
+    )
+    server = Server(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    info: dict[str, object] = {"server": server.url}
+    agent = task = None
+    try:
+        if with_agent:
+            from apuppet.agent.agent import Agent, AgentOptions
+            from apuppet.agent.sources.base import create_source
+
+            connected = asyncio.Event()
+            agent = Agent(
+                AgentOptions(server_url=f"{server.url}web-admin/", secret=secret, name="Demo phone"),
+                create_source("demo"),
+                on_connected=lambda _agent: connected.set(),
+            )
+            task = loop.create_task(agent.run())
+            await asyncio.wait_for(connected.wait(), 30)
+            info.update(agent.info)
+        print(json.dumps(info), flush=True)
+        await stop.wait()
+    finally:
+        if agent is not None and task is not None:
+            agent.stop()
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
+        await server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]), "--no-agent" not in sys.argv))

@@ -55,7 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"apuppet: configuration error in {args.config}:\n{exc}", file=sys.stderr)
         return 2
     setup_logging(args.log_level or config.log_level)
-    server = Server(config)
+    server = Server(config, base_dir=base)
 
     def reload() -> None:
         try:
@@ -77,6 +77,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sessions(args: argparse.Namespace) -> int:
+    from .config import resolve
+    from .ops.audit import AuditStore, format_records
+
+    try:
+        config, base = load(args.config)
+    except ConfigError as exc:
+        print(f"apuppet: configuration error in {args.config}:\n{exc}", file=sys.stderr)
+        return 2
+    path = resolve(base, config.data_dir) / "audit.sqlite3"
+    if not path.exists():
+        print(f"no audit log yet ({path})")
+        return 0
+    store = AuditStore(path)
+    try:
+        print(format_records(store.records(args.limit)))
+    finally:
+        store.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="apuppet",
@@ -95,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", "-c", default="config.yaml", help="path of config.yaml (default: %(default)s)")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log_level")
     serve.set_defaults(func=cmd_serve)
+
+    sessions = sub.add_parser(
+        "sessions",
+        help="list the audit log of remote-control sessions",
+        description="Remote-control sessions recorded by the server: device, viewer address, start, duration, "
+        "and how each ended (from <data_dir>/audit.sqlite3).",
+    )
+    sessions.add_argument("--config", "-c", default="config.yaml", help="path of config.yaml (default: %(default)s)")
+    sessions.add_argument("--limit", type=int, default=50, help="most recent N sessions (default: %(default)s)")
+    sessions.set_defaults(func=cmd_sessions)
 
     for module_name in ("apuppet.agent.cli", "apuppet.ops.cli"):
         try:

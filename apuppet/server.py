@@ -5,6 +5,7 @@ the Janus core with its plugins, and the housekeeping loop that expires idle ses
 from __future__ import annotations
 
 import asyncio
+import hmac
 import importlib
 import inspect
 import logging
@@ -15,10 +16,14 @@ from pathlib import Path
 from aiohttp import web
 
 from .api.gateway import Gateway
-from .api.http import RestTransport
+from .api.http import RestTransport, remote_of
 from .api.plugin import Plugin
+from .api.throttle import Throttle
 from .api.websocket import WebSocketTransport
-from .config import Config
+from .config import Config, resolve
+from .ops import metrics
+from .ops.audit import Audit, AuditStore
+from .ops.eventlog import EventLog
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +91,27 @@ class Server:
     """A running apuppet server; `start()` binds every port, `stop()` releases all."""
 
     def __init__(
-        self, config: Config, *, plugins: list[Plugin] | None = None, housekeeping_interval: float = 1.0
+        self,
+        config: Config,
+        *,
+        plugins: list[Plugin] | None = None,
+        base_dir: Path | None = None,
+        housekeeping_interval: float = 1.0,
     ) -> None:
+        """`base_dir` is the folder of config.yaml: relative paths start there, and only a server given one keeps
+        an audit log on disk (embedded servers, such as the demo's and the tests', write nothing)."""
         self.config = config
+        self.base_dir = base_dir
+        self.data_dir = resolve(base_dir or Path.cwd(), config.data_dir)
         self.plugins = load_plugins(config) if plugins is None else plugins
         self.gateway = Gateway(self.plugins, api_secret=config.api_secret, session_timeout=config.session_timeout)
+        self.events = metrics.EventCounter()
+        self.gateway.observers += [EventLog(), self.events]
+        self.audit: Audit | None = None
+        if base_dir is not None:
+            self.audit = Audit(AuditStore(self.data_dir / "audit.sqlite3"))
+            self.gateway.observers.append(self.audit)
+        self.admin_throttle = Throttle()
         self.rest = RestTransport(self.gateway)
         self.websocket = WebSocketTransport(self.gateway, max_message_bytes=config.max_request_bytes)
         self.housekeeping_interval = housekeeping_interval
@@ -102,8 +123,10 @@ class Server:
 
     # -- application -------------------------------------------------------------------------------------------
     def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_request_bytes)
+        app = web.Application(client_max_size=self.config.max_request_bytes, middlewares=[self._https_redirect])
         self.rest.add_routes(app, websocket_handler=self.websocket.handle)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/.well-known/acme-challenge/{token}", self._acme)
         if self.config.is_nginx_enabled:
             app.router.add_get("/", self._root)
             app.router.add_get("/web-admin", self._root)
@@ -122,6 +145,42 @@ class Server:
         if not index.is_file():
             return web.Response(text="web-admin not installed", status=404)
         return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """Prometheus scrape, only with the admin secret (``Authorization: Bearer …``)."""
+        remote = remote_of(request)
+        if self.admin_throttle.blocked_for(remote) > 0:
+            return web.Response(status=429, text="too many failed attempts\n")
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not self.config.admin_secret or not hmac.compare_digest(given.encode(), self.config.admin_secret.encode()):
+            self.admin_throttle.failure(remote)
+            return web.Response(status=401, text="admin secret required\n", headers={"WWW-Authenticate": "Bearer"})
+        self.admin_throttle.success(remote)
+        return web.Response(text=metrics.render(self.gateway, self.events), content_type="text/plain", charset="utf-8")
+
+    async def _acme(self, request: web.Request) -> web.StreamResponse:
+        """HTTP-01 challenges for certbot --webroot <data_dir>/acme."""
+        token = request.match_info["token"]
+        path = self.data_dir / "acme" / ".well-known" / "acme-challenge" / token
+        if not token.replace("-", "").replace("_", "").isalnum() or not path.is_file():
+            return web.Response(status=404)
+        return web.FileResponse(path)
+
+    @web.middleware
+    async def _https_redirect(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+        """With TLS on, pages on plain HTTP move to HTTPS; the API and ACME challenges stay reachable on HTTP
+        (aPuppet agents may be configured with an http:// URL)."""
+        if (
+            self.config.tls_enabled
+            and not request.secure
+            and request.method in ("GET", "HEAD")
+            and not request.path.startswith(("/janus", "/.well-known/", "/metrics"))
+        ):
+            host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+            port = self.ports.get("web + API (https)", self.config.web_https_port)
+            netloc = host if port == 443 else f"{host}:{port}"
+            raise web.HTTPMovedPermanently(f"https://{netloc}{request.path_qs}")
+        return await handler(request)
 
     @staticmethod
     async def _headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -190,6 +249,9 @@ class Server:
             self._housekeeping = None
         await self.websocket.close()
         await self.gateway.close()
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = None
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None

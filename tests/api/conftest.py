@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 
 from apuppet.config import Config
@@ -34,9 +33,3 @@ async def echo_server() -> AsyncIterator[Server]:
     await server.start()
     yield server
     await server.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session

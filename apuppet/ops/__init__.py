@@ -1,0 +1,1 @@
+"""Operations: install helpers, the NAT doctor, TLS, logs, audit and metrics."""

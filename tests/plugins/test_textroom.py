@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -428,3 +429,79 @@ async def test_janus_api_requests(server: tuple[Gateway, TextRoomPlugin]) -> Non
     twice = await janus.event(session, lambda e: "error_code" in plugin_data(e))
     assert plugin_data(twice)["error_code"] == 416
     assert len(plugin.links) == 1
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def settle(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_room_cycles_leave_nothing_behind(server: tuple[Gateway, TextRoomPlugin], peers: list[DataPeer]) -> None:
+    gateway, plugin = server
+    agent = await connected(gateway, peers, agent=True)
+    admin = await connected(gateway, peers, agent=False)
+    for i in range(300):
+        room = f"cycle-{i}"
+        assert (await agent.request({"textroom": "create", "room": room, "pin": "1"}))["textroom"] == "success"
+        await agent.request({"textroom": "join", "room": room, "pin": "1", "username": "device:d"})
+        await admin.request({"textroom": "join", "room": room, "pin": "1", "username": "admin:a"})
+        await admin.request({"textroom": "message", "room": room, "text": "tap,1,1,1"})
+        await admin.request({"textroom": "leave", "room": room})
+        await agent.request({"textroom": "destroy", "room": room})
+        agent.inbox.clear()
+        admin.inbox.clear()
+    assert plugin.rooms.rooms == {}
+    assert all(not link.pending for link in plugin.links.values())
+
+
+async def test_peer_lifecycles_leave_nothing_behind(server: tuple[Gateway, TextRoomPlugin]) -> None:
+    """Sessions that set up a PeerConnection, make and join a room, then go away in each of the possible ways."""
+    gateway, plugin = server
+    janus = InProcClient(gateway)
+
+    async def lifecycle(i: int) -> None:
+        peer = DataPeer(janus, agent=i % 2 == 0)
+        await peer.connect()
+        await peer.open_channel()
+        await peer.request({"textroom": "create", "room": f"life-{i}"})
+        await peer.request({"textroom": "join", "room": f"life-{i}", "username": "device:d"})
+        server_pc = plugin.links[gateway.sessions[peer.session].handles[peer.handle]].pc
+        assert server_pc is not None
+        ending = i % 4
+        if ending == 0:
+            janus.request("destroy", peer.session)
+        elif ending == 1:
+            janus.request("hangup", peer.session, peer.handle)
+            janus.request("detach", peer.session, peer.handle)
+            janus.request("destroy", peer.session)
+        elif ending == 2:
+            await peer.close()
+            await janus.event(peer.session, lambda e: e["janus"] == "hangup", timeout=20)
+            janus.request("destroy", peer.session)
+        else:
+            janus.request("detach", peer.session, peer.handle)
+            janus.request("destroy", peer.session)
+        # The server closes its side on its own: the client may well never say goodbye.
+        await settle(lambda: server_pc.connectionState == "closed")
+        assert server_pc.connectionState == "closed"
+        await peer.close()
+
+    await lifecycle(-1)  # warm up aiortc's lazily created state before counting
+    await settle(lambda: not plugin._closing)
+    tasks, fds = len(asyncio.all_tasks()), open_fds()
+    for i in range(100):
+        await lifecycle(i)
+    await settle(lambda: not plugin._closing and len(asyncio.all_tasks()) <= tasks and open_fds() <= fds)
+    assert plugin.rooms.rooms == {}
+    assert plugin.links == {} and not plugin._closing
+    assert gateway.sessions == {}
+    assert len(asyncio.all_tasks()) <= tasks
+    assert open_fds() <= fds

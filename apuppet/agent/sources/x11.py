@@ -1,0 +1,166 @@
+"""A real X display: screen capture with mss, input through the XTest extension (python-xlib).
+
+Tested under Xvfb with a real X client. X has no Android navigation, so the global actions become keys:
+back = Escape, home = Super, recents = Alt+Tab; `notifications` has no equivalent and is ignored. `paste`
+types the text (no X selection is taken), and the X clipboard is not watched, so no `copy` is sent. Keys that
+the keyboard map lacks (most non-Latin-1 characters) are skipped with a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from .base import Source
+
+log = logging.getLogger(__name__)
+
+NAMED_KEYSYMS = {
+    "Backspace": "BackSpace",
+    "Delete": "Delete",
+    "Enter": "Return",
+    "ArrowLeft": "Left",
+    "ArrowRight": "Right",
+    "Home": "Home",
+    "End": "End",
+}
+GLOBAL_KEYS = {"back": ["Escape"], "home": ["Super_L"], "recents": ["Alt_L", "Tab"]}
+#: A swipe is played as this many pointer moves per second, so that applications see a drag.
+SWIPE_STEPS_PER_SECOND = 60
+
+
+class X11Source(Source):
+    name = "x11"
+
+    def __init__(self, display: str | None = None) -> None:
+        super().__init__()
+        self.display_name = display or os.environ.get("DISPLAY", "")
+        self._display: Any = None
+        self._sct: Any = None
+        self._last: bytes | None = None
+        self._monitor: dict[str, int] = {}
+
+    async def start(self) -> None:
+        if not self.display_name:
+            raise RuntimeError("no X display: set DISPLAY or pass --display")
+        import mss
+        from Xlib import display as xdisplay
+        from Xlib.error import DisplayError
+
+        try:
+            self._display = xdisplay.Display(self.display_name)
+        except DisplayError as exc:
+            raise RuntimeError(f"cannot open X display {self.display_name}: {exc}") from None
+        if not self._display.has_extension("XTEST"):
+            self._display.close()
+            raise RuntimeError(f"X display {self.display_name} has no XTEST extension")
+        screen = self._display.screen()
+        self.width, self.height = screen.width_in_pixels, screen.height_in_pixels
+        self._sct = mss.mss(display=self.display_name)
+        self._monitor = {"left": 0, "top": 0, "width": self.width, "height": self.height}
+
+    async def stop(self) -> None:
+        if self._sct is not None:
+            self._sct.close()
+            self._sct = None
+        if self._display is not None:
+            self._display.close()
+            self._display = None
+
+    def grab(self, force: bool = False) -> np.ndarray | None:
+        shot = self._sct.grab(self._monitor)
+        raw = bytes(shot.raw)
+        if not force and raw == self._last:
+            return None
+        self._last = raw
+        bgra = np.frombuffer(raw, dtype=np.uint8).reshape(shot.height, shot.width, 4)
+        return np.ascontiguousarray(bgra[:, :, 2::-1])
+
+    # -- input ------------------------------------------------------------------------------------------------
+    def _fake(self, event: int, detail: int = 0, x: int | None = None, y: int | None = None) -> None:
+        from Xlib.ext import xtest
+
+        if x is None:
+            xtest.fake_input(self._display, event, detail)
+        else:
+            xtest.fake_input(self._display, event, x=x, y=y)
+        self._display.sync()
+
+    async def tap(self, x: int, y: int, duration: int) -> None:
+        from Xlib import X
+
+        self._fake(X.MotionNotify, x=x, y=y)
+        self._fake(X.ButtonPress, 1)
+        await asyncio.sleep(duration / 1000)
+        self._fake(X.ButtonRelease, 1)
+
+    async def swipe(self, x1: int, y1: int, x2: int, y2: int, duration: int) -> None:
+        from Xlib import X
+
+        steps = max(2, duration * SWIPE_STEPS_PER_SECOND // 1000)
+        self._fake(X.MotionNotify, x=x1, y=y1)
+        self._fake(X.ButtonPress, 1)
+        for i in range(1, steps + 1):
+            await asyncio.sleep(duration / 1000 / steps)
+            self._fake(X.MotionNotify, x=x1 + (x2 - x1) * i // steps, y=y1 + (y2 - y1) * i // steps)
+        self._fake(X.ButtonRelease, 1)
+
+    def _keycode(self, keysym: int) -> tuple[int, bool]:
+        """The keycode for `keysym` and whether Shift is needed; keycode 0 if the keymap lacks it."""
+        code = self._display.keysym_to_keycode(keysym)
+        if not code:
+            return 0, False
+        return code, self._display.keycode_to_keysym(code, 0) != keysym
+
+    def _press(self, keysyms: list[int]) -> bool:
+        from Xlib import X, XK
+
+        codes: list[int] = []
+        for keysym in keysyms:
+            code, shift = self._keycode(keysym)
+            if not code:
+                return False
+            if shift:
+                codes.append(self._display.keysym_to_keycode(XK.string_to_keysym("Shift_L")))
+            codes.append(code)
+        for code in codes:
+            self._fake(X.KeyPress, code)
+        for code in reversed(codes):
+            self._fake(X.KeyRelease, code)
+        return True
+
+    def _type(self, char: str) -> None:
+        keysym = ord(char) if ord(char) < 0x100 else 0x01000000 + ord(char)
+        if char == "\n":
+            keysym = self._named("Return")
+        if not self._press([keysym]):
+            log.warning("the X keymap has no key for U+%04X; skipped", ord(char))
+
+    @staticmethod
+    def _named(name: str) -> int:
+        from Xlib import XK
+
+        return XK.string_to_keysym(name)
+
+    async def global_action(self, action: str) -> None:
+        names = GLOBAL_KEYS.get(action)
+        if names is None:
+            log.info("%s has no X11 equivalent; ignored", action)
+            return
+        if not self._press([self._named(n) for n in names]):
+            log.warning("the X keymap lacks keys for %s", action)
+
+    async def key(self, key: str) -> None:
+        if key in NAMED_KEYSYMS:
+            self._press([self._named(NAMED_KEYSYMS[key])])
+        else:
+            self._type(key)
+
+    async def paste(self, text: str) -> None:
+        for char in text:
+            self._type(char)
+            await asyncio.sleep(0)

@@ -117,7 +117,7 @@ class X11Source(Source):
         return code, self._display.keycode_to_keysym(code, 0) != keysym
 
     def _press(self, keysyms: list[int]) -> bool:
-        from Xlib import X, XK
+        from Xlib import XK, X
 
         codes: list[int] = []
         for keysym in keysyms:

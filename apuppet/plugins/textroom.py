@@ -54,7 +54,7 @@ class Link:
         # A channel closed before it was announced leaves no trace but the SCTP transport, which is what
         # puts the data m-line in the offer; the real server channel is opened on demand.
         pc.createDataChannel(SERVER_LABEL).close()
-        pc.on("datachannel", self._client_channel)
+        pc.on("datachannel", lambda channel: self._listen(pc, channel))
         pc.on("connectionstatechange", self._state_changed)
         try:
             await pc.setLocalDescription(await pc.createOffer())
@@ -97,8 +97,9 @@ class Link:
             self.plugin.hang_up(self.handle, reason=f"PeerConnection {pc.connectionState}")
 
     # -- data in ---------------------------------------------------------------------------------------------
-    def _client_channel(self, channel: RTCDataChannel) -> None:
-        channel.on("message", lambda data: self.receive(data))
+    def _listen(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
+        # Bound to its PeerConnection: a message still in flight from a hung-up one must not rejoin a room.
+        channel.on("message", lambda data: self.receive(data) if self.pc is pc else None)
 
     def receive(self, data: str | bytes) -> None:
         if len(data) > MAX_REQUEST_BYTES:
@@ -118,10 +119,12 @@ class Link:
             return
         text = json.dumps(message, separators=(",", ":"))
         channel = self.channel
-        if channel is None:
+        if channel is None or channel.readyState in ("closing", "closed"):
+            # Opened on first use, and again if the client closed it, as Janus' SCTP stack does.
             channel = self.channel = pc.createDataChannel(SERVER_LABEL)
             channel.on("open", self._flush)
-            channel.on("message", lambda data: self.receive(data))
+            # janus.js adopts a server channel with its default label for sending: listen on it too.
+            self._listen(pc, channel)
         if channel.readyState != "open":
             if len(self.pending) >= MAX_PENDING:
                 self.dropped += 1
@@ -176,6 +179,9 @@ class TextRoomPlugin(Plugin):
         if request == "ack":
             handle.spawn(link.answer(jsep, transaction), name="textroom-answer")
             return None
+        if request == "join" and link.pc is None:
+            # A participant without a PeerConnection could hear nothing and would never leave on hangup.
+            return PluginResult(error(TextRoomError.INVALID_REQUEST, "Set up the PeerConnection before joining"))
         outcome = self.rooms.request(handle, body, remote=handle.session.remote, verb_key="request")
         self._deliver(outcome.events)
         return None if outcome.reply is None else PluginResult(outcome.reply)

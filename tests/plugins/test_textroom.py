@@ -431,6 +431,31 @@ async def test_janus_api_requests(server: tuple[Gateway, TextRoomPlugin]) -> Non
     assert len(plugin.links) == 1
 
 
+async def test_server_channel_accepts_requests_and_reopens(
+    server: tuple[Gateway, TextRoomPlugin], peers: list[DataPeer]
+) -> None:
+    """janus.js adopts the server's `JanusDataChannel` for sending; a client may also close it."""
+    gateway, _ = server
+    admin = await connected(gateway, peers, agent=False)
+    await admin.request({"textroom": "create", "room": "r"})
+    first = admin.server_channels[0]
+    first.send(json.dumps({"textroom": "exists", "room": "r", "transaction": "on-server-channel"}))
+    assert (await admin.reply("on-server-channel"))["exists"] is True
+
+    first.close()
+    await settle(lambda: first.readyState == "closed")
+    assert (await admin.request({"textroom": "exists", "room": "r"}))["exists"] is True
+    assert [c.label for c in admin.server_channels] == [SERVER_LABEL, SERVER_LABEL]
+    assert admin.server_channels[1].readyState == "open"
+
+    # Joining over the Janus API needs a PeerConnection to hear the room on.
+    janus = InProcClient(gateway)
+    session = janus.create()
+    handle = janus.attach(session, PLUGIN)
+    reply = janus.message(session, handle, {"request": "join", "room": "r", "username": "ghost"})
+    assert plugin_data(reply)["error_code"] == 415
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 

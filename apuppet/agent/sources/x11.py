@@ -60,7 +60,8 @@ class X11Source(Source):
             raise RuntimeError(f"X display {self.display_name} has no XTEST extension")
         screen = self._display.screen()
         self.width, self.height = screen.width_in_pixels, screen.height_in_pixels
-        self._sct = mss.mss(display=self.display_name)
+        factory = getattr(mss, "MSS", None) or mss.mss  # mss 10.2 renamed the entry point
+        self._sct = factory(display=self.display_name)
         self._monitor = {"left": 0, "top": 0, "width": self.width, "height": self.height}
 
     async def stop(self) -> None:

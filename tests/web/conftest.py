@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,17 @@ class DemoProcess:
     def url(self, **params: str) -> str:
         query = {"apisecret": self.secret, **params}
         return f"{self.base}web-admin/?{urlencode(query)}"
+
+    def metric(self, name: str) -> float:
+        """One gauge of the server's /metrics (read with the admin secret)."""
+        request = urllib.request.Request(
+            f"{self.base}metrics", headers={"Authorization": f"Bearer admin-{self.secret}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        raise KeyError(name)
 
     def stop(self) -> None:
         self.proc.terminate()

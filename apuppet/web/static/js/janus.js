@@ -71,7 +71,7 @@ class WebSocketTransport {
         ws.onerror = () => {};
         resolve(this);
       };
-      ws.onerror = () => {
+      ws.onerror = ws.onclose = () => {
         clearTimeout(timer);
         reject(new UnreachableError("WebSocket refused"));
       };

@@ -25,8 +25,7 @@ class RtpSender(asyncio.DatagramProtocol):
         return protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable while the server restarts: count it, the agent notices the lost session itself.

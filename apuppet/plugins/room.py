@@ -6,7 +6,8 @@ holder of its `secret`, or of the server's admin secret) may destroy it or kick,
 from strangers, and wrong pins are slowed down per address and per room.
 
 Participants and owners are opaque hashable keys (the plugin uses its handles); the caller decides how an
-outgoing message reaches a key. A request's events come before its reply, as Janus sends them.
+outgoing message reaches a key. A request's events come before its reply, as Janus sends them. What operators
+care about (joins, leaves, wrong pins) queues up as reports for the caller to drain with `take_reports`.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Participant:
     peer: Peer
     username: str
     display: str | None
+    remote: str = ""
 
     def describe(self) -> JSON:
         info: JSON = {"username": self.username}
@@ -141,6 +143,8 @@ class Rooms:
         self.admin_secret = admin_secret
         self.clock = clock
         self.rooms: dict[str, Room] = {}
+        self.reports: list[tuple[str, JSON]] = []
+        self.messages = 0
         # An address gets few free guesses; a room more (a legitimate admin mistyping must not be locked out
         # by a stranger's failures) but a short ceiling, which still caps guessing from many addresses.
         # (`is None`, not `or`: an empty Throttle is falsy.)
@@ -175,21 +179,26 @@ class Rooms:
             outcome.reply["transaction"] = transaction
         return outcome
 
-    def drop_peer(self, peer: Peer) -> list[tuple[Peer, JSON]]:
+    def drop_peer(self, peer: Peer, reason: str = "hangup") -> list[tuple[Peer, JSON]]:
         """The peer's connection is gone: it leaves every room it is in, the others get a `leave`."""
         events: list[tuple[Peer, JSON]] = []
         for room in list(self.rooms.values()):
             participant = room.member(peer)
             if participant is not None:
-                events.extend(self._leave_events(room, participant))
+                events.extend(self._leave_events(room, participant, reason))
         return events
 
     def drop_owner(self, owner: Peer) -> list[tuple[Peer, JSON]]:
         """The creator is gone (detach, session destroyed or timed out): its rooms go with it."""
         events: list[tuple[Peer, JSON]] = []
         for room in [r for r in self.rooms.values() if r.owner == owner]:
-            events.extend(self._destroy(room))
+            events.extend(self._destroy(room, "creator gone"))
         return events
+
+    def take_reports(self) -> list[tuple[str, JSON]]:
+        """Operator events since the last call: (name, fields), never carrying a pin or secret."""
+        reports, self.reports = self.reports, []
+        return reports
 
     def rooms_of(self, owner: Peer) -> list[Room]:
         return [r for r in self.rooms.values() if r.owner == owner]
@@ -236,6 +245,7 @@ class Rooms:
             is_private=_flag(msg, "is_private", False),
         )
         self.rooms[room_key(room_id)] = room
+        self._report("room_created", room=room_key(room_id), remote=remote, protected=room.protected())
         verb = "success" if "textroom" in msg else "created"
         return Outcome({"textroom": verb, "room": room_id, "permanent": False})
 
@@ -253,8 +263,9 @@ class Rooms:
         if len(room.participants) >= MAX_PARTICIPANTS:
             raise RequestError(TextRoomError.UNKNOWN_ERROR, "Room is full")
         others = [p.describe() for p in room.participants.values()]
-        joined = Participant(peer, username, display)
+        joined = Participant(peer, username, display, remote)
         room.participants[username] = joined
+        self._report("participant_joined", room=room_key(room.id), username=username, display=display, remote=remote)
         # Everybody, the joiner included, hears the join before the joiner gets its reply (Janus' order; the
         # agent relies on its `joined` flag to drop its own echo).
         event: JSON = {"textroom": "join", "room": room.id, **joined.describe()}
@@ -280,6 +291,7 @@ class Rooms:
             targets = [room.participants[name] for name in recipients if name in room.participants]
         event["text"] = text
         events = [(p.peer, dict(event)) for p in targets]
+        self.messages += 1
         ack = _flag(msg, "ack", True)
         return Outcome({"textroom": "success"} if ack else None, events)
 
@@ -299,7 +311,7 @@ class Rooms:
         participant = room.member(peer)
         if participant is None:
             raise RequestError(TextRoomError.NOT_IN_ROOM, f"Not in room {room.id}")
-        return Outcome({"textroom": "success"}, self._leave_events(room, participant))
+        return Outcome({"textroom": "success"}, self._leave_events(room, participant, "left"))
 
     def _kick(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
         room = self._room(msg)
@@ -313,13 +325,14 @@ class Rooms:
         event: JSON = {"textroom": "kicked", "room": room.id, "username": username}
         events = [(p.peer, dict(event)) for p in room.participants.values()]
         del room.participants[username]
+        self._report("participant_left", room=room_key(room.id), username=username, reason="kicked")
         return Outcome({"textroom": "success"}, events)
 
     def _destroy_request(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
         room = self._room(msg)
         self._check_authority(room, peer, msg, remote)
         verb = "success" if "textroom" in msg else "destroyed"
-        return Outcome({"textroom": verb, "room": room.id, "permanent": False}, self._destroy(room))
+        return Outcome({"textroom": verb, "room": room.id, "permanent": False}, self._destroy(room, "destroyed"))
 
     def _listparticipants(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
         room = self._room(msg)
@@ -349,17 +362,22 @@ class Rooms:
             raise RequestError(TextRoomError.NO_SUCH_ROOM, f"No such room ({room_id})")
         return room
 
-    def _leave_events(self, room: Room, participant: Participant) -> list[tuple[Peer, JSON]]:
+    def _leave_events(self, room: Room, participant: Participant, reason: str) -> list[tuple[Peer, JSON]]:
         room.participants.pop(participant.username, None)
+        self._report("participant_left", room=room_key(room.id), username=participant.username, reason=reason)
         event: JSON = {"textroom": "leave", "room": room.id, "username": participant.username}
         return [(p.peer, dict(event)) for p in room.participants.values()]
 
-    def _destroy(self, room: Room) -> list[tuple[Peer, JSON]]:
+    def _destroy(self, room: Room, reason: str) -> list[tuple[Peer, JSON]]:
         self.rooms.pop(room_key(room.id), None)
+        self._report("room_destroyed", room=room_key(room.id), reason=reason)
         event: JSON = {"textroom": "destroyed", "room": room.id}
         events = [(p.peer, dict(event)) for p in room.participants.values()]
         room.participants.clear()
         return events
+
+    def _report(self, name: str, **fields: Any) -> None:
+        self.reports.append((name, fields))
 
     def _date(self) -> str:
         return janus_date(self.clock())
@@ -378,6 +396,8 @@ class Rooms:
         if _same(msg.get("secret"), room.secret) or self._is_admin(msg):
             return
         self.address_throttle.failure(key)
+        verb = str(msg.get("textroom") or msg.get("request"))
+        self._report("unauthorized", room=room_key(room.id), remote=remote, request=verb)
         raise RequestError(TextRoomError.UNAUTHORIZED, "Unauthorized (wrong secret, or not the room's creator)")
 
     def _check_pin(self, room: Room, msg: JSON, remote: str) -> None:
@@ -393,6 +413,7 @@ class Rooms:
             return
         self.address_throttle.failure(by_address)
         self.room_throttle.failure(by_room)
+        self._report("wrong_pin", room=room_key(room.id), remote=remote)
         raise RequestError(TextRoomError.UNAUTHORIZED, "Unauthorized (wrong pin)")
 
 

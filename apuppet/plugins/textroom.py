@@ -103,11 +103,13 @@ class Link:
 
     def receive(self, data: str | bytes) -> None:
         if len(data) > MAX_REQUEST_BYTES:
+            self.plugin.invalid += 1
             self.send(error(TextRoomError.INVALID_ELEMENT, f"Request larger than {MAX_REQUEST_BYTES} bytes"))
             return
         try:
             message = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
+            self.plugin.invalid += 1
             self.send(error(TextRoomError.INVALID_JSON, f"JSON error: {exc}"))
             return
         self.plugin.dispatch(self.handle.session.remote, self.handle, message)
@@ -165,6 +167,8 @@ class TextRoomPlugin(Plugin):
         self.links: dict[Handle, Link] = {}
         #: PeerConnections being closed; owned here because the handle (and its tasks) may already be gone.
         self._closing: set[asyncio.Task[None]] = set()
+        self.invalid = 0
+        self.dropped = 0
 
     # -- Janus API -------------------------------------------------------------------------------------------
     def attach(self, handle: Handle) -> None:
@@ -191,9 +195,10 @@ class TextRoomPlugin(Plugin):
 
     def detach(self, handle: Handle) -> None:
         link = self.links.pop(handle, None)
-        events = self.rooms.drop_peer(handle) + self.rooms.drop_owner(handle)
+        events = self.rooms.drop_peer(handle, "detached") + self.rooms.drop_owner(handle)
         self._deliver(events)
         if link is not None:
+            self.dropped += link.dropped
             self._close_link(link)
 
     async def close(self) -> None:
@@ -201,6 +206,16 @@ class TextRoomPlugin(Plugin):
             self.detach(handle)
         while self._closing:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "rooms": len(self.rooms.rooms),
+            "participants": sum(len(r.participants) for r in self.rooms.rooms.values()),
+            "peer_connections": sum(1 for link in self.links.values() if link.pc is not None),
+            "messages_total": self.rooms.messages,
+            "invalid_requests_total": self.invalid,
+            "dropped_messages_total": self.dropped + sum(link.dropped for link in self.links.values()),
+        }
 
     # -- glue ------------------------------------------------------------------------------------------------
     def dispatch(self, remote: str, handle: Handle, message: Any) -> None:
@@ -220,6 +235,8 @@ class TextRoomPlugin(Plugin):
         handle.push_hangup(reason)
 
     def _deliver(self, events: list[tuple[Peer, JSON]]) -> None:
+        for name, fields in self.rooms.take_reports():
+            self.emit(name, **fields)
         for peer, message in events:
             link = self.links.get(peer)  # type: ignore[call-overload]
             if link is not None:

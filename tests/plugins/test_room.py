@@ -249,3 +249,29 @@ def test_outputs_are_json_serialisable_and_independent(rooms: Rooms) -> None:
     first["mutated"] = True
     assert "mutated" not in second
     json.dumps([m for _, m in out.events] + [out.reply])
+
+
+def test_reports_for_operators_never_carry_pins(rooms: Rooms) -> None:
+    agent_room(rooms)
+    dc(rooms, ADMIN, remote="10.9.9.9", textroom="join", room="SESSION1", pin="0000", username="admin:S")
+    dc(rooms, ADMIN, remote="10.9.9.9", textroom="join", room="SESSION1", pin="4321", username="admin:S")
+    dc(rooms, OTHER, remote="10.6.6.6", textroom="destroy", room="SESSION1", secret="guess")
+    dc(rooms, ADMIN, textroom="leave", room="SESSION1")
+    rooms.drop_peer(AGENT)
+    rooms.drop_owner(AGENT)
+    reports = rooms.take_reports()
+    assert [name for name, _ in reports] == [
+        "room_created",
+        "participant_joined",
+        "wrong_pin",
+        "participant_joined",
+        "unauthorized",
+        "participant_left",
+        "participant_left",
+        "room_destroyed",
+    ]
+    assert reports[3][1] == {"room": "SESSION1", "username": "admin:S", "display": None, "remote": "10.9.9.9"}
+    assert [f["reason"] for n, f in reports if n == "participant_left"] == ["left", "hangup"]
+    assert reports[-1][1] == {"room": "SESSION1", "reason": "creator gone"}
+    assert "4321" not in repr(reports) and "0000" not in repr(reports) and "guess" not in repr(reports)
+    assert rooms.take_reports() == []

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 
 from apuppet.api.gateway import Gateway
 from apuppet.config import Config
+from apuppet.ops.audit import Audit, AuditStore
 from apuppet.plugins.textroom import SERVER_LABEL, TextRoomPlugin
 from tests.inproc import InProcClient, plugin_data
 
@@ -454,6 +456,34 @@ async def test_server_channel_accepts_requests_and_reopens(
     handle = janus.attach(session, PLUGIN)
     reply = janus.message(session, handle, {"request": "join", "room": "r", "username": "ghost"})
     assert plugin_data(reply)["error_code"] == 415
+
+
+async def test_operator_events_feed_the_audit(
+    server: tuple[Gateway, TextRoomPlugin], peers: list[DataPeer], tmp_path: Path
+) -> None:
+    """The plugin's reports reach the Gateway's observers: the audit sees one remote-control session."""
+    gateway, plugin = server
+    audit = Audit(AuditStore(tmp_path / "audit.sqlite3"))
+    seen: list[tuple[str, JSON]] = []
+    gateway.observers += [audit, lambda name, fields: seen.append((name, fields))]
+    agent = await connected(gateway, peers, agent=True)
+    room, password = await agent_online(agent)
+    admin = await connected(gateway, peers, agent=False, remote="198.51.100.7")
+    await admin.request({"textroom": "join", "room": room, "pin": "0000", "username": "admin:1"})
+    await admin.request({"textroom": "join", "room": room, "pin": password, "username": "admin:1"})
+    await admin.request({"textroom": "message", "room": room, "text": "home"})
+    await admin.close()
+    await agent.recv(lambda m: m["textroom"] == "leave", timeout=20)
+
+    (record,) = audit.store.records()
+    assert (record.room, record.device, record.viewer) == (room, "Pixel 7", "admin:1")
+    assert record.viewer_address == "198.51.100.7" and record.end_reason == "hangup"
+    names = [name for name, _ in seen]
+    assert "wrong_pin" in names and names.count("participant_joined") == 2
+    assert password not in repr(seen)
+    metrics = plugin.metrics()
+    assert metrics["rooms"] == 1 and metrics["participants"] == 1 and metrics["messages_total"] == 1
+    audit.close()
 
 
 def open_fds() -> int:

@@ -1,1 +1,1 @@
-"""Operations: install helpers, the NAT doctor, TLS, logs, audit and metrics."""
+"""Running apuppet on a host: installation helpers, the NAT doctor, TLS certificates."""

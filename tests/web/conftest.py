@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -80,6 +81,9 @@ class DemoProcess:
                 if line.startswith(name + " "):
                     return float(line.split()[1])
         raise KeyError(name)
+
+    def stop_phone(self) -> None:
+        self.proc.send_signal(signal.SIGUSR1)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -2,7 +2,7 @@
 
 Like `apuppet demo`, but with an API secret the tests know (they hand it to the page as `?apisecret=`) and a
 JSON line that also carries the server URL. Usage: ``python demo_server.py PORT [--no-agent]``; the secret comes
-from ``$APUPPET_TEST_SECRET``. Prints one JSON line once ready, then runs until SIGTERM.
+from ``$APUPPET_TEST_SECRET``. Prints one JSON line once ready, then runs until SIGTERM; SIGUSR1 stops only the phone.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ async def main(port: int, with_agent: bool) -> None:
                 on_connected=lambda _agent: connected.set(),
             )
             task = loop.create_task(agent.run())
+            # SIGUSR1: the phone goes away (its agent stops) while the server keeps running.
+            loop.add_signal_handler(signal.SIGUSR1, agent.stop)
             await asyncio.wait_for(connected.wait(), 30)
             info.update(agent.info)
         print(json.dumps(info), flush=True)

@@ -1,0 +1,105 @@
+"""Click-to-pixels latency of the web-admin: the real browser, the real server, the demo phone at 30 fps.
+
+A sample: the page is on the demo phone's home screen; Chromium gets a real mouse click on the Counter icon (at
+the place the page shows it); the page timestamps the pointerup that sends `tap,…`, then looks at every video
+frame it presents (requestVideoFrameCallback) until a probe pixel turns from wallpaper to the Counter screen.
+Latency = presentation time of that frame - pointerup time, both on the page's clock. Home is then pressed
+(not timed) and the next sample starts. Not a test: it prints figures.
+
+    python bench/click_latency.py [--samples 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from apuppet.agent import phone  # noqa: E402
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, DemoProcess  # noqa: E402
+from tests.web.screen import login, near, page_point, pixel, wait_playing  # noqa: E402
+
+COUNTER_ICON = (phone.ICON_XS[0] + phone.ICON // 2, phone.ICON_Y + phone.ICON // 2)
+PROBE = (20, 200)
+
+ARM = """([px, py]) => { window.__result = new Promise((resolve) => {
+  const video = document.getElementById('video');
+  const stage = document.getElementById('stage');
+  const canvas = document.createElement('canvas');
+  canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  let clicked = null;
+  const started = performance.now();
+  stage.addEventListener('pointerup', () => { clicked = performance.now(); }, { capture: true, once: true });
+  const onFrame = (now, meta) => {
+    ctx.drawImage(video, 0, 0);
+    const [r, g, b] = ctx.getImageData(px, py, 1, 1).data;
+    // Wallpaper is dark blue; the Counter screen is near-white.
+    if (clicked !== null && r > 180 && g > 180) {
+      resolve({ latency: now - clicked, frames: meta.presentedFrames });
+      return;
+    }
+    if (performance.now() - started > 10000) { resolve(null); return; }
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}); }"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=30)
+    args = parser.parse_args()
+
+    demo = DemoProcess(with_agent=True)
+    latencies: list[float] = []
+    misses = 0
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1000, "height": 800})
+            started = time.monotonic()
+            login(page, demo)
+            wait_playing(page)
+            print(f"logged in and playing after {time.monotonic() - started:.2f} s")
+            for _ in range(args.samples):
+                page.click("[data-command=home]")
+                deadline = time.monotonic() + 10
+                while not near(pixel(page, *COUNTER_ICON), phone.APPS["counter"]):
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the phone did not return to its home screen")
+                    time.sleep(0.02)
+                page.wait_for_timeout(150)
+                x, y = page_point(page, *COUNTER_ICON)
+                page.evaluate(ARM, list(PROBE))
+                page.mouse.click(x, y)
+                result = page.evaluate("() => window.__result")
+                if result is None:
+                    misses += 1
+                else:
+                    latencies.append(result["latency"])
+            browser.close()
+    finally:
+        demo.stop()
+    if not latencies:
+        print("no sample")
+        return 1
+    latencies.sort()
+    p90 = latencies[min(len(latencies) - 1, int(0.9 * len(latencies)))]
+    print(f"click → changed pixels, {len(latencies)} samples ({misses} missed), demo phone 360x640 at 30 fps:")
+    print(
+        f"  median {statistics.median(latencies):.0f} ms   p90 {p90:.0f} ms   "
+        f"min {latencies[0]:.0f} ms   max {latencies[-1]:.0f} ms   (target: median ≤ 150 ms)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

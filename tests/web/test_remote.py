@@ -1,0 +1,254 @@
+"""The web-admin end to end in Chromium: the real server, a demo phone agent (it plays the Android device, which
+cannot run here, speaking the aPuppet agent's protocol), WebRTC video decoded by the browser and read back from
+the <video> through a canvas. Screenshots land in test-artifacts/web/."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, Page
+
+from apuppet.agent import phone
+
+from .conftest import DemoProcess, screenshot, wait
+from .screen import drag, frames, login, near, region, tap, wait_color, wait_playing
+
+COUNTER_ICON = (phone.ICON_XS[0] + phone.ICON // 2, phone.ICON_Y + phone.ICON // 2)
+NOTES_ICON = (phone.ICON_XS[1] + phone.ICON // 2, phone.ICON_Y + phone.ICON // 2)
+LIST_ICON = (phone.ICON_XS[2] + phone.ICON // 2, phone.ICON_Y + phone.ICON // 2)
+FIRST_BLOCK = (41, 461)  # the first "count" block of the Counter app
+COUNTER_BG = (250, 240, 225)
+NOTES_BG = (225, 245, 230)
+
+
+def centre(box: tuple[int, int, int, int]) -> tuple[int, int]:
+    return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
+
+
+@pytest.fixture
+def remote(page: Page, demo: DemoProcess) -> Page:
+    """A page logged in to the demo phone, video playing, the phone back on its home screen."""
+    login(page, demo)
+    wait_playing(page)
+    page.click("[data-command=home]")
+    wait_color(page, *COUNTER_ICON, phone.APPS["counter"])
+    return page
+
+
+def dark_pixels(page: Page, box: tuple[int, int, int, int]) -> int:
+    x0, y0, x1, y1 = box
+    return sum(1 for c in region(page, x0, y0, x1 - x0, y1 - y0) if sum(c) < 300)
+
+
+def test_login_and_the_video_plays(remote: Page, demo: DemoProcess) -> None:
+    size = remote.evaluate("() => [video.videoWidth, video.videoHeight]")
+    assert size == [phone.WIDTH, phone.HEIGHT]
+    first = frames(remote)
+    wait(lambda: frames(remote) >= first + 2, timeout=15)  # the clock in the status bar ticks every second
+    assert remote.inner_text("#device-name") == "Demo phone"
+    wait(lambda: remote.inner_text("#st-rtt").endswith("ms"), timeout=10)
+    wait(lambda: remote.inner_text("#st-resolution") == f"{phone.WIDTH}×{phone.HEIGHT}")
+    wait(lambda: remote.inner_text("#st-fps") not in ("–", ""), timeout=10)
+    assert remote.inner_text("#st-state") == "Connected"
+    assert remote.inner_text("#st-transport") == "WebSocket"
+    # The password left the address bar once read.
+    assert "pin=" not in remote.url
+    screenshot(remote, "remote-desktop")
+
+
+def test_tap_and_long_press_change_the_picture(remote: Page) -> None:
+    tap(remote, *COUNTER_ICON)
+    wait_color(remote, 20, 200, COUNTER_BG)
+    tap(remote, *phone.COUNTER_CENTER, hold_ms=900)  # long press: counter back to 0, bubble shown
+    wait_color(remote, *FIRST_BLOCK, COUNTER_BG)
+    tap(remote, 300, 560)  # dismisses the bubble
+    remote.wait_for_timeout(300)
+    tap(remote, *phone.COUNTER_CENTER)
+    wait_color(remote, *FIRST_BLOCK, (200, 90, 0))
+    screenshot(remote, "counter-after-tap")
+
+
+def test_swipe_scrolls_the_list_and_back_returns(remote: Page) -> None:
+    tap(remote, *LIST_ICON)
+    wait_color(remote, 300, 40, phone.APPS["list"])  # the List title bar
+    probe = (32, 300)
+    before = wait_color(remote, *probe, lambda c: not near(c, phone.APPS["list"]))
+    drag(remote, (200, 520), (200, 220))
+    after = wait_color(remote, *probe, lambda c: not near(c, before, 25))
+    screenshot(remote, "list-after-swipe")
+    assert after != before
+    remote.click("[data-command=back]")
+    wait_color(remote, *COUNTER_ICON, phone.APPS["counter"])
+
+
+def test_typed_and_pasted_text_appear_on_the_phone(remote: Page) -> None:
+    tap(remote, *NOTES_ICON)
+    wait_color(remote, 20, 600, NOTES_BG)
+    tap(remote, *centre(phone.NOTES_CLEAR))
+    line = (phone.NOTES_FIELD[0] + 8, phone.NOTES_FIELD[1] + 6, phone.NOTES_FIELD[2] - 8, phone.NOTES_FIELD[1] + 32)
+    wait(lambda: dark_pixels(remote, line) < 40)
+    empty = dark_pixels(remote, line)
+    remote.focus("#stage")
+    remote.keyboard.type("Hello, 100%")
+    wait(lambda: dark_pixels(remote, line) > empty + 150)
+    typed = dark_pixels(remote, line)
+    remote.fill("#text-input", " a,b%c")
+    remote.click("#text-form button")
+    wait(lambda: dark_pixels(remote, line) > typed + 60)
+    screenshot(remote, "notes-typed")
+
+
+def test_device_clipboard_reaches_the_host(browser: Browser, demo: DemoProcess) -> None:
+    context = browser.new_context(viewport={"width": 1000, "height": 800})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=demo.base.rstrip("/"))
+    page = context.new_page()
+    try:
+        login(page, demo)
+        wait_playing(page)
+        page.click("[data-command=home]")
+        wait_color(page, *COUNTER_ICON, phone.APPS["counter"])
+        tap(page, *NOTES_ICON)
+        wait_color(page, 20, 600, NOTES_BG)
+        tap(page, *centre(phone.NOTES_CLEAR))
+        page.fill("#text-input", "copy me, 50%")
+        page.click("#text-form button")
+        page.focus("#stage")
+        page.wait_for_timeout(300)
+        tap(page, *centre(phone.NOTES_COPY))
+        wait(lambda: page.evaluate("() => navigator.clipboard.readText()") == "copy me, 50%")
+    finally:
+        context.close()
+
+
+def test_screenshot_button_saves_the_frame_as_png(remote: Page) -> None:
+    with remote.expect_download() as download:
+        remote.click("#screenshot")
+    data = download.value.path().read_bytes()
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    assert image.size == (phone.WIDTH, phone.HEIGHT)
+    assert download.value.suggested_filename.endswith(".png")
+
+
+def test_rotated_view_still_taps_the_right_pixel(remote: Page) -> None:
+    remote.click("#rotate")
+    wait(lambda: remote.evaluate("() => window.apuppet.layout().rotation") == 90)
+    screenshot(remote, "rotated-view")
+    tap(remote, *COUNTER_ICON)
+    wait_color(remote, 20, 200, COUNTER_BG)
+
+
+def test_right_click_is_back(remote: Page) -> None:
+    tap(remote, *LIST_ICON)
+    wait_color(remote, 300, 40, phone.APPS["list"])
+    box = remote.locator("#stage").bounding_box()
+    assert box is not None
+    remote.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, button="right")
+    wait_color(remote, *COUNTER_ICON, phone.APPS["counter"])
+
+
+def test_wrong_password_and_unknown_session_are_explained(page: Page, demo: DemoProcess) -> None:
+    login(page, demo, password="not-it")
+    page.wait_for_function("() => document.body.dataset.error")
+    assert page.evaluate("() => document.body.dataset.error") == "wrong-password"
+    assert "Wrong password" in page.inner_text("#login-message")
+    screenshot(page, "wrong-password")
+    page.fill("#session-id", "00000000")
+    page.fill("#password", "1234")
+    page.click("#connect")
+    page.wait_for_function("() => document.body.dataset.error === 'unknown-session'")
+    assert "no session 00000000" in page.inner_text("#login-message")
+
+
+def test_unreachable_server_is_explained(page: Page, demo: DemoProcess) -> None:
+    login(page, demo, password="x")
+    page.wait_for_function("() => document.body.dataset.error")
+    page.evaluate("() => { window.apuppet.remote.base = 'http://127.0.0.1:9/'; }")
+    page.click("#connect")
+    page.wait_for_function("() => document.body.dataset.error === 'unreachable'")
+    assert "cannot be reached" in page.inner_text("#login-message")
+
+
+def test_second_viewer_is_told_the_device_is_busy(remote: Page, browser: Browser, demo: DemoProcess) -> None:
+    context = browser.new_context()
+    other = context.new_page()
+    try:
+        login(other, demo)
+        other.wait_for_function("() => document.body.dataset.error === 'busy'")
+        assert "busy" in other.inner_text("#login-message")
+        assert other.is_visible("#connect-anyway")
+        screenshot(other, "busy")
+        other.click("#connect-anyway")
+        wait_playing(other)
+    finally:
+        context.close()
+
+
+def test_reconnects_after_a_network_hiccup(remote: Page, demo: DemoProcess) -> None:
+    sessions = demo.metric("apuppet_sessions")
+    # Drop the signalling connection under the page, as a flaky Wi-Fi would: the server destroys the session.
+    remote.evaluate("() => window.apuppet.remote.link.janus.transport.ws.close()")
+    remote.wait_for_function("() => document.body.dataset.state === 'reconnecting'")
+    remote.wait_for_function("() => document.body.dataset.state === 'connected'", timeout=30_000)
+    assert remote.evaluate("() => window.apuppet.remote.reconnects") >= 1
+    tap(remote, *COUNTER_ICON)
+    wait_color(remote, 20, 200, COUNTER_BG)
+    first = frames(remote)
+    wait(lambda: frames(remote) >= first + 2, timeout=15)
+    wait(lambda: demo.metric("apuppet_sessions") == sessions)  # the old session is gone, not leaked
+
+
+def test_disconnect_returns_to_the_login_and_frees_the_session(remote: Page, demo: DemoProcess) -> None:
+    sessions = demo.metric("apuppet_sessions")
+    remote.click("#disconnect")
+    remote.wait_for_selector("#login-view", state="visible")
+    wait(lambda: demo.metric("apuppet_sessions") == sessions - 1)
+
+
+def test_phone_layout(browser: Browser, demo: DemoProcess) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    try:
+        page.goto(demo.url(session=demo.info["session"], pin=demo.info["password"]))
+        screenshot(page, "phone-login")
+        page.click("#connect")
+        wait_playing(page)
+        page.click("[data-command=home]")
+        wait_color(page, *COUNTER_ICON, phone.APPS["counter"])
+        # A finger tap: touch events, not a mouse.
+        x, y = page.evaluate(
+            "async ([x, y]) => { const g = await import('./js/geometry.js');"
+            " const r = window.apuppet.ui.stage.getBoundingClientRect();"
+            " const p = g.toStage(window.apuppet.layout(), x, y); return [r.left + p.x, r.top + p.y]; }",
+            list(COUNTER_ICON),
+        )
+        page.touchscreen.tap(x, y)
+        wait_color(page, 20, 200, COUNTER_BG)
+        box = page.locator("#stage").bounding_box()
+        assert box is not None and box["width"] <= 390
+        screenshot(page, "phone-remote")
+    finally:
+        context.close()
+
+
+def test_session_closed_when_the_device_goes_away(browser: Browser) -> None:
+    own = DemoProcess(with_agent=True)
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        login(page, own)
+        wait_playing(page)
+        before = own.metric("apuppet_sessions")
+        own.stop_phone()  # the phone disconnects; the server stays up
+        page.wait_for_function("() => ['closed', 'device-left'].includes(document.body.dataset.state)", timeout=30_000)
+        assert page.is_visible("#overlay")
+        title = page.inner_text("#overlay-title")
+        assert title in ("Session closed", "The device left the session")
+        screenshot(page, "session-ended")
+        # Nothing of the page's is left on the server either.
+        wait(lambda: own.metric("apuppet_sessions") <= before - 2)
+    finally:
+        context.close()
+        own.stop()

@@ -408,7 +408,7 @@ export class Remote extends EventTarget {
       pc.close();
     }
     link.janus.onlost = () => {};
-    link.janus.destroy();
+    return link.janus.destroy();
   }
 
   /** Leave the session on purpose; nothing reconnects afterwards. */
@@ -416,9 +416,16 @@ export class Remote extends EventTarget {
     this.generation++;
     const link = this.link;
     this.link = null;
-    if (link) {
+    if (link && !link.closing) {
+      // The device stops sharing on our `leave`: wait for the server to take it before the socket goes.
+      if (link.joined && link.channel?.readyState === "open") {
+        await withTimeout(this._roomRequest(link, { textroom: "leave", room: this.sessionId }), 2000, "leave").catch(
+          () => {},
+        );
+      }
       if (link.streaming) await link.streaming.message({ request: "stop" }).catch(() => {});
-      this._teardown(link);
+      link.joined = false;
+      await this._teardown(link);
     }
     this._setState("idle");
   }

@@ -31,6 +31,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 #: that does not read loses messages past these bounds instead of growing the server's memory.
 MAX_PENDING = 256
 MAX_BUFFERED = 1 << 20
+CLOSE_TIMEOUT = 5.0
 
 
 class Link:
@@ -50,18 +51,27 @@ class Link:
         if self.pc is not None:
             self._event_error(TextRoomError.ALREADY_SETUP, "PeerConnection already set up", transaction)
             return
-        pc = self.pc = create_peer_connection(self.plugin.config)
-        # A channel closed before it was announced leaves no trace but the SCTP transport, which is what
-        # puts the data m-line in the offer; the real server channel is opened on demand.
-        pc.createDataChannel(SERVER_LABEL).close()
-        pc.on("datachannel", lambda channel: self._listen(pc, channel))
-        pc.on("connectionstatechange", self._state_changed)
         try:
+            pc = self.pc = create_peer_connection(self.plugin.config)
+        except Exception as exc:
+            log.warning("handle %s: cannot create a PeerConnection: %s", self.handle.id, exc)
+            self._event_error(TextRoomError.UNKNOWN_ERROR, f"Could not set up the PeerConnection: {exc}", transaction)
+            return
+        try:
+            # A channel closed before it was announced leaves no trace but the SCTP transport, which is what
+            # puts the data m-line in the offer; the real server channel is opened on demand.
+            pc.createDataChannel(SERVER_LABEL).close()
+            pc.on("datachannel", lambda channel: self._listen(pc, channel))
+            pc.on("connectionstatechange", self._state_changed)
             await pc.setLocalDescription(await pc.createOffer())
-        except Exception:
+        except Exception as exc:
             if self.pc is not pc:
                 return  # hung up meanwhile: the close made the offer fail, nobody waits for it
-            raise
+            # The agent waits for this event without a timeout: it must hear about the failure.
+            log.warning("handle %s: textroom offer failed: %s", self.handle.id, exc)
+            self.plugin.close_link(self)
+            self._event_error(TextRoomError.UNKNOWN_ERROR, f"Could not set up the PeerConnection: {exc}", transaction)
+            return
         if self.pc is not pc:
             return
         self.handle.push_event(
@@ -164,7 +174,8 @@ class TextRoomPlugin(Plugin):
     def __init__(self, config: Config, rooms: Rooms | None = None) -> None:
         super().__init__(config)
         self.rooms = Rooms(config.admin_secret) if rooms is None else rooms
-        self.links: dict[Handle, Link] = {}
+        #: Keyed by handle: handles are the participants and owners of `Rooms`.
+        self.links: dict[Peer, Link] = {}
         #: PeerConnections being closed; owned here because the handle (and its tasks) may already be gone.
         self._closing: set[asyncio.Task[None]] = set()
         self.invalid = 0
@@ -199,13 +210,14 @@ class TextRoomPlugin(Plugin):
         self._deliver(events)
         if link is not None:
             self.dropped += link.dropped
-            self._close_link(link)
+            self.close_link(link)
 
     async def close(self) -> None:
         for handle in list(self.links):
             self.detach(handle)
-        while self._closing:
-            await asyncio.gather(*list(self._closing), return_exceptions=True)
+        if self._closing:
+            # Bounded: a PeerConnection that cannot say goodbye must not hold up the server's shutdown.
+            await asyncio.wait(list(self._closing), timeout=CLOSE_TIMEOUT)
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -230,19 +242,20 @@ class TextRoomPlugin(Plugin):
         link = self.links.get(handle)
         if link is None or link.pc is None:
             return
+        log.debug("handle %s: textroom PeerConnection gone (%s)", handle.id, reason)
         self._deliver(self.rooms.drop_peer(handle))
-        self._close_link(link)
+        self.close_link(link)
         handle.push_hangup(reason)
 
     def _deliver(self, events: list[tuple[Peer, JSON]]) -> None:
         for name, fields in self.rooms.take_reports():
             self.emit(name, **fields)
         for peer, message in events:
-            link = self.links.get(peer)  # type: ignore[call-overload]
+            link = self.links.get(peer)
             if link is not None:
                 link.send(message)
 
-    def _close_link(self, link: Link) -> None:
+    def close_link(self, link: Link) -> None:
         pc = link.release()
         if pc is None:
             return

@@ -22,6 +22,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from apuppet.api.gateway import Gateway
 from apuppet.config import Config
 from apuppet.ops.audit import Audit, AuditStore
+from apuppet.plugins import textroom
 from apuppet.plugins.textroom import SERVER_LABEL, TextRoomPlugin
 from tests.inproc import InProcClient, plugin_data
 
@@ -55,6 +56,7 @@ class DataPeer:
         self.inbox: list[tuple[str, JSON]] = []
         self.arrived = asyncio.Event()
         self.pc.on("datachannel", self._server_channel)
+        self.offer_sdp = ""
 
     def _server_channel(self, channel: RTCDataChannel) -> None:
         self.server_channels.append(channel)
@@ -72,6 +74,7 @@ class DataPeer:
         offer = await self.janus.event(self.session, lambda e: "jsep" in e)
         assert plugin_data(offer) == {"textroom": "event", "result": "ok"}
         assert offer["jsep"]["type"] == "offer" and "m=application" in offer["jsep"]["sdp"]
+        self.offer_sdp = offer["jsep"]["sdp"]
         await self.pc.setRemoteDescription(RTCSessionDescription(**offer["jsep"]))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         sdp = self.pc.localDescription.sdp
@@ -211,6 +214,10 @@ async def test_agent_and_admin_session(server: tuple[Gateway, TextRoomPlugin], p
     assert agent.server_channels == [], "the server channel opens with the first reply, as in Janus"
     room, password = await agent_online(agent)
     assert [c.label for c in agent.server_channels] == [SERVER_LABEL]
+    # The offer is data-only and its ICE ports come from rtp_port_range (the firewall's UDP range).
+    assert "m=audio" not in agent.offer_sdp and "m=video" not in agent.offer_sdp
+    ports = [int(line.split()[5]) for line in agent.offer_sdp.splitlines() if line.startswith("a=candidate")]
+    assert ports and all(20000 <= port <= 40000 for port in ports)
 
     admin = await connected(gateway, peers, agent=False)
     username = f"admin:{room}"
@@ -560,3 +567,27 @@ async def test_peer_lifecycles_leave_nothing_behind(server: tuple[Gateway, TextR
     assert gateway.sessions == {}
     assert len(asyncio.all_tasks()) <= tasks
     assert open_fds() <= fds
+
+
+async def test_failed_setup_is_reported_not_left_hanging(
+    server: tuple[Gateway, TextRoomPlugin], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent waits for the offer event without a timeout, so a server-side failure must become an event.
+    (Fault injection: a real exhausted port range only yields an offer without candidates.)"""
+    gateway, plugin = server
+    janus = InProcClient(gateway)
+    session = janus.create()
+    handle = janus.attach(session, PLUGIN)
+
+    def no_ports(config: Config) -> RTCPeerConnection:
+        raise OSError("no free UDP port")
+
+    monkeypatch.setattr(textroom, "create_peer_connection", no_ports)
+    assert janus.message(session, handle, {"request": "setup"})["janus"] == "ack"
+    failed = await janus.event(session, lambda e: "error_code" in plugin_data(e))
+    assert plugin_data(failed)["error_code"] == 499 and "no free UDP port" in plugin_data(failed)["error"]
+    assert "jsep" not in failed
+    monkeypatch.undo()
+    janus.message(session, handle, {"request": "setup"})
+    offer = await janus.event(session, lambda e: "jsep" in e)
+    assert plugin_data(offer)["result"] == "ok"

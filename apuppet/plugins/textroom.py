@@ -14,7 +14,8 @@ import json
 import logging
 from typing import Any
 
-from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCDataChannel, RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
+from aiortc.sdp import candidate_from_sdp
 
 from ..api.plugin import JSON, Plugin, PluginResult
 from ..api.session import Handle
@@ -32,6 +33,31 @@ MAX_REQUEST_BYTES = 64 * 1024
 MAX_PENDING = 256
 MAX_BUFFERED = 1 << 20
 CLOSE_TIMEOUT = 5.0
+#: Trickled candidates kept until the answer arrives (janus.js may trickle before the `ack` is processed).
+MAX_EARLY_CANDIDATES = 64
+
+
+def parse_candidate(candidate: JSON) -> RTCIceCandidate | None:
+    """A trickled janus.js candidate, or None for what is ignored.
+
+    Ignored: `{"completed": true}` (signalling end-of-candidates would let ICE give up before the client's own
+    checks reveal its address, which is how candidate-less clients connect), mDNS `.local` host names (the
+    browser's checks reveal the address behind them anyway) and anything unparsable.
+    """
+    text = candidate.get("candidate")
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = candidate_from_sdp(text.removeprefix("candidate:"))
+    except (AssertionError, ValueError, IndexError):
+        return None
+    if parsed.ip.endswith(".local"):
+        return None
+    mid, index = candidate.get("sdpMid"), candidate.get("sdpMLineIndex")
+    parsed.sdpMid = mid if isinstance(mid, str) else None
+    # The offer has one m-line: a candidate naming neither belongs to it.
+    parsed.sdpMLineIndex = index if isinstance(index, int) and not isinstance(index, bool) else 0
+    return parsed
 
 
 class Link:
@@ -45,6 +71,7 @@ class Link:
         self.pending: list[str] = []
         self.dropped = 0
         self.up = False
+        self.early_candidates: list[RTCIceCandidate] = []
 
     # -- negotiation -----------------------------------------------------------------------------------------
     async def offer(self, transaction: str) -> None:
@@ -92,6 +119,28 @@ class Link:
             self._event_error(TextRoomError.INVALID_ELEMENT, f"Invalid SDP: {exc}", transaction)
             return
         self.handle.push_event({"textroom": "event", "result": "ok"}, transaction=transaction)
+        early, self.early_candidates = self.early_candidates, []
+        await self._add_candidates(pc, early)
+
+    def trickle(self, candidates: list[JSON]) -> None:
+        pc = self.pc
+        parsed = [c for c in map(parse_candidate, candidates) if c is not None]
+        if pc is None or not parsed:
+            return
+        if pc.remoteDescription is None:
+            room = MAX_EARLY_CANDIDATES - len(self.early_candidates)
+            self.early_candidates += parsed[: max(room, 0)]
+            return
+        self.handle.spawn(self._add_candidates(pc, parsed), name="textroom-trickle")
+
+    async def _add_candidates(self, pc: RTCPeerConnection, candidates: list[RTCIceCandidate]) -> None:
+        for candidate in candidates:
+            if self.pc is not pc:
+                return
+            try:
+                await pc.addIceCandidate(candidate)
+            except Exception as exc:  # a candidate for a transport already gone; the others may still help
+                log.debug("handle %s: remote candidate refused: %s", self.handle.id, exc)
 
     def _event_error(self, code: int, reason: str, transaction: str) -> None:
         self.handle.push_event({"textroom": "event", "error_code": int(code), "error": reason}, transaction=transaction)
@@ -161,6 +210,7 @@ class Link:
         pc, self.pc = self.pc, None
         self.channel = None
         self.pending.clear()
+        self.early_candidates.clear()
         self.up = False
         return pc
 
@@ -200,6 +250,11 @@ class TextRoomPlugin(Plugin):
         outcome = self.rooms.request(handle, body, remote=handle.session.remote, verb_key="request")
         self._deliver(outcome.events)
         return None if outcome.reply is None else PluginResult(outcome.reply)
+
+    def trickle(self, handle: Handle, candidates: list[JSON]) -> None:
+        link = self.links.get(handle)
+        if link is not None:
+            link.trickle(candidates)
 
     def hangup(self, handle: Handle) -> None:
         self.hang_up(handle, reason="Janus API hangup")

@@ -493,6 +493,44 @@ async def test_operator_events_feed_the_audit(
     audit.close()
 
 
+async def test_trickled_candidates_reach_ice(server: tuple[Gateway, TextRoomPlugin]) -> None:
+    """janus.js answers without candidates and trickles them, possibly before its `ack` is processed."""
+    gateway, plugin = server
+    janus = InProcClient(gateway)
+    peer = DataPeer(janus, agent=False)
+    try:
+        peer.session = janus.create()
+        peer.handle = janus.attach(peer.session, PLUGIN)
+        janus.message(peer.session, peer.handle, {"request": "setup"})
+        offer = await janus.event(peer.session, lambda e: "jsep" in e)
+        await peer.pc.setRemoteDescription(RTCSessionDescription(**offer["jsep"]))
+        await peer.pc.setLocalDescription(await peer.pc.createAnswer())
+        lines = peer.pc.localDescription.sdp.splitlines()
+        mine = [line[2:] for line in lines if line.startswith("a=candidate")]
+        assert mine
+        trickles = [{"candidate": c, "sdpMid": "0", "sdpMLineIndex": 0} for c in mine] + [
+            {"candidate": "candidate:1 1 udp 2122260223 3f1a2b4c-0d7e-4f4e-9c1e-6b1d2f3a4b5c.local 50000 typ host"},
+            {"candidate": "candidate:garbage"},
+            {"completed": True},
+        ]
+        janus.request("trickle", peer.session, peer.handle, candidate=trickles[0])  # before the answer
+        sdp = "\r\n".join(line for line in lines if not line.startswith(("a=candidate", "a=end-of-cand"))) + "\r\n"
+        janus.message(peer.session, peer.handle, {"request": "ack"}, {"type": "answer", "sdp": sdp})
+        assert janus.request("trickle", peer.session, peer.handle, candidates=trickles[1:])["janus"] == "ack"
+        await janus.event(peer.session, lambda e: e["janus"] == "webrtcup", timeout=20)
+
+        server_pc = next(iter(plugin.links.values())).pc
+        assert server_pc is not None and server_pc.sctp is not None
+        ice = server_pc.sctp.transport.transport
+        await settle(lambda: len(ice.getRemoteCandidates()) >= len(mine))
+        remote = {(c.ip, c.port) for c in ice.getRemoteCandidates()}
+        trickled = {(c.split()[4], int(c.split()[5])) for c in mine}
+        assert trickled <= remote
+        assert not any(ip.endswith(".local") for ip, _ in remote)
+    finally:
+        await peer.close()
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 

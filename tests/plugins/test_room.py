@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -275,3 +276,24 @@ def test_reports_for_operators_never_carry_pins(rooms: Rooms) -> None:
     assert reports[-1][1] == {"room": "SESSION1", "reason": "creator gone"}
     assert "4321" not in repr(reports) and "0000" not in repr(reports) and "guess" not in repr(reports)
     assert rooms.take_reports() == []
+
+
+def test_random_requests_never_raise(rooms: Rooms) -> None:
+    """Whatever a client sends, the answer is a reply (or a deliberate silence), never an exception."""
+    rng = random.Random(7)
+    values: list[object] = [None, True, 0, -1, 2**70, 1.5, "", "SESSION1", "x" * 300, [], ["a"], {}, {"a": 1}, "4321"]
+    verbs = ["list", "exists", "create", "join", "message", "announcement", "leave", "kick", "destroy"]
+    verbs += ["listparticipants", "LIST", "", "nope"]
+    fields = ["room", "pin", "secret", "username", "display", "text", "to", "tos", "ack", "is_private", "admin_key"]
+    agent_room(rooms)
+    for i in range(3000):
+        peer = rng.choice([AGENT, ADMIN, OTHER])
+        body: dict[str, object] = {f: rng.choice(values) for f in rng.sample(fields, rng.randrange(len(fields)))}
+        body["textroom" if i % 2 else "request"] = rng.choice(verbs + values)  # type: ignore[operator]
+        if rng.random() < 0.9:
+            body["transaction"] = str(i)
+        out = rooms.request(peer, body, remote=f"10.0.{i % 7}.1", verb_key="textroom" if i % 2 else "request")
+        assert out.reply is None or out.reply["textroom"] in ("success", "error", "created", "destroyed")
+        json.dumps([m for _, m in out.events])
+        if i % 500 == 0:
+            rooms.drop_peer(rng.choice([AGENT, ADMIN, OTHER]))

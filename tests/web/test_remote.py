@@ -92,7 +92,7 @@ def test_swipe_scrolls_the_list_and_back_returns(remote: Page) -> None:
 
 def test_typed_and_pasted_text_appear_on_the_phone(remote: Page) -> None:
     tap(remote, *NOTES_ICON)
-    wait_color(remote, 20, 600, NOTES_BG)
+    wait_color(remote, 20, 500, NOTES_BG)
     tap(remote, *centre(phone.NOTES_CLEAR))
     line = (phone.NOTES_FIELD[0] + 8, phone.NOTES_FIELD[1] + 6, phone.NOTES_FIELD[2] - 8, phone.NOTES_FIELD[1] + 32)
     wait(lambda: dark_pixels(remote, line) < 40)
@@ -117,7 +117,7 @@ def test_device_clipboard_reaches_the_host(browser: Browser, demo: DemoProcess) 
         page.click("[data-command=home]")
         wait_color(page, *COUNTER_ICON, phone.APPS["counter"])
         tap(page, *NOTES_ICON)
-        wait_color(page, 20, 600, NOTES_BG)
+        wait_color(page, 20, 500, NOTES_BG)
         tap(page, *centre(phone.NOTES_CLEAR))
         page.fill("#text-input", "copy me, 50%")
         page.click("#text-form button")

@@ -22,7 +22,7 @@ import aiohttp
 from . import commands
 from .commands import Command, CommandError, Copy, GlobalAction, Key, Paste, Ping, Resolution, Swipe, Tap
 from .credentials import Credentials
-from .janus import JanusClient, JanusError, SessionLost
+from .janus import JanusClient, JanusError, SessionLost, api_url
 from .rtpsender import RtpSender
 from .sources.base import Geometry, Source
 from .streaming import Mountpoint
@@ -53,6 +53,7 @@ class Agent:
     def __init__(
         self, options: AgentOptions, source: Source, on_connected: Callable[[Agent], None] | None = None
     ) -> None:
+        api_url(options.server_url)  # a malformed URL is an error now, not a retry loop later
         self.options = options
         self.source = source
         self.on_connected = on_connected

@@ -87,7 +87,7 @@ class Viewer:
 
     def send(self, text: str) -> None:
         assert self.room is not None
-        self.room.send({"textroom": "message", "room": self.session, "text": text, "ack": False})
+        self.room.message(self.session, text)
 
     async def message(self, predicate: Callable[[str], bool], timeout: float = 10.0) -> str:
         async with asyncio.timeout(timeout):

@@ -1,0 +1,222 @@
+"""The agent against the real server over real sockets, watched and driven by an aiortc viewer.
+
+Every command's effect is checked in the *decoded* video, by colour (see `apuppet.agent.phone`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import time
+
+import pytest
+
+from apuppet.agent import phone as ph
+from apuppet.agent.commands import parse
+from apuppet.config import Config
+from apuppet.server import Server
+
+from .conftest import SECRET, RunningAgent, free_port, server_config, start_agent
+from .viewer import Viewer, color, near
+
+
+def viewer_for(server: Server, ra: RunningAgent, name: str = "admin:test") -> Viewer:
+    creds = ra.agent.credentials
+    return Viewer(server.url, SECRET, creds.session, creds.password, name)
+
+
+async def test_viewer_sees_and_drives_the_demo_phone(server: Server, running: RunningAgent) -> None:
+    agent = running.agent
+    assert agent.state == "connected"
+    async with viewer_for(server, running) as v:
+        assert any(p.get("username") == "device:Test phone" for p in v.participants)
+        assert await v.message(lambda t: t.startswith("streamingVideoResolution")) == (
+            "streamingVideoResolution,360,640"
+        )
+        frame = await v.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
+        assert frame.shape == (640, 360, 3)
+        assert agent.state == "sharing"
+
+        v.send("ping,1700000000123")
+        assert await v.message(lambda t: t.startswith("pong")) == "pong,1700000000123"
+
+        # tap: open Counter, then press its button; the unary blocks show the count.
+        v.send("tap,72,156,60")
+        await v.until(lambda f: near(f, 20, 400, (250, 240, 225)))
+        v.send("tap,180,330,60")
+        await v.until(lambda f: near(f, 41, 461, (200, 90, 0)))
+        # long press: resets the counter and opens the yellow bubble.
+        v.send("tap,180,330,900")
+        await v.until(lambda f: near(f, 255, 338, ph.BUBBLE) and near(f, 41, 461, (250, 240, 225)))
+
+        # back: home screen again.
+        v.send("back")
+        await v.until(lambda f: near(f, 20, 400, ph.WALLPAPER))
+
+        # keys and paste land in the Notes field; Copy sends the text back, escaped.
+        v.send("tap,180,156,60")
+        blank = await v.until(lambda f: near(f, 300, 200, (255, 255, 255), 20))
+        line1, line2 = (slice(78, 102), slice(24, 200)), (slice(102, 126), slice(24, 250))
+        for key in ("H", "i", "%2C", "Enter"):
+            v.send(f"key,{key}")
+        await v.until(lambda f: changed(f, blank, line1, 2.0))
+        assert running.phone.text == "Hi,\n"
+        v.send("paste,50%25 off%2C really")
+        await v.until(lambda f: changed(f, blank, line2, 10.0))
+        assert running.phone.text == "Hi,\n50% off, really"
+        v.send("tap,90,340,60")
+        copied = await v.message(lambda t: t.startswith("copy,"))
+        assert copied == "copy,Hi%2C\n50%25 off%2C really"
+        assert parse(copied).text == "Hi,\n50% off, really"
+
+        # swipe: the list scrolls.
+        v.send("home")
+        await v.until(lambda f: near(f, 20, 400, ph.WALLPAPER))
+        v.send("tap,288,156,60")
+        top = await v.until(lambda f: near(f, 300, 50, ph.APPS["list"]))
+        before = color(top, 30, 205)
+        v.send("swipe,180,500,180,200,200")
+        await v.until(lambda f: abs(color(f, 30, 205) - before).max() > 40)
+        assert running.phone.scroll == 300
+
+        # recents and notifications.
+        v.send("recents")
+        await v.until(lambda f: near(f, 14, 560, ph.RECENTS_BG))
+        v.send("notifications")
+        await v.until(lambda f: near(f, 180, 260, ph.SHADE_BG, 30))
+
+        # Malformed commands are ignored and the agent keeps answering.
+        for bad in ("tap,1,2", "swipe,a,b,c,d,e", "fly", "key,Escape", "", "tap,1,2,3,4"):
+            v.send(bad)
+        v.send("ping,42")
+        assert await v.message(lambda t: t.startswith("pong")) == "pong,42"
+
+        await v.leave()
+        async with asyncio.timeout(10):
+            while agent.viewers or agent._video.running:
+                await asyncio.sleep(0.05)
+        assert agent.state == "connected"
+
+
+def changed(frame, blank, region, threshold: float) -> bool:
+    return abs(frame[region].mean() - blank[region].mean()) > threshold
+
+
+async def test_streaming_stops_only_when_the_last_viewer_leaves(server: Server, running: RunningAgent) -> None:
+    agent = running.agent
+    async with viewer_for(server, running, "admin:one") as one:
+        await one.until(lambda f: True, timeout=20)
+        async with viewer_for(server, running, "admin:two") as two:
+            await two.until(lambda f: True, timeout=20)
+            assert agent.viewers == {"admin:one", "admin:two"}
+            await two.leave()
+        async with asyncio.timeout(10):
+            while "admin:two" in agent.viewers:
+                await asyncio.sleep(0.05)
+        assert agent._video.running
+        await one.until(lambda f: True)
+        await one.leave()
+        async with asyncio.timeout(10):
+            while agent._video.running:
+                await asyncio.sleep(0.05)
+
+
+async def test_wrong_password_does_not_reach_the_device(server: Server, running: RunningAgent) -> None:
+    creds = running.agent.credentials
+    with pytest.raises(Exception, match="(?i)pin|password|unauthorized"):
+        async with Viewer(server.url, SECRET, creds.session, creds.password + "x"):
+            pass
+    assert not running.agent.viewers
+
+
+async def test_agent_reconnects_with_a_new_session_after_a_server_restart() -> None:
+    port = free_port()
+    first = Server(server_config(port))
+    await first.start()
+    ra = await start_agent(first.url)
+    second: Server | None = None
+    try:
+        old_session = ra.agent.sessions[-1]
+        old_credentials = ra.agent.credentials
+        await first.stop()
+        second = Server(server_config(port))
+        await second.start()
+        restarted = time.monotonic()
+        async with asyncio.timeout(5):
+            while not (ra.agent.connected.is_set() and ra.agent.sessions[-1] != old_session):
+                await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - restarted
+        assert elapsed < 5
+        # The room came back under the same Session ID and password: a viewer can just reconnect.
+        assert ra.agent.credentials == old_credentials
+        async with viewer_for(second, ra) as v:
+            await v.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
+    finally:
+        await ra.stop()
+        if second is not None:
+            await second.stop()
+
+
+async def test_agent_survives_a_server_that_is_not_there_yet() -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    phone_agent = asyncio.get_running_loop().create_task(start_agent(url))
+    await asyncio.sleep(1.0)
+    assert not phone_agent.done()
+    srv = Server(server_config(port))
+    await srv.start()
+    try:
+        ra = await phone_agent
+        assert ra.agent.state == "connected"
+        await ra.stop()
+    finally:
+        await srv.stop()
+
+
+async def test_wrong_api_secret_keeps_retrying_without_crashing(server: Server) -> None:
+    from apuppet.agent.agent import Agent, AgentOptions
+    from apuppet.agent.sources.demo import DemoSource
+
+    agent = Agent(AgentOptions(server_url=server.url, secret="wrong", retry_max=0.2), DemoSource())
+    task = asyncio.get_running_loop().create_task(agent.run())
+    await asyncio.sleep(1.0)
+    assert not agent.connected.is_set() and not task.done()
+    assert not server.gateway.sessions
+    agent.stop()
+    async with asyncio.timeout(10):
+        await task
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_connections_leave_nothing_behind(server: Server) -> None:
+    """Connect/disconnect cycles: no Janus session, room, mountpoint, socket or task survives on either side."""
+    ra = await start_agent(server.url)
+    await ra.stop()
+    await asyncio.sleep(0.5)
+    gc.collect()
+    fds, tasks = open_fds(), len(asyncio.all_tasks())
+    for _ in range(8):
+        ra = await start_agent(server.url)
+        async with viewer_for(server, ra) as v:
+            await v.until(lambda f: True, timeout=20)
+        await ra.stop()
+    async with asyncio.timeout(10):
+        while server.gateway.sessions:
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    gc.collect()
+    assert len(asyncio.all_tasks()) <= tasks
+    assert open_fds() <= fds + 2
+    for plugin in server.plugins:
+        metrics = plugin.metrics() if hasattr(plugin, "metrics") else {}
+        for key, value in metrics.items():
+            if "rooms" in key or "mountpoints" in key or "participants" in key or "viewers" in key:
+                assert value == 0, (plugin.name, key, value)
+
+
+def test_config_of_the_fixture_is_valid() -> None:
+    assert isinstance(server_config(), Config)

@@ -271,6 +271,8 @@ async def test_agent_and_admin_session(server: tuple[Gateway, TextRoomPlugin], p
     again = await admin.request({"textroom": "join", "room": room, "pin": password, "username": username})
     assert again["textroom"] == "success"
 
+    # `ack: false` was honoured: no reply ever came for the agent's messages.
+    assert not [m for _, m in agent.inbox if m["textroom"] in ("success", "error")]
     # Whatever happened, nothing came back on the agent's own channel.
     assert not [m for label, m in agent.inbox if label.startswith("own:")]
     assert all(not label.startswith("own:") for label, _ in admin.inbox)

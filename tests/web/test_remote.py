@@ -5,6 +5,9 @@ the <video> through a canvas. Screenshots land in test-artifacts/web/."""
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -262,3 +265,34 @@ def test_session_closed_when_the_device_goes_away(browser: Browser) -> None:
     finally:
         context.close()
         own.stop()
+
+
+def test_long_poll_transport_drives_the_phone_too(page: Page, demo: DemoProcess) -> None:
+    login(page, demo, transport="http")
+    wait_playing(page)
+    assert page.inner_text("#st-transport") == "HTTP long poll"
+    page.click("[data-command=home]")
+    wait_color(page, *COUNTER_ICON, phone.APPS["counter"])
+    tap(page, *COUNTER_ICON)
+    wait_color(page, 20, 200, COUNTER_BG)
+    leave(page)
+
+
+def test_the_link_printed_by_apuppet_demo_opens_ready_to_connect(page: Page) -> None:
+    """The newcomer's path: `apuppet demo`, open the printed link, press Connect."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apuppet", "demo", "--json", "--no-qr"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line, "apuppet demo printed nothing"
+        info = json.loads(line)
+        page.goto(info["url"])
+        assert page.input_value("#session-id") == info["session"]
+        page.click("#connect")
+        wait_playing(page)
+        assert page.evaluate("() => video.videoWidth") == phone.WIDTH
+        leave(page)
+    finally:
+        proc.terminate()
+        proc.wait(15)

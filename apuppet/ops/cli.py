@@ -175,7 +175,7 @@ def summary(config: Config, base: Path, config_path: str, interfaces: list[docto
         "CREDENTIALS_DIR": str(credentials),
         "DATA_DIR": str(data),
         "ACME_DIR": str(data / "acme"),
-        "HOSTNAME": config.hostname,
+        "SERVER_NAME": config.hostname,
         "EMAIL": config.email,
         "SHARE_EMAIL": "1" if config.share_email else "0",
         "CERTBOT": "1" if certbot else "0",

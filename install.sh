@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# Install or update apuppet on this host, then (re)start it. Debian 12, Ubuntu 22.04 and 24.04; run as root or
+# through sudo. Run it again after editing config.yaml (e.g. `nat: true` + `public_ip`) to apply the change.
+#
+#   sudo ./install.sh [--config FILE]
+#
+# It installs the system packages it needs (python3-venv; certbot with is_certbot_enabled), creates a virtualenv
+# (.venv) with apuppet from this checkout, validates config.yaml (a wrong file: a message, nothing changed),
+# generates the missing secrets, installs and (re)starts the systemd unit `apuppet` when systemd runs (otherwise
+# prints the command that runs the server in the foreground), then prints the web-admin URL, the API secret for
+# the agents and the firewall openings. docs/deployment.md explains it all.
+#
+# Environment, for CI and unusual hosts:
+#   APUPPET_SKIP_APT=1     do not install system packages     APUPPET_NO_SYSTEMD=1  act as if systemd did not run
+#   APUPPET_VENV=DIR       virtualenv (default: ./.venv)      APUPPET_USER=NAME     service user (default: apuppet)
+#   APUPPET_PYTHON=PROG    Python (3.11+) making the venv     APUPPET_VENV_ARGS / APUPPET_PIP_ARGS: extra arguments
+#   Tests of the systemd path without systemd: APUPPET_SYSTEMD=1, APUPPET_UNIT_DIR=DIR, APUPPET_START_WAIT=SECONDS
+set -euo pipefail
+umask 022
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+ORIGINAL_ARGS=("$@")
+CONFIG=${APUPPET_CONFIG:-$REPO/config.yaml}
+while (($#)); do
+    case $1 in
+        -c | --config) CONFIG=${2:?--config needs a file}; shift 2 ;;
+        --config=*) CONFIG=${1#*=}; shift ;;
+        -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+        *) echo "install.sh: unknown argument '$1' (see ./install.sh --help)" >&2; exit 2 ;;
+    esac
+done
+VENV=${APUPPET_VENV:-$REPO/.venv}
+SERVICE_USER=${APUPPET_USER:-apuppet}
+UNIT_FILE=${APUPPET_UNIT_DIR:-/etc/systemd/system}/apuppet.service
+HOOK_FILE=/etc/letsencrypt/renewal-hooks/deploy/apuppet.sh
+
+say() { printf '== %s\n' "$*"; }
+warn() { printf 'install.sh: warning: %s\n' "$*" >&2; }
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+use_systemd() {
+    [ -z "${APUPPET_NO_SYSTEMD:-}" ] && { [ -d /run/systemd/system ] || [ -n "${APUPPET_SYSTEMD:-}" ]; }
+}
+use_apt() { [ -z "${APUPPET_SKIP_APT:-}" ]; }
+
+# -- root, only where it is needed ------------------------------------------------------------------------------------
+if [ "$(id -u)" -ne 0 ] && { use_apt || use_systemd; }; then
+    command -v sudo >/dev/null 2>&1 || die "run me as root (apt and systemd need it)"
+    say "asking sudo for root rights (apt, systemd)"
+    exec sudo --preserve-env=APUPPET_SKIP_APT,APUPPET_NO_SYSTEMD,APUPPET_VENV,APUPPET_USER,APUPPET_PYTHON,APUPPET_VENV_ARGS,APUPPET_PIP_ARGS,APUPPET_CONFIG,APUPPET_SYSTEMD,APUPPET_UNIT_DIR \
+        "$REPO/install.sh" "${ORIGINAL_ARGS[@]}"
+fi
+[ -f "$CONFIG" ] || die "$CONFIG does not exist (the repository ships a config.yaml to start from)"
+CONFIG=$(cd "$(dirname "$CONFIG")" && pwd -P)/$(basename "$CONFIG")
+
+# -- system packages --------------------------------------------------------------------------------------------------
+APT_UPDATED=""
+apt_install() {
+    use_apt || return 0
+    local need=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
+    done
+    ((${#need[@]})) || return 0
+    say "installing system packages: ${need[*]}"
+    if [ -z "$APT_UPDATED" ]; then
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+}
+
+python_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; }
+pick_python() {
+    local py
+    for py in ${APUPPET_PYTHON:-} python3 python3.13 python3.12 python3.11; do
+        if command -v "$py" >/dev/null 2>&1 && python_ok "$py"; then
+            echo "$py"
+            return 0
+        fi
+    done
+    return 1
+}
+
+if use_apt; then
+    command -v apt-get >/dev/null 2>&1 ||
+        die "this installer uses apt (Debian/Ubuntu). Install Python 3.11+ with venv yourself, then run APUPPET_SKIP_APT=1 ./install.sh"
+    # shellcheck disable=SC1091
+    distro=$(. /etc/os-release 2>/dev/null && echo "${ID:-?} ${VERSION_ID:-?}")
+    case $distro in
+        "debian 12" | "ubuntu 22.04" | "ubuntu 24.04") ;;
+        *) warn "tested on Debian 12 and Ubuntu 22.04/24.04, this is '$distro': continuing" ;;
+    esac
+    if python_ok python3; then
+        apt_install python3 python3-venv ca-certificates
+    else
+        # Ubuntu 22.04 ships Python 3.10; its universe component has 3.11.
+        apt_install python3.11 python3.11-venv ca-certificates
+    fi
+fi
+PYTHON=$(pick_python) || die "Python 3.11 or newer is needed (python3 is $(python3 -V 2>&1 || echo missing))"
+
+# -- virtualenv -------------------------------------------------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ] || ! python_ok "$VENV/bin/python"; then
+    say "creating the virtualenv $VENV"
+    # shellcheck disable=SC2086
+    "$PYTHON" -m venv ${APUPPET_VENV_ARGS:-} "$VENV"
+fi
+STAMP="$VENV/.apuppet-installed"
+want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1) $("$VENV/bin/python" -V 2>&1)"
+if [ ! -x "$VENV/bin/apuppet" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+    say "installing apuppet from $REPO into $VENV"
+    # shellcheck disable=SC2086
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check ${APUPPET_PIP_ARGS:-} -e "$REPO"
+    echo "$want" >"$STAMP"
+else
+    say "apuppet in $VENV is up to date"
+fi
+APUPPET="$VENV/bin/apuppet"
+
+# -- config.yaml: validate, then generate the missing secrets ----------------------------------------------------------
+say "checking $CONFIG"
+if ! settings=$("$APUPPET" config check --config "$CONFIG" --shell); then
+    die "$CONFIG is not valid (see above); nothing was changed. Fix it and run ./install.sh again."
+fi
+eval "$settings"
+
+final_message() {
+    local udp=${UDP_RANGE/-/:} ufw_cmd="" port
+    echo
+    "$APUPPET" config check --config "$CONFIG" --show-secret
+    echo
+    for port in $TCP_PORTS; do ufw_cmd+="ufw allow $port/tcp && "; done
+    echo "  with ufw:  ${ufw_cmd}ufw allow $udp/udp"
+    if use_systemd; then
+        echo "  logs:      journalctl -u apuppet -f"
+    fi
+    echo "  check:     $APUPPET doctor --config $CONFIG"
+}
+
+# -- no systemd: say how to run it ------------------------------------------------------------------------------------
+if ! use_systemd; then
+    printf -v run_cmd 'cd %q && %q serve --config %q' "$BASE" "$APUPPET" "$CONFIG"
+    say "systemd is not running here: start the server in the foreground with"
+    echo
+    echo "    $run_cmd"
+    if [ "$CERTBOT" = 1 ] && [ "$TLS" = 0 ]; then
+        warn "is_certbot_enabled: certbot is only run with systemd; see docs/deployment.md (TLS) to get a certificate"
+    fi
+    final_message
+    exit 0
+fi
+
+# -- systemd: user, folders, access -----------------------------------------------------------------------------------
+for path in "$REPO" "$VENV" "$CONFIG" "$BASE" "$CREDENTIALS_DIR" "$DATA_DIR"; do
+    case $path in *[[:space:]]*) die "'$path' contains white space, which systemd units cannot hold: move it" ;; esac
+done
+if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
+    say "creating the system user $SERVICE_USER"
+    useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"
+fi
+as_service_user() { runuser -u "$SERVICE_USER" -- "$@"; }
+service_can_read() {
+    as_service_user test -r "$CONFIG" -a -x "$VENV/bin/python" -a -r "$REPO/apuppet/__init__.py" -a -r "$BASE"
+}
+if ! service_can_read; then
+    # Typically the checkout is in a home folder (0700/0750): let the service user pass through (not list) the
+    # folders above it, nothing more.
+    apt_install acl
+    command -v setfacl >/dev/null 2>&1 || die "setfacl is missing (apt-get install acl)"
+    dir=$REPO
+    while [ "$dir" != / ]; do
+        dir=$(dirname "$dir")
+        if ! as_service_user test -x "$dir"; then
+            say "letting $SERVICE_USER pass through $dir (setfacl -m u:$SERVICE_USER:x)"
+            setfacl -m "u:$SERVICE_USER:x" "$dir"
+        fi
+    done
+    service_can_read || die "user $SERVICE_USER cannot read $REPO or $CONFIG: check their permissions (chmod -R o+rX), or clone into /opt/apuppet"
+fi
+install -d -m 0700 -o "$SERVICE_USER" -g "$SERVICE_USER" "$CREDENTIALS_DIR"
+chown -R "$SERVICE_USER:$SERVICE_USER" "$CREDENTIALS_DIR"
+install -d -m 0750 -o "$SERVICE_USER" -g "$SERVICE_USER" "$DATA_DIR"
+if [ "$TLS" = 1 ]; then
+    for file in "$TLS_CERT" "$TLS_KEY"; do
+        as_service_user test -r "$file" ||
+            die "user $SERVICE_USER cannot read $file: copy it into $CREDENTIALS_DIR/tls/ or give it read access"
+    done
+fi
+
+# -- systemd: unit, (re)start -----------------------------------------------------------------------------------------
+render() {
+    local text
+    text=$(<"$1")
+    text=${text//@REPO@/"$REPO"}
+    text=${text//@BASE@/"$BASE"}
+    text=${text//@VENV@/"$VENV"}
+    text=${text//@CONFIG@/"$CONFIG"}
+    text=${text//@USER@/"$SERVICE_USER"}
+    text=${text//@CREDENTIALS_DIR@/"$CREDENTIALS_DIR"}
+    text=${text//@DATA_DIR@/"$DATA_DIR"}
+    text=${text//@TLS_DIR@/"$CREDENTIALS_DIR/tls"}
+    text=${text//@SERVER_NAME@/"$SERVER_NAME"}
+    printf '%s\n' "$text"
+}
+unit=$(render "$REPO/deploy/apuppet.service.in")
+if [ "$(cat "$UNIT_FILE" 2>/dev/null)" != "$unit" ]; then
+    say "installing $UNIT_FILE"
+    printf '%s\n' "$unit" >"$UNIT_FILE"
+    systemctl daemon-reload
+fi
+systemctl enable --quiet apuppet.service
+
+applied_state() {
+    {
+        cat "$UNIT_FILE" "$CONFIG" "$STAMP"
+        git -C "$REPO" rev-parse HEAD 2>/dev/null || true
+        [ "$TLS" = 0 ] || cat "$TLS_CERT"
+    } | sha256sum | cut -d' ' -f1
+}
+APPLIED="$VENV/.apuppet-applied"
+restart() {
+    say "(re)starting apuppet"
+    systemctl restart apuppet.service
+    sleep "${APUPPET_START_WAIT:-3}"
+    if ! systemctl is-active --quiet apuppet.service; then
+        journalctl -u apuppet.service -n 30 --no-pager >&2 || true
+        die "apuppet did not stay up (log above; also: $APUPPET doctor --config $CONFIG)"
+    fi
+    applied_state >"$APPLIED"
+}
+if [ "$(cat "$APPLIED" 2>/dev/null)" != "$(applied_state)" ] || ! systemctl is-active --quiet apuppet.service; then
+    restart
+else
+    say "apuppet is running with this configuration: not restarted"
+fi
+
+# -- certbot: Let's Encrypt for hostname, HTTP-01 through the running server ------------------------------------------
+if [ "$CERTBOT" = 1 ]; then
+    managed_cert="$CREDENTIALS_DIR/tls/fullchain.pem"
+    managed_key="$CREDENTIALS_DIR/tls/privkey.pem"
+    if [ "$TLS" = 1 ] && [ "$TLS_CERT" != "$managed_cert" ]; then
+        say "tls_cert is set to $TLS_CERT: certbot is not used"
+    else
+        [[ $SERVER_NAME =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]] || die "hostname '$SERVER_NAME' is not a DNS name"
+        apt_install certbot
+        install -d -m 0755 "$ACME_DIR"
+        install -d -m 0755 "$(dirname "$HOOK_FILE")"
+        render "$REPO/deploy/certbot-deploy-hook.sh.in" >"$HOOK_FILE"
+        chmod 0755 "$HOOK_FILE"
+        if [ ! -s "/etc/letsencrypt/live/$SERVER_NAME/fullchain.pem" ]; then
+            say "asking Let's Encrypt for a certificate for $SERVER_NAME (HTTP-01 on port 80)"
+            email_args=(--register-unsafely-without-email)
+            [ -z "$EMAIL" ] || email_args=(--email "$EMAIL")
+            eff=--no-eff-email
+            [ "$SHARE_EMAIL" = 0 ] || [ -z "$EMAIL" ] || eff=--eff-email
+            certbot certonly --non-interactive --agree-tos --webroot -w "$ACME_DIR" -d "$SERVER_NAME" \
+                --cert-name "$SERVER_NAME" "${email_args[@]}" "$eff" ||
+                die "certbot failed (above). Check that $SERVER_NAME points to this host, that TCP 80 is open and that web_http_port is 80; the server keeps running over plain HTTP."
+        fi
+        RENEWED_DOMAINS=$SERVER_NAME RENEWED_LINEAGE="/etc/letsencrypt/live/$SERVER_NAME" "$HOOK_FILE" --no-reload
+        if [ "$TLS" = 0 ]; then
+            "$APUPPET" config set --config "$CONFIG" "tls_cert=$managed_cert" "tls_key=$managed_key"
+            TLS=1
+            TLS_CERT=$managed_cert
+            restart
+        elif [ "$(cat "$APPLIED" 2>/dev/null)" != "$(applied_state)" ]; then
+            systemctl reload apuppet.service
+            applied_state >"$APPLIED"
+        fi
+        systemctl enable --quiet --now certbot.timer 2>/dev/null || warn "certbot.timer not found: renew with cron"
+    fi
+fi
+
+final_message

@@ -1,0 +1,196 @@
+"""./install.sh as CI can run it: no apt (APUPPET_SKIP_APT), a temporary virtualenv that borrows the installed
+dependencies (--system-site-packages, --no-deps: no downloads) and a temporary config.yaml.
+
+systemd cannot run in this container, so its path runs against stand-ins for `systemctl`, `runuser` and
+`journalctl` that record their calls (the only substitutes here); everything else is the real script."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = (REPO / "config.yaml").read_text()
+
+
+def install(cfg: Path, venv: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {
+        **os.environ,
+        "APUPPET_SKIP_APT": "1",
+        "APUPPET_NO_SYSTEMD": "1",
+        "APUPPET_VENV": str(venv),
+        "APUPPET_PYTHON": sys.executable,
+        "APUPPET_VENV_ARGS": "--system-site-packages",
+        "APUPPET_PIP_ARGS": "--no-deps",
+        **env,
+    }
+    return subprocess.run(
+        [str(REPO / "install.sh"), "--config", str(cfg)], capture_output=True, text=True, timeout=300, env=full
+    )
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "venv" not in p.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("venv")
+    cfg = folder / "config.yaml"
+    cfg.write_text(SHIPPED)
+    out = install(cfg, folder / "venv")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "creating the virtualenv" in out.stdout
+    assert (folder / "venv" / "bin" / "apuppet").exists()
+    return folder / "venv"
+
+
+def test_fallback_path_is_idempotent(tmp_path: Path, venv: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(SHIPPED)
+    first = install(cfg, venv)
+    assert first.returncode == 0, first.stdout + first.stderr
+    secret = (tmp_path / "credentials" / "api_secret").read_text().strip()
+    assert stat.S_IMODE((tmp_path / "credentials" / "api_secret").stat().st_mode) == 0o600
+    assert f"API secret:         {secret}" in first.stdout
+    assert f"cd {tmp_path} && {venv}/bin/apuppet serve --config {cfg}" in first.stdout
+    assert "UDP 10000-10500" in first.stdout and "ufw allow 8080/tcp && ufw allow 10000:10500/udp" in first.stdout
+    assert "all UDP" not in first.stdout
+
+    before = snapshot(tmp_path)
+    second = install(cfg, venv)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "is up to date" in second.stdout and "installing apuppet" not in second.stdout
+    assert snapshot(tmp_path) == before
+    assert f"API secret:         {secret}" in second.stdout
+
+
+def test_bad_config_changes_nothing(tmp_path: Path, venv: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        SHIPPED.replace("nat: false", "nat: true").replace('rtp_port_range: "10000-10500"', "rtp_port_range: all")
+    )
+    stamp = (venv / ".apuppet-installed").stat().st_mtime_ns
+    before = snapshot(tmp_path)
+    out = install(cfg, venv)
+    assert out.returncode != 0
+    assert "rtp_port_range: 'all' is not valid" in out.stderr
+    assert "nothing was changed" in out.stderr
+    assert snapshot(tmp_path) == before and not (tmp_path / "credentials").exists()
+    assert (venv / ".apuppet-installed").stat().st_mtime_ns == stamp
+
+
+SYSTEMCTL = """#!/bin/sh
+echo "systemctl $*" >> "$STUB_LOG"
+case "$1" in
+    is-active) [ -f "$STUB_STATE" ] ;;
+    restart) touch "$STUB_STATE" ;;
+esac
+"""
+RUNUSER = """#!/bin/sh
+# runuser -u USER -- CMD...: the test runs as USER already.
+shift 3
+exec "$@"
+"""
+
+
+@pytest.fixture
+def systemd(tmp_path: Path) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("systemctl", SYSTEMCTL), ("runuser", RUNUSER), ("journalctl", "#!/bin/sh\nexit 0\n")):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "units").mkdir()
+    return {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "APUPPET_NO_SYSTEMD": "",
+        "APUPPET_SYSTEMD": "1",
+        "APUPPET_UNIT_DIR": str(tmp_path / "units"),
+        "APUPPET_USER": getpass.getuser(),
+        "APUPPET_START_WAIT": "0",
+        "STUB_LOG": str(tmp_path / "systemctl.log"),
+        "STUB_STATE": str(tmp_path / "active"),
+    }
+
+
+def calls(env: dict[str, str]) -> list[str]:
+    log = Path(env["STUB_LOG"])
+    text = log.read_text().splitlines() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return text
+
+
+def test_systemd_path_applies_changes_only(tmp_path: Path, venv: Path, systemd: dict[str, str]) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    cfg = site / "config.yaml"
+    cfg.write_text(SHIPPED)
+    out = install(cfg, venv, **systemd)
+    assert out.returncode == 0, out.stdout + out.stderr
+    unit = (tmp_path / "units" / "apuppet.service").read_text()
+    assert f"ExecStart={venv}/bin/apuppet serve --config {cfg}\n" in unit
+    assert f"ReadWritePaths={site}/credentials {site}/data\n" in unit
+    assert f"User={systemd['APUPPET_USER']}\n" in unit and f"WorkingDirectory={site}\n" in unit
+    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in unit and "ProtectSystem=strict" in unit
+    assert "@" not in unit.replace("CAP_NET", "")  # every placeholder rendered
+    assert calls(systemd) == [
+        "systemctl daemon-reload",
+        "systemctl enable --quiet apuppet.service",
+        "systemctl restart apuppet.service",
+        "systemctl is-active --quiet apuppet.service",
+    ]
+    assert stat.S_IMODE((site / "credentials").stat().st_mode) == 0o700
+    assert (site / "data").is_dir()
+    assert "journalctl -u apuppet -f" in out.stdout
+
+    # Again, nothing changed: the service keeps running, its sessions too.
+    out = install(cfg, venv, **systemd)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "not restarted" in out.stdout
+    assert "systemctl restart apuppet.service" not in calls(systemd)
+
+    # The seed's flow: nat + public_ip in config.yaml, ./install.sh applies it.
+    cfg.write_text(SHIPPED.replace("nat: false", "nat: true").replace('public_ip: ""', 'public_ip: "77.222.59.36"'))
+    out = install(cfg, venv, **systemd)
+    assert out.returncode == 0, out.stdout + out.stderr
+    made = calls(systemd)
+    assert "systemctl restart apuppet.service" in made and "systemctl daemon-reload" not in made
+    assert "NAT:                advertising 77.222.59.36" in out.stdout
+
+    # A wrong edit is refused before systemd is touched.
+    cfg.write_text(SHIPPED.replace("nat: false", "nat: true"))
+    out = install(cfg, venv, **systemd)
+    assert out.returncode != 0 and "nothing was changed" in out.stderr
+    assert calls(systemd) == []
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_unit_template_verifies(tmp_path: Path) -> None:
+    text = (REPO / "deploy" / "apuppet.service.in").read_text()
+    for key, value in {
+        "REPO": str(REPO),
+        "BASE": str(tmp_path),
+        "VENV": "/usr",
+        "CONFIG": str(tmp_path / "config.yaml"),
+        "USER": "root",
+        "CREDENTIALS_DIR": str(tmp_path),
+        "DATA_DIR": str(tmp_path),
+    }.items():
+        text = text.replace(f"@{key}@", value)
+    unit = tmp_path / "apuppet.service"
+    unit.write_text(text.replace("/usr/bin/apuppet", sys.executable))
+    out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    problems = [line for line in out.stderr.splitlines() if "apuppet.service" in line]
+    assert not problems, out.stderr

@@ -71,13 +71,14 @@ def test_login_and_the_video_plays(remote: Page, demo: DemoProcess) -> None:
 def test_tap_and_long_press_change_the_picture(remote: Page) -> None:
     tap(remote, *COUNTER_ICON)
     wait_color(remote, 20, 200, COUNTER_BG)
-    tap(remote, *phone.COUNTER_CENTER, hold_ms=900)  # long press: counter back to 0, bubble shown
-    wait_color(remote, *FIRST_BLOCK, COUNTER_BG)
-    tap(remote, 300, 560)  # dismisses the bubble
-    remote.wait_for_timeout(300)
     tap(remote, *phone.COUNTER_CENTER)
-    wait_color(remote, *FIRST_BLOCK, (200, 90, 0))
+    wait_color(remote, *FIRST_BLOCK, (200, 90, 0))  # count >= 1: its first block is drawn
     screenshot(remote, "counter-after-tap")
+    # Holding the button: the hold time goes to the device, which resets the count and shows its bubble.
+    tap(remote, *phone.COUNTER_CENTER, hold_ms=900)
+    wait_color(remote, *FIRST_BLOCK, COUNTER_BG)
+    wait_color(remote, 305, 338, phone.BUBBLE)
+    screenshot(remote, "counter-after-long-press")
 
 
 def test_swipe_scrolls_the_list_and_back_returns(remote: Page) -> None:
@@ -131,6 +132,34 @@ def test_device_clipboard_reaches_the_host(browser: Browser, demo: DemoProcess) 
         leave(page)
     finally:
         context.close()
+
+
+def test_notifications_button_and_ctrl_v_paste(remote: Page) -> None:
+    remote.click("[data-command=notifications]")
+    wait_color(remote, 300, 250, phone.SHADE_BG)
+    remote.click("[data-command=back]")
+    wait_color(remote, *COUNTER_ICON, phone.APPS["counter"])
+    tap(remote, *NOTES_ICON)
+    wait_color(remote, 20, 500, NOTES_BG)
+    tap(remote, *centre(phone.NOTES_CLEAR))
+    line = (phone.NOTES_FIELD[0] + 8, phone.NOTES_FIELD[1] + 6, phone.NOTES_FIELD[2] - 8, phone.NOTES_FIELD[1] + 32)
+    wait(lambda: dark_pixels(remote, line) < 40)
+    empty = dark_pixels(remote, line)
+    # What the browser fires on Ctrl+V with the screen focused (a synthetic event: headless has no OS clipboard).
+    remote.evaluate(
+        """() => { const data = new DataTransfer(); data.setData('text/plain', 'pasted, 1%');
+           const stage = document.getElementById('stage'); stage.focus();
+           const paste = new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true });
+           stage.dispatchEvent(paste); }"""
+    )
+    wait(lambda: dark_pixels(remote, line) > empty + 100)
+
+
+def test_fullscreen_button(remote: Page) -> None:
+    remote.click("#fullscreen")
+    remote.wait_for_function("() => document.fullscreenElement && document.fullscreenElement.id === 'remote-view'")
+    remote.click("#fullscreen")
+    remote.wait_for_function("() => !document.fullscreenElement")
 
 
 def test_screenshot_button_saves_the_frame_as_png(remote: Page) -> None:
@@ -296,3 +325,44 @@ def test_the_link_printed_by_apuppet_demo_opens_ready_to_connect(page: Page) -> 
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_controls_have_labels_and_take_keyboard_focus(page: Page, demo: DemoProcess) -> None:
+    page.goto(demo.url())
+    page.get_by_label("Session ID").fill(demo.info["session"])
+    page.get_by_label("Password", exact=True).fill(demo.info["password"])
+    page.get_by_label("Password", exact=True).press("Enter")
+    wait_playing(page)
+    for name in ("Back", "Home", "Recent apps", "Notifications", "Rotate the view", "Save a screenshot"):
+        assert page.get_by_role("button", name=name).is_visible()
+    assert page.get_by_role("application").is_visible()  # the screen, with its instructions as its name
+    # Tab reaches the screen and the device buttons; keys typed on a button are not sent to the device.
+    page.get_by_role("button", name="Disconnect").focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "stage"
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.dataset.command") == "notifications"
+    leave(page)
+
+
+def test_connect_disconnect_cycles_leave_nothing_behind(page: Page, demo: DemoProcess) -> None:
+    # Count the page's peer connections that were never closed.
+    page.add_init_script(
+        """(() => { const Base = window.RTCPeerConnection; window.__openPeers = 0;
+           window.RTCPeerConnection = class extends Base {
+             constructor(...a) { super(...a); window.__openPeers++; this.__open = true; }
+             close() { if (this.__open) { this.__open = false; window.__openPeers--; } super.close(); } }; })()"""
+    )
+    page.goto(demo.url())
+    baseline = demo.metric("apuppet_sessions")
+    for _ in range(10):
+        page.evaluate(
+            "async ([s, p]) => { const r = window.apuppet.remote; await r.connect(s, p); await r.disconnect(); }",
+            [demo.info["session"], demo.info["password"]],
+        )
+    assert page.evaluate("() => window.__openPeers") == 0
+    wait(lambda: demo.metric("apuppet_sessions") == baseline)
+    # And the device still serves the next viewer.
+    login(page, demo)
+    wait_playing(page)
+    leave(page)

@@ -217,7 +217,8 @@ class Agent:
     # -- room events ------------------------------------------------------------------------------------------
     def _event(self, msg: dict[str, Any]) -> None:
         kind = msg.get("textroom")
-        if kind in ("destroyed", "kicked") and msg.get("room") == self.credentials.session:
+        ours = msg.get("room") == self.credentials.session and self._joined
+        if ours and (kind == "destroyed" or (kind == "kicked" and msg.get("username") == self.username)):
             log.warning("the server closed our room (%s)", kind)
             self._lost.set()
             return
@@ -249,9 +250,11 @@ class Agent:
     def _viewer_left(self, user: str) -> None:
         self.viewers.discard(user)
         log.info("viewer left (%d watching)", len(self.viewers))
-        if not self.viewers and self._video is not None:
-            self._video.cancel()
-            self.state = "connected"
+        if not self.viewers:
+            if self._video is not None:
+                self._video.cancel()
+            if self.state == "sharing":
+                self.state = "connected"
 
     def _received(self, text: str) -> None:
         try:

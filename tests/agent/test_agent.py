@@ -13,7 +13,9 @@ import time
 import pytest
 
 from apuppet.agent import phone as ph
+from apuppet.agent.agent import MAX_PENDING_COMMANDS, Agent, AgentOptions
 from apuppet.agent.commands import parse
+from apuppet.agent.sources.demo import DemoSource
 from apuppet.config import Config
 from apuppet.server import Server
 
@@ -175,9 +177,6 @@ async def test_agent_survives_a_server_that_is_not_there_yet() -> None:
 
 
 async def test_wrong_api_secret_keeps_retrying_without_crashing(server: Server) -> None:
-    from apuppet.agent.agent import Agent, AgentOptions
-    from apuppet.agent.sources.demo import DemoSource
-
     agent = Agent(AgentOptions(server_url=server.url, secret="wrong", retry_max=0.2), DemoSource())
     task = asyncio.get_running_loop().create_task(agent.run())
     await asyncio.sleep(1.0)
@@ -211,12 +210,68 @@ async def test_connections_leave_nothing_behind(server: Server) -> None:
     gc.collect()
     assert len(asyncio.all_tasks()) <= tasks
     assert open_fds() <= fds + 2
-    for plugin in server.plugins:
-        metrics = plugin.metrics() if hasattr(plugin, "metrics") else {}
-        for key, value in metrics.items():
-            if "rooms" in key or "mountpoints" in key or "participants" in key or "viewers" in key:
-                assert value == 0, (plugin.name, key, value)
+    owned = {
+        f"{plugin.name}/{key}": value
+        for plugin in server.plugins
+        for key, value in plugin.metrics().items()
+        if any(word in key for word in ("rooms", "mountpoints", "participants", "viewers", "peer_connections"))
+    }
+    assert len(owned) >= 4, owned
+    assert all(value == 0 for value in owned.values()), owned
 
 
 def test_config_of_the_fixture_is_valid() -> None:
     assert isinstance(server_config(), Config)
+
+
+def idle_agent() -> Agent:
+    from apuppet.agent.sources.base import Geometry
+
+    agent = Agent(AgentOptions(server_url="http://127.0.0.1:9/", secret=SECRET, name="Unit"), DemoSource())
+    agent.geometry = Geometry.fit(360, 640)
+    agent._joined = True
+    return agent
+
+
+async def test_room_events_only_from_our_room_and_others() -> None:
+    agent = idle_agent()
+    room = agent.credentials.session
+    agent._event({"textroom": "join", "room": room, "username": "device:Unit"})  # our own echo
+    agent._event({"textroom": "join", "room": "other", "username": "admin:x"})
+    agent._event({"textroom": "join", "room": room})  # no username
+    assert agent.viewers == set()
+    agent._event({"textroom": "join", "room": room, "username": "admin:x"})
+    assert agent.viewers == {"admin:x"} and agent.state == "sharing"
+    agent._event({"textroom": "kicked", "room": room, "username": "admin:x"})
+    assert not agent._lost.is_set()
+    agent._event({"textroom": "message", "room": room, "from": "admin:x", "text": "tap,1,2,3"})
+    agent._event({"textroom": "message", "room": room, "from": "admin:x", "text": "tap,1,2"})  # malformed
+    agent._event({"textroom": "message", "room": room, "from": "admin:x", "text": ["not", "text"]})
+    agent._event({"textroom": "message", "room": room, "from": "device:Unit", "text": "back"})  # our echo
+    assert agent._commands.qsize() == 1
+    for _ in range(200):  # a flood is bounded
+        agent._event({"textroom": "message", "room": room, "from": "admin:x", "text": "home"})
+    assert agent._commands.qsize() == MAX_PENDING_COMMANDS
+    agent._event({"textroom": "leave", "room": room, "username": "admin:x"})
+    assert agent.viewers == set() and agent.state == "connected"
+    agent._event({"textroom": "destroyed", "room": "other"})
+    assert not agent._lost.is_set()
+    agent._event({"textroom": "destroyed", "room": room})
+    assert agent._lost.is_set()
+
+
+async def test_commands_are_mapped_to_source_pixels() -> None:
+    from apuppet.agent.sources.base import Geometry
+
+    agent = idle_agent()
+    phone = agent.source.phone
+    agent.geometry = Geometry.fit(360, 640, max_side=320)  # stream at half size
+    await agent._perform(parse("tap,36,78,10"))  # → (72, 156): the Counter icon
+    assert phone.screen == "counter"
+    await agent._perform(parse("tap,90,165,10"))  # → (180, 330): the big button
+    assert phone.counter == 1
+
+
+def test_malformed_server_url_is_refused_at_once() -> None:
+    with pytest.raises(ValueError):
+        Agent(AgentOptions(server_url="srv.example.org", secret=SECRET), DemoSource())

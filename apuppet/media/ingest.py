@@ -1,0 +1,144 @@
+"""The I/O side of one mountpoint: its UDP ingest socket and the pump that sends viewers their packets.
+
+Protocol work is `relay.StreamRelay`'s; this module only reads datagrams (all that are ready per wake-up),
+and hands each viewer's packets to that viewer's `send` coroutine from one task per mountpoint. aiortc's
+SRTP+ICE send path never suspends on UDP, so a slow or vanished viewer never holds back the others: its
+packets are lost on the wire (and answered by NACK/PLI), the queue does not grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+
+from .ice import bind_udp
+from .relay import RelayViewer, StreamRelay
+
+log = logging.getLogger(__name__)
+
+#: Most datagrams read per wake-up before yielding to the loop (keeps one busy mountpoint from starving others).
+READ_BATCH = 64
+#: Bound on packets waiting for the pump; past it the oldest go (a stalled loop must not grow memory).
+MAX_OUTBOX = 20_000
+#: Ask the source for a keyframe at most this often (only sources that read RTCP react; the Android agent does not).
+PLI_INTERVAL = 1.0
+SERVER_SSRC = 0x61707074  # "appt"
+
+Sender = Callable[[bytes], Awaitable[None]]
+
+
+class RtpIngest:
+    """One mountpoint's UDP socket (inside `rtp_port_range` unless a port was asked for) and its relay."""
+
+    def __init__(self, host: str, port_range: tuple[int, int], port: int = 0) -> None:
+        if port:
+            self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                self.sock.bind((host, port))
+            except OSError:
+                self.sock.close()
+                raise
+            self.sock.setblocking(False)
+        else:
+            self.sock = bind_udp(host, port_range)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        self.port: int = self.sock.getsockname()[1]
+        self.relay = StreamRelay()
+        self.relay.on_keyframe_needed = self._request_keyframe
+        self.last_packet_at: float | None = None
+        self.dropped_out = 0
+        self._outbox: deque[tuple[Sender, bytes]] = deque()
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.sock.fileno(), self._readable)
+        self._pump = self._loop.create_task(self._run_pump(), name=f"rtp-pump-{self.port}")
+        self._last_pli = 0.0
+        self.closed = False
+
+    # -- viewers -------------------------------------------------------------------------------------------
+    def viewer(self, ssrc: int, payload_type: int, send: Sender) -> RelayViewer:
+        """A relay output for one viewer; `send` is awaited per packet from the pump."""
+        outbox = self._outbox
+
+        def sink(data: bytes) -> None:
+            outbox.append((send, data))
+
+        return RelayViewer(ssrc, payload_type, sink)
+
+    def add_viewer(self, viewer: RelayViewer) -> None:
+        self.relay.add_viewer(viewer)
+        self._kick()
+
+    def remove_viewer(self, viewer: RelayViewer) -> None:
+        self.relay.remove_viewer(viewer)
+
+    def resync(self, viewer: RelayViewer) -> None:
+        self.relay.resync(viewer)
+        self._kick()
+
+    def send_now(self, send: Sender, data: bytes) -> None:
+        """Queue one packet outside the relay (a NACK retransmission)."""
+        self._outbox.append((send, data))
+        self._kick()
+
+    # -- I/O ---------------------------------------------------------------------------------------------------
+    def _readable(self) -> None:
+        feed = self.relay.feed
+        recv = self.sock.recvfrom
+        for _ in range(READ_BATCH):
+            try:
+                data, addr = recv(2048)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. ICMP port unreachable reported on a later read
+                log.debug("ingest %s: %s", self.port, exc)
+                break
+            feed(data, addr)
+        self.last_packet_at = time.monotonic()
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._outbox:
+            if len(self._outbox) > MAX_OUTBOX:
+                for _ in range(len(self._outbox) - MAX_OUTBOX):
+                    self._outbox.popleft()
+                    self.dropped_out += 1
+            self._wake.set()
+
+    async def _run_pump(self) -> None:
+        outbox = self._outbox
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while outbox:
+                send, data = outbox.popleft()
+                try:
+                    await send(data)
+                except Exception:  # one viewer's broken transport must not stop the others
+                    self.dropped_out += 1
+
+    def _request_keyframe(self, source_ssrc: int) -> None:
+        now = time.monotonic()
+        if self.relay.source is None or now - self._last_pli < PLI_INTERVAL:
+            return
+        self._last_pli = now
+        pli = bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=SERVER_SSRC, media_ssrc=source_ssrc))
+        try:
+            self.sock.sendto(pli, self.relay.source)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        self._pump.cancel()
+        self._outbox.clear()

@@ -1,0 +1,245 @@
+"""The video relay of one mountpoint, sans-I/O: the device's RTP in, one rewritten RTP stream per viewer out.
+
+Packets are forwarded as they arrive (no waiting for the rest of a frame), with SSRC, sequence number,
+timestamp and payload type rewritten per viewer, as Janus does. Beside the forwarding path:
+
+* an `H264Assembler` follows the stream (keyframes, SPS/PPS, loss, garbage) without delaying it;
+* the packets since the start of the latest complete keyframe (the "GOP") are kept, so that a new viewer, or
+  one that reports picture loss, gets that keyframe and what followed at once, timestamps squeezed so that
+  the newest picture shows immediately;
+* the marker bit of a packet that holds only parameter sets (the agent's SPS/PPS STAP-A) is cleared, so that
+  browsers see the keyframe as one frame (spec §4.3);
+* only the first source address that sends valid RTP is accepted (no injection from other hosts).
+
+The I/O adapters (`apuppet.media.ingest`, `apuppet.media.viewer`) give datagrams to `StreamRelay.feed` and
+send what each `RelayViewer.sink` receives.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .h264 import NAL_FU_A, NAL_STAP_A, NON_VCL, H264Assembler
+from .rtp import RtpPacket, is_rtcp, seq_diff, ts_diff
+
+_HEADER = struct.Struct("!BBHII")
+#: Packets kept per viewer to answer NACKs (about 2 s of a 1.5 Mbit/s stream).
+HISTORY_SIZE = 512
+#: Bound on the kept GOP; a longer one is dropped and new viewers wait for the next keyframe.
+MAX_GOP_PACKETS = 4096
+MAX_GOP_BYTES = 4 << 20
+
+Address = tuple[str, int] | tuple[str, int, int, int]
+
+
+def parameter_sets_only(payload: bytes) -> bool:
+    """True when an RTP payload carries no picture data (SPS/PPS/SEI/AUD only)."""
+    t = payload[0] & 0x1F
+    if t == NAL_STAP_A:
+        pos = 1
+        while pos + 2 < len(payload):
+            size = (payload[pos] << 8) | payload[pos + 1]
+            if payload[pos + 2] & 0x1F not in NON_VCL:
+                return False
+            pos += 2 + size
+        return True
+    if t == NAL_FU_A:
+        return len(payload) > 1 and payload[1] & 0x1F in NON_VCL
+    return t in NON_VCL
+
+
+@dataclass(slots=True)
+class RelayStats:
+    packets_in: int = 0
+    bytes_in: int = 0
+    #: Datagrams from other addresses than the latched source.
+    foreign: int = 0
+    #: Datagrams that are not RTP (garbage, or RTCP).
+    malformed: int = 0
+    packets_out: int = 0
+    replays: int = 0
+
+
+class RelayViewer:
+    """One viewer's output stream: its SSRC, numbering and timeline, and the history that answers NACKs."""
+
+    def __init__(self, ssrc: int, payload_type: int, sink: Callable[[bytes], None]) -> None:
+        self.ssrc = ssrc
+        self.payload_type = payload_type & 0x7F
+        self.sink = sink
+        self.seq_offset = 0
+        self.ts_offset = 0
+        self.last_seq: int = random.getrandbits(15)
+        self.last_ts: int | None = None
+        self.live = False
+        self.packets = 0
+        self.retransmitted = 0
+        self._history: list[bytes | None] = [None] * HISTORY_SIZE
+
+    def forward(self, packet: RtpPacket) -> None:
+        seq = (packet.sequence_number + self.seq_offset) & 0xFFFF
+        ts = (packet.timestamp + self.ts_offset) & 0xFFFFFFFF
+        self._emit(seq, ts, packet.marker, packet.payload)
+
+    def replay(self, gop: list[RtpPacket]) -> None:
+        """Send a kept GOP now and continue live after it: frames get consecutive timestamps one tick apart,
+        the last one keeping its distance to the live frames that follow."""
+        order: dict[int, int] = {}
+        for p in gop:
+            order.setdefault(p.timestamp, len(order))
+        frames = len(order)
+        newest = gop[-1].timestamp if gop else 0
+        for ts in order:
+            if ts_diff(ts, newest) > 0:
+                newest = ts
+        last = self.last_ts if self.last_ts is not None else random.getrandbits(32)
+        end = (last + frames) & 0xFFFFFFFF
+        start_seq = (self.last_seq + 1) & 0xFFFF
+        for i, p in enumerate(gop):
+            ts = (end - (frames - 1 - order[p.timestamp])) & 0xFFFFFFFF
+            self._emit((start_seq + i) & 0xFFFF, ts, p.marker, p.payload)
+        if gop:
+            highest = gop[0].sequence_number
+            for p in gop:
+                if seq_diff(p.sequence_number, highest) > 0:
+                    highest = p.sequence_number
+            self.seq_offset = (start_seq + len(gop) - highest - 1) & 0xFFFF
+            self.ts_offset = (end - newest) & 0xFFFFFFFF
+        self.live = True
+
+    def _emit(self, seq: int, ts: int, marker: bool, payload: bytes) -> None:
+        data = _HEADER.pack(0x80, (0x80 if marker else 0) | self.payload_type, seq, ts, self.ssrc) + payload
+        self._history[seq % HISTORY_SIZE] = data
+        self.last_seq = seq
+        if self.last_ts is None or ts_diff(ts, self.last_ts) > 0:
+            self.last_ts = ts
+        self.packets += 1
+        self.sink(data)
+
+    def retransmission(self, seq: int) -> bytes | None:
+        """The packet sent with `seq`, if still in the history (plain retransmission, RFC 4585 NACK)."""
+        data = self._history[seq % HISTORY_SIZE]
+        if data is not None and (data[2] << 8 | data[3]) == seq:
+            self.retransmitted += 1
+            return data
+        return None
+
+
+class StreamRelay:
+    """One mountpoint's ingest and fan-out."""
+
+    def __init__(self) -> None:
+        self.assembler = H264Assembler()
+        self.stats = RelayStats()
+        self.source: Address | None = None
+        self.viewers: list[RelayViewer] = []
+        #: Viewers that get the next keyframe (nothing usable kept yet, or the kept one was lost).
+        self.waiting: list[RelayViewer] = []
+        self._gop: list[RtpPacket] = []
+        self._gop_bytes = 0
+        self.gop_valid = False
+        #: Called (with the source SSRC) when viewers need a keyframe the relay does not have.
+        self.on_keyframe_needed: Callable[[int], None] | None = None
+
+    # -- viewers -------------------------------------------------------------------------------------------
+    def add_viewer(self, viewer: RelayViewer) -> None:
+        """Start a viewer: at once from the kept keyframe, or at the next one."""
+        self.viewers.append(viewer)
+        self.resync(viewer)
+
+    def remove_viewer(self, viewer: RelayViewer) -> None:
+        if viewer in self.viewers:
+            self.viewers.remove(viewer)
+        if viewer in self.waiting:
+            self.waiting.remove(viewer)
+        viewer.live = False
+
+    def resync(self, viewer: RelayViewer) -> None:
+        """A viewer needs a decodable picture (it joined, or its PLI/FIR reported loss)."""
+        if self.gop_valid and self._gop:
+            self.stats.replays += 1
+            viewer.replay(self._gop)
+            self.stats.packets_out += len(self._gop)
+        else:
+            viewer.live = False
+            if viewer not in self.waiting:
+                self.waiting.append(viewer)
+            if self.on_keyframe_needed is not None and self.assembler.ssrc is not None:
+                self.on_keyframe_needed(self.assembler.ssrc)
+
+    # -- ingest --------------------------------------------------------------------------------------------
+    def feed(self, data: bytes, addr: Address) -> None:
+        """One datagram from the ingest socket."""
+        stats = self.stats
+        if self.source is not None and addr != self.source:
+            stats.foreign += 1
+            return
+        if is_rtcp(data):
+            stats.malformed += 1
+            return
+        try:
+            packet = RtpPacket.parse(data)
+        except ValueError:
+            stats.malformed += 1
+            return
+        if not packet.payload:
+            stats.malformed += 1
+            return
+        if self.source is None:
+            self.source = addr
+        stats.packets_in += 1
+        stats.bytes_in += len(data)
+        if packet.marker and parameter_sets_only(packet.payload):
+            packet.marker = False
+
+        for viewer in self.viewers:
+            if viewer.live:
+                viewer.forward(packet)
+                stats.packets_out += 1
+
+        self._keep(packet)
+        for unit in self.assembler.push(packet):
+            if unit.keyframe:
+                self._new_gop(unit.timestamp)
+        if self.assembler.waiting_for_keyframe and self.gop_valid:
+            self.gop_valid = False
+
+    def _keep(self, packet: RtpPacket) -> None:
+        self._gop.append(packet)
+        self._gop_bytes += len(packet.payload)
+        if len(self._gop) > MAX_GOP_PACKETS or self._gop_bytes > MAX_GOP_BYTES:
+            self.gop_valid = False
+            # Keep the tail: it may hold the start of the next keyframe.
+            self._gop = self._gop[-256:]
+            self._gop_bytes = sum(len(p.payload) for p in self._gop)
+
+    def _new_gop(self, timestamp: int) -> None:
+        gop = [p for p in self._gop if ts_diff(p.timestamp, timestamp) >= 0]
+        self._gop = gop
+        self._gop_bytes = sum(len(p.payload) for p in gop)
+        self.gop_valid = True
+        waiting, self.waiting = self.waiting, []
+        for viewer in waiting:
+            if viewer in self.viewers:
+                self.stats.replays += 1
+                viewer.replay(gop)
+                self.stats.packets_out += len(gop)
+
+    @property
+    def has_keyframe(self) -> bool:
+        return self.gop_valid
+
+    def nal_summary(self) -> dict[str, int]:
+        a = self.assembler.stats
+        return {
+            "frames": a.frames,
+            "keyframes": a.keyframes,
+            "lost": a.lost,
+            "late": a.late,
+            "reordered": a.reordered,
+            "frames_dropped": a.frames_dropped,
+            "h264_malformed": a.malformed,
+        }

@@ -1,0 +1,198 @@
+"""One viewer's WebRTC side: a sendonly H.264 peer connection that carries relayed RTP as it is.
+
+The server offers (as Janus does in `watch`) a single video m-line with H.264 constrained baseline,
+`packetization-mode=1`, NACK and PLI feedback and no RTX. Nothing is encoded: the transceiver's track never
+yields a frame, and the relay's rewritten packets go out through the DTLS transport's SRTP path.
+
+Why not aiortc's public `av.Packet` route (a track yielding encoded access units)? It must wait for each
+whole access unit, then re-splits and re-packetizes it once per viewer, and the sender's tasks serialize
+that work viewer after viewer: bench/relay.py measured it (docs/benchmarks.md). Forwarding needs aiortc
+private API, all of it here and checked by `check_aiortc()` and the tests:
+
+* `RTCDtlsTransport._send_rtp(bytes)`: SRTP-protect and send one packet;
+* `RTCRtpSender._ssrc`: the SSRC announced in the offer, which our packets must carry;
+* `RTCRtpSender._handle_rtcp_packet`: where the transport routes the viewer's RTCP for that SSRC; it is
+  wrapped to answer NACKs from the relay's history and turn PLI/FIR into a keyframe replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import MediaStreamTrack, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
+from aiortc.sdp import SessionDescription
+
+from ..config import Config
+from .ingest import RtpIngest
+from .peer import create_peer_connection, local_description
+from .relay import RelayViewer
+
+log = logging.getLogger(__name__)
+
+#: A viewer's PLI/FIR replays the kept keyframe at most this often.
+PLI_MIN_INTERVAL = 0.5
+
+
+def check_aiortc() -> None:
+    """Fail early, with a clear message, if an aiortc upgrade removed what forwarding relies on."""
+    missing = [
+        name
+        for owner, name in ((RTCDtlsTransport, "_send_rtp"), (RTCRtpSender, "_handle_rtcp_packet"))
+        if not callable(getattr(owner, name, None))
+    ]
+    if missing:
+        raise RuntimeError(f"aiortc {missing} is missing: this aiortc version cannot forward RTP")
+
+
+def h264_capability() -> Any:
+    for codec in RTCRtpSender.getCapabilities("video").codecs:
+        params = codec.parameters
+        if (
+            codec.mimeType.lower() == "video/h264"
+            and params.get("packetization-mode") == "1"
+            and params.get("profile-level-id") == "42e01f"
+        ):
+            return codec
+    raise RuntimeError("aiortc offers no H.264 constrained baseline, packetization-mode=1")
+
+
+class IdleTrack(MediaStreamTrack):
+    """The transceiver's track: it never yields, so aiortc's own sender loop sleeps."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ended = asyncio.Event()
+
+    async def recv(self) -> Any:
+        await self._ended.wait()
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        self._ended.set()
+
+
+class Viewer:
+    """A viewer's peer connection, joined to a mountpoint's relay once DTLS is up."""
+
+    def __init__(
+        self,
+        config: Config,
+        ingest: RtpIngest,
+        on_started: Callable[[], None] | None = None,
+        on_closed: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.ingest = ingest
+        self.on_started = on_started
+        self.on_closed = on_closed
+        self.pc = create_peer_connection(config)
+        self.track = IdleTrack()
+        self.transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
+        self.transceiver.setCodecPreferences([h264_capability()])
+        self.sender = self.transceiver.sender
+        self.output: RelayViewer | None = None
+        self.paused = False
+        self.started = False
+        self.closed = False
+        self._last_pli = 0.0
+        self.pc.on("connectionstatechange", self._state_changed)
+
+    async def offer(self) -> dict[str, Any]:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return local_description(self.pc, self.config)
+
+    async def accept(self, jsep: dict[str, Any]) -> None:
+        """The viewer's answer (`start`)."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=jsep["sdp"], type="answer"))
+        self._join()
+
+    # -- relay membership ------------------------------------------------------------------------------------
+    def _payload_type(self) -> int:
+        description = self.pc.remoteDescription or self.pc.localDescription
+        for media in SessionDescription.parse(description.sdp).media:
+            if media.kind == "video" and media.rtp.codecs:
+                return int(media.rtp.codecs[0].payloadType)
+        raise ValueError("no video codec negotiated")
+
+    def _join(self) -> None:
+        if self.closed or self.paused or self.pc.connectionState != "connected":
+            return
+        if self.output is None:
+            self.output = self.ingest.viewer(self.sender._ssrc, self._payload_type(), self._send)
+            original = self.sender._handle_rtcp_packet
+
+            async def handle_rtcp(packet: Any) -> None:
+                if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                    self._nack(packet.lost)
+                elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                    self._picture_loss()
+                else:
+                    await original(packet)
+
+            self.sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+        if self.output not in self.ingest.relay.viewers:
+            self.ingest.add_viewer(self.output)
+
+    def pause(self) -> None:
+        self.paused = True
+        if self.output is not None:
+            self.ingest.remove_viewer(self.output)
+
+    def resume(self) -> None:
+        self.paused = False
+        self._join()
+
+    def _nack(self, lost: list[int]) -> None:
+        if self.output is None:
+            return
+        for seq in lost:
+            data = self.output.retransmission(seq)
+            if data is not None:
+                self.ingest.send_now(self._send, data)
+
+    def _picture_loss(self) -> None:
+        now = time.monotonic()
+        if self.output is None or self.paused or now - self._last_pli < PLI_MIN_INTERVAL:
+            return
+        self._last_pli = now
+        self.ingest.resync(self.output)
+
+    async def _send(self, data: bytes) -> None:
+        transport = self.sender.transport
+        await transport._send_rtp(data)
+        if not self.started:
+            self.started = True
+            if self.on_started is not None:
+                self.on_started()
+
+    def _state_changed(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected":
+            self._join()
+        elif state in ("failed", "closed"):
+            self._detach()
+            if state == "failed":
+                asyncio.get_running_loop().create_task(self.close())
+
+    def _detach(self) -> None:
+        if self.output is not None:
+            self.ingest.remove_viewer(self.output)
+        if not self.closed:
+            self.closed = True
+            if self.on_closed is not None:
+                self.on_closed()
+
+    async def close(self) -> None:
+        self._detach()
+        self.track.stop()
+        await self.pc.close()

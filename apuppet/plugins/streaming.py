@@ -1,0 +1,296 @@
+"""`janus.plugin.streaming`: RTP mountpoints fed by the device, relayed to WebRTC viewers without transcoding.
+
+Request checks and the registry are `streaming_mountpoints.Mountpoints` (sans-I/O); media is
+`apuppet.media` (`RtpIngest` per mountpoint, `Viewer` per watching handle). As in Janus, `create`, `destroy`,
+`list`, `info` and `edit` answer at once; `watch`, `start`, `pause` and `stop` are acknowledged and answered
+by events (`preparing` with the offer, `starting`, `started`, `pausing`, `stopping`, `stopped`).
+
+A mountpoint belongs to the handle that created it: when that handle goes (the agent's session destroyed or
+timed out), the mountpoint goes too, its port is released and its viewers get `stopped`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.plugin import JSON, Plugin, PluginResult
+from ..api.session import Handle
+from ..config import Config
+from ..media.ingest import RtpIngest
+from ..media.viewer import Viewer, check_aiortc
+from .streaming_mountpoints import (
+    Mountpoint,
+    Mountpoints,
+    RequestError,
+    StreamingError,
+    error,
+    mountpoint_key,
+)
+
+log = logging.getLogger(__name__)
+
+SYNC_REQUESTS = {"create", "destroy", "list", "info", "edit"}
+ASYNC_REQUESTS = {"watch", "start", "pause", "stop"}
+
+
+def status(value: str) -> JSON:
+    return {"streaming": "event", "result": {"status": value}}
+
+
+@dataclass(eq=False)
+class Watch:
+    """A handle's viewing state (Janus: one stream per handle)."""
+
+    key: str
+    viewer: Viewer
+
+
+class StreamingPlugin(Plugin):
+    name = "janus.plugin.streaming"
+    version = 10
+    version_string = "0.0.10"
+    description = "Janus-compatible streaming plugin: RTP/H.264 mountpoints relayed to WebRTC viewers"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        check_aiortc()
+        self.mountpoints = Mountpoints(config.admin_secret)
+        self.ingests: dict[str, RtpIngest] = {}
+        #: Handle id → keys of the mountpoints it created.
+        self.created: dict[int, set[str]] = {}
+        self.watches: dict[int, Watch] = {}
+        self.handles: dict[int, Handle] = {}
+
+    # -- plugin hooks ----------------------------------------------------------------------------------------
+    def attach(self, handle: Handle) -> None:
+        self.handles[handle.id] = handle
+
+    def message(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> PluginResult | None:
+        request = body.get("request")
+        verb = request.lower() if isinstance(request, str) else None
+        if verb in SYNC_REQUESTS:
+            try:
+                data = getattr(self, f"_{verb}")(handle, body)
+            except RequestError as exc:
+                data = error(exc.code, exc.reason)
+            self._drain_reports()
+            return PluginResult(data)
+        if verb in ASYNC_REQUESTS:
+            handle.spawn(self._async(verb, handle, transaction, body, jsep), name=f"streaming-{verb}-{handle.id}")
+            return None
+        if request is None:
+            return PluginResult(error(StreamingError.MISSING_ELEMENT, "Missing mandatory element (request)"))
+        return PluginResult(error(StreamingError.INVALID_REQUEST, f"Unknown request '{str(request)[:32]}'"))
+
+    def hangup(self, handle: Handle) -> None:
+        watch = self.watches.pop(handle.id, None)
+        if watch is not None:
+            handle.spawn(self._close_viewer(handle, watch, notify=False), name=f"streaming-hangup-{handle.id}")
+
+    def detach(self, handle: Handle) -> None:
+        self.handles.pop(handle.id, None)
+        watch = self.watches.pop(handle.id, None)
+        if watch is not None:
+            watch.viewer.on_closed = None
+            _spawn_free(watch.viewer.close())
+        for key in self.created.pop(handle.id, set()):
+            mountpoint = self.mountpoints.mountpoints.get(key)
+            if mountpoint is not None:
+                self._teardown(self.mountpoints.remove(mountpoint, "creator gone"))
+        self._drain_reports()
+
+    async def close(self) -> None:
+        for handle_id in list(self.handles):
+            handle = self.handles[handle_id]
+            self.detach(handle)
+        for key in list(self.ingests):
+            self.ingests.pop(key).close()
+
+    def metrics(self) -> dict[str, float]:
+        totals: dict[str, float] = {
+            "streaming_mountpoints": len(self.mountpoints.mountpoints),
+            "streaming_viewers": sum(len(i.relay.viewers) for i in self.ingests.values()),
+        }
+        for ingest in self.ingests.values():
+            s = ingest.relay.stats
+            for name, value in (
+                ("rtp_packets_in_total", s.packets_in),
+                ("rtp_bytes_in_total", s.bytes_in),
+                ("rtp_packets_out_total", s.packets_out),
+                ("rtp_foreign_total", s.foreign),
+                ("rtp_malformed_total", s.malformed),
+                ("rtp_lost_total", ingest.relay.assembler.stats.lost),
+            ):
+                totals[name] = totals.get(name, 0) + value
+        return totals
+
+    # -- synchronous requests ----------------------------------------------------------------------------------
+    def _create(self, handle: Handle, body: JSON) -> JSON:
+        opened: list[RtpIngest] = []
+
+        def bind(port: int) -> int:
+            ingest = RtpIngest(self.config.bind, self.config.port_range, port)
+            opened.append(ingest)
+            return ingest.port
+
+        mountpoint = self.mountpoints.create(handle.session.id, body, handle.session.remote, bind)
+        key = mountpoint_key(mountpoint.id)
+        self.ingests[key] = opened[0]
+        self.created.setdefault(handle.id, set()).add(key)
+        return mountpoint.created()
+
+    def _destroy(self, handle: Handle, body: JSON) -> JSON:
+        mountpoint = self.mountpoints.destroy(handle.session.id, body, handle.session.remote)
+        self._teardown(mountpoint)
+        return {"streaming": "destroyed", "id": mountpoint.id}
+
+    def _edit(self, handle: Handle, body: JSON) -> JSON:
+        mountpoint = self.mountpoints.edit(handle.session.id, body, handle.session.remote)
+        return {"streaming": "edited", "id": mountpoint.id, "permanent": False}
+
+    def _list(self, handle: Handle, body: JSON) -> JSON:
+        listed = self.mountpoints.listing(handle.session.id, body, lambda m: self._age(m))
+        return {"streaming": "list", "list": listed}
+
+    def _info(self, handle: Handle, body: JSON) -> JSON:
+        mountpoint = self.mountpoints.visible(handle.session.id, body, handle.session.remote)
+        ingest = self.ingests[mountpoint_key(mountpoint.id)]
+        info: JSON = {
+            "id": mountpoint.id,
+            "name": mountpoint.name,
+            "description": mountpoint.description,
+            "type": "live",
+            "enabled": True,
+            "is_private": mountpoint.is_private,
+            "viewers": len(ingest.relay.viewers),
+            **self._age(mountpoint),
+        }
+        if self.mountpoints.privileged(mountpoint, handle.session.id, body):
+            relay = ingest.relay
+            info.update(
+                video_port=mountpoint.video_port,
+                videopt=mountpoint.videopt,
+                videortpmap=mountpoint.videortpmap,
+                **({"videofmtp": mountpoint.videofmtp} if mountpoint.videofmtp else {}),
+                stats={
+                    "packets": relay.stats.packets_in,
+                    "bytes": relay.stats.bytes_in,
+                    "foreign": relay.stats.foreign,
+                    "malformed": relay.stats.malformed,
+                    **relay.nal_summary(),
+                },
+            )
+        return {"streaming": "info", "info": info}
+
+    def _age(self, mountpoint: Mountpoint) -> JSON:
+        ingest = self.ingests.get(mountpoint_key(mountpoint.id))
+        if ingest is None or ingest.last_packet_at is None:
+            return {}
+        return {"video_age_ms": int((time.monotonic() - ingest.last_packet_at) * 1000)}
+
+    # -- asynchronous requests ---------------------------------------------------------------------------------
+    async def _async(self, verb: str, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> None:
+        try:
+            await getattr(self, f"_{verb}")(handle, transaction, body, jsep)
+        except RequestError as exc:
+            handle.push_event(error(exc.code, exc.reason), transaction=transaction)
+        finally:
+            self._drain_reports()
+
+    async def _watch(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> None:
+        mountpoint = self.mountpoints.watchable(body, handle.session.remote)
+        key = mountpoint_key(mountpoint.id)
+        previous = self.watches.pop(handle.id, None)
+        if previous is not None:
+            await self._close_viewer(handle, previous, notify=False)
+        viewer = Viewer(self.config, self.ingests[key])
+        watch = Watch(key, viewer)
+        viewer.on_started = lambda: handle.push_event(status("started"))
+        viewer.on_closed = lambda: self._viewer_gone(handle, watch)
+        self.watches[handle.id] = watch
+        offer = await viewer.offer()
+        if self.watches.get(handle.id) is not watch:
+            return  # stopped or replaced meanwhile
+        self.emit("viewer_watching", mountpoint=key, handle=handle.id, remote=handle.session.remote)
+        handle.push_event(status("preparing"), offer, transaction)
+
+    async def _start(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> None:
+        watch = self.watches.get(handle.id)
+        if watch is None:
+            raise RequestError(StreamingError.INVALID_REQUEST, "Can't start: not watching any mountpoint")
+        viewer = watch.viewer
+        if viewer.pc.signalingState == "have-local-offer":
+            if jsep is None or jsep.get("type") != "answer":
+                raise RequestError(StreamingError.MISSING_ELEMENT, "Missing mandatory element (jsep answer)")
+            try:
+                await viewer.accept(jsep)
+            except Exception as exc:
+                raise RequestError(StreamingError.INVALID_ELEMENT, f"Invalid SDP answer: {exc}") from None
+        else:
+            viewer.resume()
+        handle.push_event(status("starting"), transaction=transaction)
+
+    async def _pause(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> None:
+        watch = self.watches.get(handle.id)
+        if watch is None:
+            raise RequestError(StreamingError.INVALID_REQUEST, "Can't pause: not watching any mountpoint")
+        watch.viewer.pause()
+        handle.push_event(status("pausing"), transaction=transaction)
+
+    async def _stop(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> None:
+        watch = self.watches.pop(handle.id, None)
+        handle.push_event(status("stopping"), transaction=transaction)
+        if watch is not None:
+            await self._close_viewer(handle, watch, notify=True)
+
+    # -- teardown ----------------------------------------------------------------------------------------------
+    async def _close_viewer(self, handle: Handle, watch: Watch, notify: bool) -> None:
+        watch.viewer.on_closed = None
+        await watch.viewer.close()
+        if notify:
+            handle.push_event(status("stopped"))
+            handle.push_hangup()
+
+    def _viewer_gone(self, handle: Handle, watch: Watch) -> None:
+        """The viewer's connection failed or closed on its own."""
+        if self.watches.get(handle.id) is watch:
+            del self.watches[handle.id]
+            handle.push_event(status("stopped"))
+            handle.push_hangup("ICE failed" if watch.viewer.pc.connectionState == "failed" else "Close PC")
+
+    def _teardown(self, mountpoint: Mountpoint) -> None:
+        """A mountpoint is gone: its viewers stop, its port is released."""
+        key = mountpoint_key(mountpoint.id)
+        for handle_id, watch in list(self.watches.items()):
+            if watch.key != key:
+                continue
+            del self.watches[handle_id]
+            handle = self.handles.get(handle_id)
+            watch.viewer.on_closed = None
+            if handle is not None:
+                handle.push_event(status("stopped"))
+                handle.push_hangup()
+            _spawn_free(watch.viewer.close())
+        for created in self.created.values():
+            created.discard(key)
+        ingest = self.ingests.pop(key, None)
+        if ingest is not None:
+            ingest.close()
+
+    def _drain_reports(self) -> None:
+        for name, fields in self.mountpoints.take_reports():
+            self.emit(name, **fields)
+
+
+_background: set[Any] = set()
+
+
+def _spawn_free(coro: Any) -> None:
+    """Run a cleanup coroutine that must outlive the handle that started it."""
+    task = asyncio.get_running_loop().create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)

@@ -1,0 +1,332 @@
+"""Streaming mountpoints, sans-I/O: request validation, the registry, and who may do what.
+
+Requests, replies and error codes are Janus 0.10's streaming plugin ones (the aPuppet agent reads
+`stream.video_port`, the web-admin branches on 455 and shows the text of 457). Where Janus trusts everybody,
+this core does not: only the session that created a mountpoint (or a holder of its `secret`, or of the
+server's admin secret) may destroy or edit it, `list` and `info` hide private and pin-protected mountpoints
+from others, and wrong pins are slowed down per address and per mountpoint.
+
+Sockets and peer connections are not here: `create` asks the caller's `bind` callback for the ingest port, and
+`watch` only checks that the viewer may watch.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from ..api.throttle import Throttle
+
+JSON = dict[str, Any]
+MountpointId = str | int
+Owner = Hashable
+
+MAX_NAME = 128
+MAX_DESCRIPTION = 256
+MAX_FMTP = 512
+MAX_ID = 2**63 - 1
+#: Bounds that keep one client from taking every port of the range.
+MAX_MOUNTPOINTS = 10_000
+MAX_MOUNTPOINTS_PER_OWNER = 8
+DEFAULT_VIDEO_PT = 100
+DEFAULT_RTPMAP = "H264/90000"
+
+
+class StreamingError(IntEnum):
+    """Janus' streaming plugin error codes."""
+
+    NO_MESSAGE = 450
+    INVALID_JSON = 451
+    INVALID_REQUEST = 452
+    MISSING_ELEMENT = 453
+    INVALID_ELEMENT = 454
+    NO_SUCH_MOUNTPOINT = 455
+    CANT_CREATE = 456
+    UNAUTHORIZED = 457
+    CANT_SWITCH = 458
+    UNKNOWN_ERROR = 470
+
+
+class RequestError(Exception):
+    def __init__(self, code: StreamingError, reason: str) -> None:
+        super().__init__(reason)
+        self.code = int(code)
+        self.reason = reason
+
+
+def error(code: int, reason: str) -> JSON:
+    return {"streaming": "event", "error_code": int(code), "error": reason}
+
+
+def mountpoint_key(value: MountpointId) -> str:
+    """`"42"` and `42` name the same mountpoint: the agent sends strings, other Janus clients numbers."""
+    return str(value)
+
+
+@dataclass(slots=True, eq=False)
+class Mountpoint:
+    id: MountpointId
+    owner: Owner
+    name: str
+    description: str
+    pin: str
+    secret: str
+    is_private: bool
+    video_port: int
+    videopt: int
+    videortpmap: str
+    videofmtp: str
+    videobufferkf: bool
+
+    def protected(self) -> bool:
+        return self.is_private or bool(self.pin)
+
+    def created(self) -> JSON:
+        """Janus 0.10's reply to `create` (spec §4.1)."""
+        return {
+            "streaming": "created",
+            "created": self.name,
+            "permanent": False,
+            "stream": {
+                "id": self.id,
+                "type": "live",
+                "description": self.description,
+                "is_private": self.is_private,
+                "video_port": self.video_port,
+            },
+        }
+
+
+def _same(given: Any, expected: str) -> bool:
+    if not expected or not isinstance(given, str):
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
+class Mountpoints:
+    """Every mountpoint of the server."""
+
+    def __init__(
+        self,
+        admin_secret: str = "",
+        *,
+        address_throttle: Throttle | None = None,
+        mountpoint_throttle: Throttle | None = None,
+    ) -> None:
+        self.admin_secret = admin_secret
+        self.mountpoints: dict[str, Mountpoint] = {}
+        self.reports: list[tuple[str, JSON]] = []
+        # Few free guesses per address; more per mountpoint (a stranger's failures must not lock the real admin
+        # out) with a short ceiling, which still caps guessing from many addresses. (`is None`: an empty
+        # Throttle is falsy.)
+        self.address_throttle = Throttle(free=5, base_delay=1.0) if address_throttle is None else address_throttle
+        self.mountpoint_throttle = (
+            Throttle(free=20, base_delay=0.5, max_delay=30.0) if mountpoint_throttle is None else mountpoint_throttle
+        )
+
+    # -- requests (synchronous in Janus) ---------------------------------------------------------------------
+    def create(self, owner: Owner, msg: JSON, remote: str, bind: Callable[[int], int]) -> Mountpoint:
+        """Validate a `create`, take the ingest port (`bind(requested)` returns the bound port), register."""
+        kind = msg.get("type")
+        if kind is None:
+            raise RequestError(StreamingError.MISSING_ELEMENT, "Missing mandatory element (type)")
+        if kind != "rtp":
+            raise RequestError(StreamingError.INVALID_ELEMENT, f"Unsupported type {str(kind)[:32]} (only rtp)")
+        if _flag(msg, "permanent", False):
+            raise RequestError(StreamingError.INVALID_ELEMENT, "Permanent mountpoints are not supported")
+        if _flag(msg, "audio", False) or _flag(msg, "data", False):
+            raise RequestError(StreamingError.INVALID_ELEMENT, "Only video mountpoints are supported")
+        if not _flag(msg, "video", False):
+            raise RequestError(StreamingError.INVALID_ELEMENT, "Can't add 'rtp' stream, no audio, video or data")
+        mp_id: MountpointId
+        if msg.get("id") is None:
+            mp_id = secrets.randbelow(2**53 - 1) + 1
+            while mountpoint_key(mp_id) in self.mountpoints:
+                mp_id = secrets.randbelow(2**53 - 1) + 1
+        else:
+            mp_id = _mountpoint_id(msg)
+        if mountpoint_key(mp_id) in self.mountpoints:
+            raise RequestError(StreamingError.CANT_CREATE, "A stream with the provided ID already exists")
+        if len(self.mountpoints) >= MAX_MOUNTPOINTS or len(self.owned_by(owner)) >= MAX_MOUNTPOINTS_PER_OWNER:
+            raise RequestError(StreamingError.CANT_CREATE, "Too many mountpoints")
+        videoport = _int(msg, "videoport", 0, 0, 65535)
+        videopt = _int(msg, "videopt", DEFAULT_VIDEO_PT, 0, 127)
+        rtpmap = _text(msg, "videortpmap", MAX_NAME) or DEFAULT_RTPMAP
+        if not rtpmap.upper().startswith("H264/"):
+            raise RequestError(StreamingError.INVALID_ELEMENT, "Only H264 video is supported (videortpmap)")
+        description = _text(msg, "description", MAX_DESCRIPTION)
+        name = _text(msg, "name", MAX_NAME)
+        mountpoint = Mountpoint(
+            id=mp_id,
+            owner=owner,
+            name=name or str(mp_id),
+            description=description or name or str(mp_id),
+            pin=_text(msg, "pin", MAX_NAME) or "",
+            secret=_text(msg, "secret", MAX_NAME) or "",
+            is_private=_flag(msg, "is_private", False),
+            video_port=0,
+            videopt=videopt,
+            videortpmap=rtpmap,
+            videofmtp=_text(msg, "videofmtp", MAX_FMTP) or "",
+            videobufferkf=_flag(msg, "videobufferkf", False),
+        )
+        try:
+            mountpoint.video_port = bind(videoport)
+        except OSError as exc:
+            reason = f"Can't bind the video port: {exc.strerror or exc}"
+            raise RequestError(StreamingError.CANT_CREATE, reason) from None
+        self.mountpoints[mountpoint_key(mp_id)] = mountpoint
+        self._report("mountpoint_created", id=mountpoint_key(mp_id), remote=remote, protected=mountpoint.protected())
+        return mountpoint
+
+    def destroy(self, owner: Owner, msg: JSON, remote: str) -> Mountpoint:
+        mountpoint = self.get(msg)
+        self._check_authority(mountpoint, owner, msg, remote)
+        return self.remove(mountpoint, "destroyed")
+
+    def edit(self, owner: Owner, msg: JSON, remote: str) -> Mountpoint:
+        mountpoint = self.get(msg)
+        self._check_authority(mountpoint, owner, msg, remote)
+        description = _text(msg, "new_description", MAX_DESCRIPTION)
+        pin = _text(msg, "new_pin", MAX_NAME)
+        secret = _text(msg, "new_secret", MAX_NAME)
+        is_private = msg.get("new_is_private")
+        if is_private is not None and not isinstance(is_private, bool):
+            raise RequestError(StreamingError.INVALID_ELEMENT, "Invalid element (new_is_private should be a boolean)")
+        if description is not None:
+            mountpoint.description = description
+        if pin is not None:
+            mountpoint.pin = pin
+        if secret is not None:
+            mountpoint.secret = secret
+        if is_private is not None:
+            mountpoint.is_private = is_private
+        self._report("mountpoint_edited", id=mountpoint_key(mountpoint.id), remote=remote)
+        return mountpoint
+
+    def listing(self, owner: Owner, msg: JSON, extra: Callable[[Mountpoint], JSON]) -> list[JSON]:
+        admin = self._is_admin(msg)
+        return [
+            {"id": m.id, "type": "live", "description": m.description, "enabled": True, **extra(m)}
+            for m in self.mountpoints.values()
+            if admin or m.owner == owner or not m.protected()
+        ]
+
+    def visible(self, owner: Owner, msg: JSON, remote: str) -> Mountpoint:
+        """`info`: others see a protected mountpoint only with its pin (a wrong one counts as a guess)."""
+        mountpoint = self.get(msg)
+        if mountpoint.owner == owner or self._is_admin(msg) or _same(msg.get("secret"), mountpoint.secret):
+            return mountpoint
+        if mountpoint.is_private and not mountpoint.pin:
+            raise RequestError(StreamingError.NO_SUCH_MOUNTPOINT, f"No such mountpoint/stream {mountpoint.id}")
+        self.check_pin(mountpoint, msg, remote)
+        return mountpoint
+
+    def privileged(self, mountpoint: Mountpoint, owner: Owner, msg: JSON) -> bool:
+        """Whether `info` may show the ingest details (port, payload type) to this requester."""
+        return mountpoint.owner == owner or self._is_admin(msg) or _same(msg.get("secret"), mountpoint.secret)
+
+    # -- watching ---------------------------------------------------------------------------------------------
+    def check_pin(self, mountpoint: Mountpoint, msg: JSON, remote: str) -> None:
+        if not mountpoint.pin:
+            return
+        by_address = ("streaming-pin", remote)
+        by_mountpoint = ("streaming-pin", mountpoint_key(mountpoint.id))
+        wait = max(self.address_throttle.blocked_for(by_address), self.mountpoint_throttle.blocked_for(by_mountpoint))
+        if wait > 0:
+            raise RequestError(StreamingError.UNAUTHORIZED, f"Too many wrong pins, retry in {wait:.0f} s")
+        if _same(msg.get("pin"), mountpoint.pin):
+            self.address_throttle.success(by_address)
+            return
+        self.address_throttle.failure(by_address)
+        self.mountpoint_throttle.failure(by_mountpoint)
+        self._report("wrong_pin", id=mountpoint_key(mountpoint.id), remote=remote)
+        raise RequestError(StreamingError.UNAUTHORIZED, "Unauthorized (wrong pin)")
+
+    def watchable(self, msg: JSON, remote: str) -> Mountpoint:
+        mountpoint = self.get(msg)
+        self.check_pin(mountpoint, msg, remote)
+        return mountpoint
+
+    # -- registry ----------------------------------------------------------------------------------------------
+    def get(self, msg: JSON) -> Mountpoint:
+        mp_id = _mountpoint_id(msg)
+        mountpoint = self.mountpoints.get(mountpoint_key(mp_id))
+        if mountpoint is None:
+            raise RequestError(StreamingError.NO_SUCH_MOUNTPOINT, f"No such mountpoint/stream {mp_id}")
+        return mountpoint
+
+    def owned_by(self, owner: Owner) -> list[Mountpoint]:
+        return [m for m in self.mountpoints.values() if m.owner == owner]
+
+    def remove(self, mountpoint: Mountpoint, reason: str) -> Mountpoint:
+        self.mountpoints.pop(mountpoint_key(mountpoint.id), None)
+        self._report("mountpoint_destroyed", id=mountpoint_key(mountpoint.id), reason=reason)
+        return mountpoint
+
+    def take_reports(self) -> list[tuple[str, JSON]]:
+        reports, self.reports = self.reports, []
+        return reports
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def _report(self, name: str, **fields: Any) -> None:
+        self.reports.append((name, fields))
+
+    def _is_admin(self, msg: JSON) -> bool:
+        return _same(msg.get("admin_key"), self.admin_secret) or _same(msg.get("secret"), self.admin_secret)
+
+    def _check_authority(self, mountpoint: Mountpoint, owner: Owner, msg: JSON, remote: str) -> None:
+        """Destroy and edit: the creating session, a holder of the mountpoint's secret, or the server admin."""
+        if mountpoint.owner == owner:
+            return
+        key = ("streaming-secret", remote)
+        wait = self.address_throttle.blocked_for(key)
+        if wait > 0:
+            raise RequestError(StreamingError.UNAUTHORIZED, f"Too many failed attempts, retry in {wait:.0f} s")
+        if _same(msg.get("secret"), mountpoint.secret) or self._is_admin(msg):
+            return
+        self.address_throttle.failure(key)
+        self._report("unauthorized", id=mountpoint_key(mountpoint.id), remote=remote, request=str(msg.get("request")))
+        raise RequestError(StreamingError.UNAUTHORIZED, "Unauthorized (wrong secret, or not the mountpoint's creator)")
+
+
+def _mountpoint_id(msg: JSON) -> MountpointId:
+    value = msg.get("id")
+    if value is None:
+        raise RequestError(StreamingError.MISSING_ELEMENT, "Missing mandatory element (id)")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise RequestError(StreamingError.INVALID_ELEMENT, "Invalid element (id should be a string or integer)")
+    if isinstance(value, int) and not 0 < value <= MAX_ID:
+        raise RequestError(StreamingError.INVALID_ELEMENT, "Invalid element (id out of range)")
+    if isinstance(value, str) and not 0 < len(value) <= MAX_NAME:
+        raise RequestError(StreamingError.INVALID_ELEMENT, "Invalid element (id should be 1 to 128 characters)")
+    return value
+
+
+def _text(msg: JSON, name: str, limit: int) -> str | None:
+    value = msg.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestError(StreamingError.INVALID_ELEMENT, f"Invalid element ({name} should be a string)")
+    if len(value) > limit:
+        raise RequestError(StreamingError.INVALID_ELEMENT, f"Invalid element ({name} longer than {limit})")
+    return value
+
+
+def _flag(msg: JSON, name: str, default: bool) -> bool:
+    value = msg.get(name, default)
+    if not isinstance(value, bool):
+        raise RequestError(StreamingError.INVALID_ELEMENT, f"Invalid element ({name} should be a boolean)")
+    return value
+
+
+def _int(msg: JSON, name: str, default: int, low: int, high: int) -> int:
+    value = msg.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise RequestError(StreamingError.INVALID_ELEMENT, f"Invalid element ({name} should be {low} to {high})")
+    return value

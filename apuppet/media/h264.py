@@ -185,9 +185,10 @@ class _Pending:
 class H264Assembler:
     """RTP packets (any order) → complete Annex-B access units, sans-I/O.
 
-    Packets are released in sequence order; a packet missing while `reorder_window` later packets wait is
-    declared lost. An access unit ends at the first packet of a newer timestamp, or at a marker once it holds
-    a picture (a marker on a parameter-set-only packet is ignored, see the module docstring).
+    Packets are released in sequence order; a missing packet is declared lost once `reorder_window` later
+    packets wait, or packets of three timestamps. An access unit ends at the first packet of a newer
+    timestamp, or at a marker once it holds a picture (a marker on a parameter-set-only packet is ignored,
+    see the module docstring).
     """
 
     def __init__(self, reorder_window: int = 32, max_jump: int = 3000) -> None:
@@ -261,7 +262,9 @@ class H264Assembler:
             assert self._expected is not None
             packet = buffer.pop(self._expected, None)
             if packet is None:
-                if len(buffer) <= window:
+                # Give up on the gap when the window is full, or when packets of three timestamps wait
+                # (reordering across frames is rare: waiting longer would only delay the loss report).
+                if len(buffer) <= window and len({p.timestamp for p in buffer.values()}) < 3:
                     return
                 self._skip_gap()
                 continue

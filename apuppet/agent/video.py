@@ -14,6 +14,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..media.encoder import H264Encoder
 from ..media.h264 import H264Packetizer, split_annexb
 from ..media.rtp import VIDEO_CLOCK_RATE
@@ -92,12 +94,21 @@ class VideoStreamer:
         encoder = H264Encoder(g.width, g.height, fps=s.fps, bitrate=s.bitrate, keyframe_interval=s.keyframe_interval)
         period = 1 / s.fps
         last_frame = last_key = float("-inf")
+        last_rgb: np.ndarray | None = None
+        trailing = False
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
         while True:
             now = loop.time()
-            force = self._keyframe_wanted or now - last_frame >= s.refresh
-            rgb = self.source.grab(force)
+            rgb = self.source.grab(last_rgb is None)
+            if rgb is not None:
+                last_rgb = rgb
+                # Receivers that cut frames by timestamp (aiortc's jitter buffer) release a frame only when
+                # the next one starts: follow a change with one repeat, or it would wait for the refresh.
+                trailing = True
+            elif last_rgb is not None and (trailing or self._keyframe_wanted or now - last_frame >= s.refresh):
+                rgb = last_rgb
+                trailing = False
             if rgb is not None:
                 if self._keyframe_wanted or now - last_key >= s.keyframe_interval:
                     encoder.force_keyframe()

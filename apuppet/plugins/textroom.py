@@ -72,6 +72,9 @@ class Link:
         self.dropped = 0
         self.up = False
         self.early_candidates: list[RTCIceCandidate] = []
+        #: The offer being made. aioice keeps binding sockets until gathering ends, even after a close, so a
+        #: PeerConnection is only closed once this is done; and it is never cancelled halfway, for the same reason.
+        self.gathering: asyncio.Task[None] | None = None
 
     # -- negotiation -----------------------------------------------------------------------------------------
     async def offer(self, transaction: str) -> None:
@@ -90,7 +93,9 @@ class Link:
             pc.createDataChannel(SERVER_LABEL).close()
             pc.on("datachannel", lambda channel: self._listen(pc, channel))
             pc.on("connectionstatechange", self._state_changed)
-            await pc.setLocalDescription(await pc.createOffer())
+            gathering = self.gathering = asyncio.get_running_loop().create_task(self._gather(pc))
+            gathering.add_done_callback(_retrieve)
+            await asyncio.shield(gathering)
         except Exception as exc:
             if self.pc is not pc:
                 return  # hung up meanwhile: the close made the offer fail, nobody waits for it
@@ -104,6 +109,10 @@ class Link:
         self.handle.push_event(
             {"textroom": "event", "result": "ok"}, local_description(pc, self.plugin.config), transaction
         )
+
+    @staticmethod
+    async def _gather(pc: RTCPeerConnection) -> None:
+        await pc.setLocalDescription(await pc.createOffer())
 
     async def answer(self, jsep: JSON | None, transaction: str) -> None:
         pc = self.pc
@@ -205,14 +214,15 @@ class Link:
         for text in pending:
             channel.send(text)
 
-    def release(self) -> RTCPeerConnection | None:
+    def release(self) -> tuple[RTCPeerConnection | None, asyncio.Task[None] | None]:
         """Forget the PeerConnection (the caller closes it), so that a new `setup` may start afresh."""
         pc, self.pc = self.pc, None
+        gathering, self.gathering = self.gathering, None
         self.channel = None
         self.pending.clear()
         self.early_candidates.clear()
         self.up = False
-        return pc
+        return pc, gathering
 
 
 class TextRoomPlugin(Plugin):
@@ -311,9 +321,21 @@ class TextRoomPlugin(Plugin):
                 link.send(message)
 
     def close_link(self, link: Link) -> None:
-        pc = link.release()
+        pc, gathering = link.release()
         if pc is None:
             return
-        task = asyncio.get_running_loop().create_task(pc.close(), name="textroom-close")
+        task = asyncio.get_running_loop().create_task(_close(pc, gathering), name="textroom-close")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+
+async def _close(pc: RTCPeerConnection, gathering: asyncio.Task[None] | None) -> None:
+    if gathering is not None and not gathering.done():
+        await asyncio.wait([gathering], timeout=CLOSE_TIMEOUT)
+    await pc.close()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    # The offer's failure is reported by `Link.offer`; if that was cancelled, nobody else reads it.
+    if not task.cancelled():
+        task.exception()

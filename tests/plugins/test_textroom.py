@@ -631,3 +631,25 @@ async def test_failed_setup_is_reported_not_left_hanging(
     janus.message(session, handle, {"request": "setup"})
     offer = await janus.event(session, lambda e: "jsep" in e)
     assert plugin_data(offer)["result"] == "ok"
+
+
+async def test_detach_during_setup_leaves_nothing_behind(server: tuple[Gateway, TextRoomPlugin]) -> None:
+    """A client that leaves while its offer is being made: the half-made PeerConnection is closed too."""
+    gateway, plugin = server
+    janus = InProcClient(gateway)
+    session = janus.create()
+    handle = janus.attach(session, PLUGIN)
+    janus.message(session, handle, {"request": "setup"})
+    await janus.event(session, lambda e: "jsep" in e)  # warm up, then count
+    janus.request("detach", session, handle)
+    await settle(lambda: not plugin._closing)
+    tasks, fds = len(asyncio.all_tasks()), open_fds()
+    for i in range(50):
+        handle = janus.attach(session, PLUGIN)
+        janus.message(session, handle, {"request": "setup"})
+        await asyncio.sleep(0.002 * (i % 5))  # from "not started" to "mid-gathering"
+        janus.request("detach", session, handle)
+    await settle(lambda: not plugin._closing and len(asyncio.all_tasks()) <= tasks and open_fds() <= fds)
+    assert plugin.links == {} and not plugin._closing
+    assert len(asyncio.all_tasks()) <= tasks
+    assert open_fds() <= fds

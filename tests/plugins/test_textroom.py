@@ -439,6 +439,9 @@ async def test_janus_api_requests(server: tuple[Gateway, TextRoomPlugin]) -> Non
     janus.message(session, handle, {"request": "setup"})
     twice = await janus.event(session, lambda e: "error_code" in plugin_data(e))
     assert plugin_data(twice)["error_code"] == 416
+    janus.message(session, handle, {"request": "ack"}, {"type": "answer", "sdp": "v=0\r\nm=bogus\r\n"})
+    bad = await janus.event(session, lambda e: "error_code" in plugin_data(e))
+    assert plugin_data(bad)["error_code"] == 414 and "Invalid SDP" in plugin_data(bad)["error"]
     assert len(plugin.links) == 1
 
 

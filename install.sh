@@ -14,7 +14,8 @@
 #   APUPPET_SKIP_APT=1     do not install system packages     APUPPET_NO_SYSTEMD=1  act as if systemd did not run
 #   APUPPET_VENV=DIR       virtualenv (default: ./.venv)      APUPPET_USER=NAME     service user (default: apuppet)
 #   APUPPET_PYTHON=PROG    Python (3.11+) making the venv     APUPPET_VENV_ARGS / APUPPET_PIP_ARGS: extra arguments
-#   Tests of the systemd path without systemd: APUPPET_SYSTEMD=1, APUPPET_UNIT_DIR=DIR, APUPPET_START_WAIT=SECONDS
+#   APUPPET_START_WAIT=SECONDS  how long to wait for the server to answer (default: 30)
+#   Tests of the systemd path without systemd: APUPPET_SYSTEMD=1, APUPPET_UNIT_DIR=DIR
 set -euo pipefail
 umask 022
 
@@ -210,29 +211,49 @@ if [ "$(cat "$UNIT_FILE" 2>/dev/null)" != "$unit" ]; then
 fi
 systemctl enable --quiet apuppet.service
 
+# What a restart applies, and what a reload (SIGHUP) applies: a renewed certificate needs no restart.
 applied_state() {
     {
         cat "$UNIT_FILE" "$CONFIG" "$STAMP"
         git -C "$REPO" rev-parse HEAD 2>/dev/null || true
-        [ "$TLS" = 0 ] || cat "$TLS_CERT"
     } | sha256sum | cut -d' ' -f1
 }
+cert_state() { { [ "$TLS" = 0 ] || cat "$TLS_CERT" "$TLS_KEY"; } | sha256sum | cut -d' ' -f1; }
 APPLIED="$VENV/.apuppet-applied"
+APPLIED_CERT="$VENV/.apuppet-applied-cert"
+wait_ready() {
+    local i
+    for ((i = 0; i < ${APUPPET_START_WAIT:-30}; i++)); do
+        sleep 1
+        systemctl is-active --quiet apuppet.service || continue
+        "$VENV/bin/python" -c 'import json, sys, urllib.request
+sys.exit(json.load(urllib.request.urlopen(sys.argv[1], timeout=2)).get("janus") != "server_info")' "$PROBE_URL" \
+            2>/dev/null && return 0
+    done
+    return 1
+}
 restart() {
     say "(re)starting apuppet"
     systemctl restart apuppet.service
-    sleep "${APUPPET_START_WAIT:-3}"
-    if ! systemctl is-active --quiet apuppet.service; then
+    if ! wait_ready; then
         journalctl -u apuppet.service -n 30 --no-pager >&2 || true
-        die "apuppet did not stay up (log above; also: $APUPPET doctor --config $CONFIG)"
+        die "apuppet does not answer on $PROBE_URL (log above; also: $APUPPET doctor --config $CONFIG)"
     fi
     applied_state >"$APPLIED"
+    cert_state >"$APPLIED_CERT"
 }
-if [ "$(cat "$APPLIED" 2>/dev/null)" != "$(applied_state)" ] || ! systemctl is-active --quiet apuppet.service; then
-    restart
-else
-    say "apuppet is running with this configuration: not restarted"
-fi
+apply() {
+    if [ "$(cat "$APPLIED" 2>/dev/null)" != "$(applied_state)" ] || ! systemctl is-active --quiet apuppet.service; then
+        restart
+    elif [ "$(cat "$APPLIED_CERT" 2>/dev/null)" != "$(cert_state)" ]; then
+        say "reloading the TLS certificate (SIGHUP, sessions continue)"
+        systemctl reload apuppet.service
+        cert_state >"$APPLIED_CERT"
+    else
+        say "apuppet is running with this configuration: not restarted"
+    fi
+}
+apply
 
 # -- certbot: Let's Encrypt for hostname, HTTP-01 through the running server ------------------------------------------
 if [ "$CERTBOT" = 1 ]; then
@@ -262,11 +283,9 @@ if [ "$CERTBOT" = 1 ]; then
             "$APUPPET" config set --config "$CONFIG" "tls_cert=$managed_cert" "tls_key=$managed_key"
             TLS=1
             TLS_CERT=$managed_cert
-            restart
-        elif [ "$(cat "$APPLIED" 2>/dev/null)" != "$(applied_state)" ]; then
-            systemctl reload apuppet.service
-            applied_state >"$APPLIED"
+            TLS_KEY=$managed_key
         fi
+        apply
         systemctl enable --quiet --now certbot.timer 2>/dev/null || warn "certbot.timer not found: renew with cron"
     fi
 fi

@@ -132,6 +132,15 @@ def _url(scheme: str, host: str, port: int) -> str:
     return f"{scheme}://{host}{'' if port == default else f':{port}'}/"
 
 
+def _local_host(bind: str) -> str:
+    """Where this host reaches its own server: the bind address, or loopback for the wildcard ones."""
+    if bind in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if bind == "::":
+        return "::1"
+    return bind
+
+
 def _tls_problems(config: Config, base: Path) -> tuple[list[str], list[str], tls.CertificateInfo | None]:
     """(errors, warnings, certificate) for the TLS settings."""
     errors: list[str] = []
@@ -187,6 +196,7 @@ def summary(config: Config, base: Path, config_path: str, interfaces: list[docto
         "URL": url + "web-admin/",
         "AGENT_URL": url,
         "HTTP_URL": http_url,
+        "PROBE_URL": _url("http", _local_host(config.bind), config.web_http_port) + "janus/info",
         "TCP_PORTS": " ".join(str(port) for port, _ in doctor.tcp_ports(config) if port),
         "UDP_RANGE": f"{low}-{high}",
         "FIREWALL": "\n".join(doctor.firewall_lines(config)),

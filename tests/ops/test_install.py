@@ -6,12 +6,17 @@ systemd cannot run in this container, so its path runs against stand-ins for `sy
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
+import signal
+import socket
 import stat
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,11 +97,30 @@ def test_bad_config_changes_nothing(tmp_path: Path, venv: Path) -> None:
 
 
 SYSTEMCTL = """#!/bin/sh
+# Stand-in for systemctl: runs the installed unit's ExecStart in WorkingDirectory, as systemd would (without the
+# sandboxing, which needs systemd itself).
 echo "systemctl $*" >> "$STUB_LOG"
+unit="$APUPPET_UNIT_DIR/apuppet.service"
+pid=$(cat "$STUB_PID" 2>/dev/null)
+alive() {
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)
+    [ -n "$pid" ] && [ -n "$state" ] && [ "$state" != Z ]
+}
 case "$1" in
-    is-active) [ -f "$STUB_STATE" ] ;;
-    restart) touch "$STUB_STATE" ;;
+    is-active) alive ;;
+    restart)
+        if alive; then
+            kill "$pid"
+            for _ in $(seq 100); do alive || break; sleep 0.1; done
+        fi
+        dir=$(sed -n 's/^WorkingDirectory=//p' "$unit")
+        cmd=$(sed -n 's/^ExecStart=//p' "$unit")
+        cd "$dir" && $cmd >> "$STUB_SERVER_LOG" 2>&1 &
+        echo $! > "$STUB_PID"
+        ;;
+    reload) kill -HUP "$pid" ;;
 esac
+exit 0
 """
 RUNUSER = """#!/bin/sh
 # runuser -u USER -- CMD...: the test runs as USER already.
@@ -106,23 +130,34 @@ exec "$@"
 
 
 @pytest.fixture
-def systemd(tmp_path: Path) -> dict[str, str]:
+def systemd(tmp_path: Path) -> Iterator[dict[str, str]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, text in (("systemctl", SYSTEMCTL), ("runuser", RUNUSER), ("journalctl", "#!/bin/sh\nexit 0\n")):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     (tmp_path / "units").mkdir()
-    return {
+    env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "APUPPET_NO_SYSTEMD": "",
         "APUPPET_SYSTEMD": "1",
         "APUPPET_UNIT_DIR": str(tmp_path / "units"),
         "APUPPET_USER": getpass.getuser(),
-        "APUPPET_START_WAIT": "0",
+        "APUPPET_START_WAIT": "60",
         "STUB_LOG": str(tmp_path / "systemctl.log"),
-        "STUB_STATE": str(tmp_path / "active"),
+        "STUB_PID": str(tmp_path / "server.pid"),
+        "STUB_SERVER_LOG": str(tmp_path / "server.log"),
     }
+    yield env
+    pid_file = tmp_path / "server.pid"
+    if pid_file.exists():
+        pid = int(pid_file.read_text())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                break
+            time.sleep(0.1)
 
 
 def calls(env: dict[str, str]) -> list[str]:
@@ -132,11 +167,34 @@ def calls(env: dict[str, str]) -> list[str]:
     return text
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def site_config(nat: bool = False, tls: Path | None = None) -> str:
+    text = SHIPPED.replace('bind: "0.0.0.0"', 'bind: "127.0.0.1"')
+    text = text.replace("web_http_port: 8080", f"web_http_port: {free_port()}")
+    text = text.replace("web_https_port: 8443", f"web_https_port: {free_port()}")
+    if nat:
+        text = text.replace("nat: false", "nat: true").replace('public_ip: ""', 'public_ip: "77.222.59.36"')
+    if tls:
+        text = text.replace('tls_cert: ""', f'tls_cert: "{tls}/cert.pem"').replace(
+            'tls_key: ""', f'tls_key: "{tls}/key.pem"'
+        )
+    return text
+
+
+def pid(env: dict[str, str]) -> int:
+    return int(Path(env["STUB_PID"]).read_text())
+
+
 def test_systemd_path_applies_changes_only(tmp_path: Path, venv: Path, systemd: dict[str, str]) -> None:
     site = tmp_path / "site"
     site.mkdir()
     cfg = site / "config.yaml"
-    cfg.write_text(SHIPPED)
+    cfg.write_text(site_config())
     out = install(cfg, venv, **systemd)
     assert out.returncode == 0, out.stdout + out.stderr
     unit = (tmp_path / "units" / "apuppet.service").read_text()
@@ -144,36 +202,65 @@ def test_systemd_path_applies_changes_only(tmp_path: Path, venv: Path, systemd: 
     assert f"ReadWritePaths={site}/credentials {site}/data\n" in unit
     assert f"User={systemd['APUPPET_USER']}\n" in unit and f"WorkingDirectory={site}\n" in unit
     assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in unit and "ProtectSystem=strict" in unit
-    assert "@" not in unit.replace("CAP_NET", "")  # every placeholder rendered
-    assert calls(systemd) == [
+    assert "@" not in unit  # every placeholder rendered
+    made = calls(systemd)
+    assert made[:3] == [
         "systemctl daemon-reload",
         "systemctl enable --quiet apuppet.service",
         "systemctl restart apuppet.service",
-        "systemctl is-active --quiet apuppet.service",
     ]
     assert stat.S_IMODE((site / "credentials").stat().st_mode) == 0o700
     assert (site / "data").is_dir()
     assert "journalctl -u apuppet -f" in out.stdout
+    first = pid(systemd)
 
-    # Again, nothing changed: the service keeps running, its sessions too.
+    # Again, nothing changed: the server keeps running, and its sessions with it.
     out = install(cfg, venv, **systemd)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "not restarted" in out.stdout
-    assert "systemctl restart apuppet.service" not in calls(systemd)
+    assert not any("restart" in c or "daemon-reload" in c for c in calls(systemd))
+    assert pid(systemd) == first
 
     # The seed's flow: nat + public_ip in config.yaml, ./install.sh applies it.
-    cfg.write_text(SHIPPED.replace("nat: false", "nat: true").replace('public_ip: ""', 'public_ip: "77.222.59.36"'))
+    text = cfg.read_text()
+    cfg.write_text(text.replace("nat: false", "nat: true").replace('public_ip: ""', 'public_ip: "77.222.59.36"'))
     out = install(cfg, venv, **systemd)
     assert out.returncode == 0, out.stdout + out.stderr
     made = calls(systemd)
     assert "systemctl restart apuppet.service" in made and "systemctl daemon-reload" not in made
+    assert pid(systemd) != first
     assert "NAT:                advertising 77.222.59.36" in out.stdout
+    assert "advertising public IP 77.222.59.36" in Path(systemd["STUB_SERVER_LOG"]).read_text()
 
-    # A wrong edit is refused before systemd is touched.
-    cfg.write_text(SHIPPED.replace("nat: false", "nat: true"))
+    # A wrong edit is refused before systemd is touched; the running server is left alone.
+    running = pid(systemd)
+    cfg.write_text(text.replace("nat: false", "nat: true"))
     out = install(cfg, venv, **systemd)
     assert out.returncode != 0 and "nothing was changed" in out.stderr
-    assert calls(systemd) == []
+    assert calls(systemd) == [] and pid(systemd) == running
+
+
+def test_systemd_path_reloads_a_new_certificate(tmp_path: Path, venv: Path, systemd: dict[str, str]) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    keys = site / "credentials" / "tls"
+    make = [f"{venv}/bin/apuppet", "tls", "self-signed", "--hostname", "localhost", "--out", str(keys), "--force"]
+    subprocess.run(make, check=True, capture_output=True, timeout=60)
+    cfg = site / "config.yaml"
+    cfg.write_text(site_config(tls=keys))
+    out = install(cfg, venv, **systemd)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "TLS:                self-signed, localhost" in out.stdout
+    running = pid(systemd)
+    calls(systemd)
+
+    subprocess.run(make, check=True, capture_output=True, timeout=60)  # as certbot's renewal would
+    out = install(cfg, venv, **systemd)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "reloading the TLS certificate" in out.stdout
+    made = calls(systemd)
+    assert "systemctl reload apuppet.service" in made and "systemctl restart apuppet.service" not in made
+    assert pid(systemd) == running
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")

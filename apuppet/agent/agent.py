@@ -144,7 +144,7 @@ class Agent:
                 if exc.code != ROOM_EXISTS:
                     raise
                 # The old room is still held (our previous session has not expired yet): new identity.
-                log.info("session ID %s is still taken on the server; choosing a new one", creds.session)
+                log.info("our Session ID is still taken on the server; choosing a new one")
                 self.credentials = Credentials.generate(self.options.credential_style)
         else:
             raise JanusError(ROOM_EXISTS, "could not find a free session ID")
@@ -167,7 +167,8 @@ class Agent:
         self._video = VideoStreamer(self.source, self.geometry, self._sender, self.options.video)
         self.state = "connected"
         self.connected.set()
-        log.info("connected as Janus session %s, RTP to %s:%d", janus.session_id, host, port)
+        # Janus session ids are bearer tokens for the API: they stay out of logs, like the pin.
+        log.info("connected; video goes to %s:%d", host, port)
         if self.on_connected is not None:
             self.on_connected(self)
 

@@ -128,7 +128,7 @@ class Announcer:
     def __call__(self, agent: Agent) -> None:
         ident = (agent.credentials.session, agent.credentials.password)
         if ident == self.shown:
-            log.warning("reconnected with the same Session ID")
+            log.warning("reconnected; Session ID and password unchanged")
             return
         self.shown = ident
         info = {**agent.info, **self.extra}

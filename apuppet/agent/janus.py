@@ -174,7 +174,7 @@ class JanusClient:
             try:
                 async with self.http.get(url, params={"apisecret": self.secret}, timeout=timeout) as resp:
                     if resp.status == 404:
-                        log.warning("the server no longer knows session %s", self.session_id)
+                        log.warning("the server no longer knows our session (restarted or timed out)")
                         self.lost.set()
                         return
                     resp.raise_for_status()

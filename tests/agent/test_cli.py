@@ -76,3 +76,46 @@ def test_demo_prints_a_ready_url_and_stops_on_ctrl_c():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_agent_command_connects_and_prints_one_json_line(server):
+    """`apuppet agent` in its own process against a server here; the secret comes from the environment."""
+    import asyncio
+
+    from .conftest import SECRET
+    from .viewer import Viewer
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "apuppet.cli",
+        "agent",
+        "--server",
+        server.url,
+        "--name",
+        'Quote " and \\ phone',
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "APUPPET_SECRET": SECRET},
+    )
+    try:
+        async with asyncio.timeout(30):
+            line = await proc.stdout.readline()
+        info = json.loads(line)
+        assert set(info) == {"session", "password", "url"}
+        assert len(info["session"]) == 10 and len(info["password"]) == 8
+        async with Viewer(server.url, SECRET, info["session"], info["password"]) as v:
+            device = [p for p in v.participants if p["username"].startswith("device:")]
+            assert device == [{"username": 'device:Quote " and \\ phone', "display": 'Quote " and \\ phone'}]
+            await v.until(lambda f: True, timeout=20)
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(20):
+            assert await proc.wait() == 0
+        stderr = (await proc.stderr.read()).decode()
+        assert "Traceback" not in stderr
+        assert info["password"] not in stderr and SECRET not in stderr
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -149,3 +149,29 @@ async def test_no_display_is_a_clear_error(monkeypatch):
         await X11Source().start()
     with pytest.raises(RuntimeError, match="cannot open X display"):
         await X11Source(display=":987").start()
+
+
+async def test_agent_streams_and_drives_an_x_display(xvfb, client, server):
+    """The whole path: X display → agent → server → viewer, and a viewer's tap back to the X client."""
+    from apuppet.agent.agent import Agent, AgentOptions
+
+    from .conftest import SECRET
+    from .viewer import Viewer, near
+
+    agent = Agent(AgentOptions(server_url=server.url, secret=SECRET, name="X"), X11Source(display=xvfb))
+    task = asyncio.get_running_loop().create_task(agent.run())
+    try:
+        async with asyncio.timeout(20):
+            await agent.connected.wait()
+        assert (agent.geometry.width, agent.geometry.height) == (800, 560)  # 1000x700 scaled to 800 wide
+        creds = agent.credentials
+        async with Viewer(server.url, SECRET, creds.session, creds.password) as v:
+            assert await v.message(lambda t: t.startswith("stream")) == "streamingVideoResolution,800,560"
+            await v.until(lambda f: f.shape == (560, 800, 3) and near(f, 400, 300, (0x20, 0x30, 0x40)), timeout=20)
+            v.send("tap,240,160,50")  # stream pixels → (300, 200) on the display
+            assert (await client.next("press"))["press"] == [300, 200]
+            await v.until(lambda f: near(f, 240, 160, (255, 0, 0), 60))
+    finally:
+        agent.stop()
+        async with asyncio.timeout(15):
+            await task

@@ -13,6 +13,7 @@ import errno
 import ipaddress
 import json
 import socket
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -321,13 +322,25 @@ def _bind_error(exc: OSError) -> tuple[bool, bool, str]:
     return False, False, exc.strerror or str(exc)
 
 
-def janus_answers(port: int, timeout: float = 2.0) -> bool:
-    """Whether a Janus-compatible server (a running apuppet) holds the port: then "in use" is fine."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/janus/info", timeout=timeout) as response:
-            return json.loads(response.read(65536)).get("janus") == "server_info"
-    except (OSError, ValueError, urllib.error.URLError, AttributeError):
-        return False
+def janus_answers(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether a Janus-compatible server (a running apuppet) holds the port: then "in use" is fine. Tries HTTP,
+    then HTTPS without verifying the certificate (this identifies the server, it does not trust it)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    for scheme, context in (("http", None), ("https", unverified)):
+        try:
+            with urllib.request.urlopen(f"{scheme}://{netloc}/janus/info", timeout=timeout, context=context) as reply:
+                if json.loads(reply.read(65536)).get("janus") == "server_info":
+                    return True
+        except (OSError, ValueError, urllib.error.URLError, AttributeError):
+            continue
+    return False
 
 
 def check_tcp(host: str, port: int, purpose: str) -> PortCheck:
@@ -339,7 +352,7 @@ def check_tcp(host: str, port: int, purpose: str) -> PortCheck:
         except OSError as exc:
             busy, denied, error = _bind_error(exc)
             if busy:
-                return PortCheck("tcp", port, port, purpose, busy=(port,), served_by_janus=janus_answers(port))
+                return PortCheck("tcp", port, port, purpose, busy=(port,), served_by_janus=janus_answers(host, port))
             return PortCheck("tcp", port, port, purpose, denied=denied, error=error)
     return PortCheck("tcp", port, port, purpose)
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from apuppet.config import validate
+from apuppet.config import load, validate
 from apuppet.ops import doctor
 from apuppet.ops.doctor import FAIL, OK, SKIP, WARN, Facts, Interface, PortCheck
 
@@ -262,3 +263,44 @@ def test_resolve_real(name: str) -> None:
 
 def test_local_interfaces_real() -> None:
     assert any(i.address == "127.0.0.1" for i in doctor.local_interfaces())
+
+
+def open_fds() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+def test_gather_for_real_leaves_no_socket(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "config.yaml"
+    write_config(cfg_path)
+    cfg, _ = load(cfg_path)
+    before = open_fds()
+    with StunResponder() as responder:
+        for _ in range(20):
+            facts = doctor.gather(cfg, stun_url=responder.url)
+    assert open_fds() == before
+    assert facts.stun_mapped == "127.0.0.1"
+    assert [p.proto for p in facts.ports] == ["tcp", "udp"]
+
+
+def test_running_server_is_recognised(tmp_path: Path) -> None:
+    """A port held by a running apuppet is fine: `apuppet doctor` on a live host must not fail because of it."""
+    cfg = tmp_path / "config.yaml"
+    write_config(cfg)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apuppet", "serve", "--config", str(cfg)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()  # type: ignore[union-attr]
+            if not line or "ready" in line:
+                break
+        out = run_doctor(cfg)
+        assert "is in use by a running Janus-compatible server" in out.stdout, out.stdout
+        assert out.returncode == 0, out.stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stderr.close()  # type: ignore[union-attr]

@@ -656,3 +656,20 @@ async def test_detach_during_setup_leaves_nothing_behind(server: tuple[Gateway, 
     assert plugin.links == {} and not plugin._closing
     assert len(asyncio.all_tasks()) <= tasks
     assert open_fds() <= fds
+
+
+async def test_unread_messages_are_bounded(server: tuple[Gateway, TextRoomPlugin]) -> None:
+    """A participant whose channel never opens (its client never answered) cannot grow the server's memory."""
+    gateway, plugin = server
+    janus = InProcClient(gateway)
+    session = janus.create()
+    handle_id = janus.attach(session, PLUGIN)
+    janus.message(session, handle_id, {"request": "setup"})
+    await janus.event(session, lambda e: "jsep" in e)
+    handle = gateway.sessions[session].handles[handle_id]
+    for i in range(textroom.MAX_PENDING + 44):
+        plugin.links[handle].send({"textroom": "message", "text": f"tap,{i},1,1"})
+    assert len(plugin.links[handle].pending) == textroom.MAX_PENDING
+    assert plugin.metrics()["dropped_messages_total"] == 44
+    janus.request("detach", session, handle_id)
+    assert plugin.links == {} and plugin.metrics()["dropped_messages_total"] == 44

@@ -161,7 +161,7 @@ if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
 fi
 as_service_user() { runuser -u "$SERVICE_USER" -- "$@"; }
 service_can_read() {
-    as_service_user test -r "$CONFIG" -a -x "$VENV/bin/python" -a -r "$REPO/apuppet/__init__.py" -a -r "$BASE"
+    as_service_user test -r "$CONFIG" -a -x "$VENV/bin/python" -a -r "$REPO/apuppet/__init__.py" -a -x "$BASE"
 }
 if ! service_can_read; then
     # Typically the checkout is in a home folder (0700/0750): let the service user pass through (not list) the

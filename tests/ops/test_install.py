@@ -281,3 +281,38 @@ def test_unit_template_verifies(tmp_path: Path) -> None:
     out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     problems = [line for line in out.stderr.splitlines() if "apuppet.service" in line]
     assert not problems, out.stderr
+
+
+def test_certbot_deploy_hook_copies_and_reloads(tmp_path: Path, systemd: dict[str, str]) -> None:
+    """The renewal hook, rendered as install.sh renders it, run the way certbot runs it (certbot itself needs the
+    Internet and a public name: it cannot run here)."""
+    text = (REPO / "deploy" / "certbot-deploy-hook.sh.in").read_text()
+    tls_dir = tmp_path / "credentials" / "tls"
+    for key, value in {"SERVER_NAME": "remote.example.org", "USER": getpass.getuser(), "TLS_DIR": str(tls_dir)}.items():
+        text = text.replace(f"@{key}@", value)
+    assert "@" not in text
+    hook = tmp_path / "apuppet.sh"
+    hook.write_text(text)
+    hook.chmod(0o755)
+    lineage = tmp_path / "live"
+    lineage.mkdir()
+    (lineage / "fullchain.pem").write_text("CERT 1\n")
+    (lineage / "privkey.pem").write_text("KEY 1\n")
+    env = {**os.environ, **systemd, "RENEWED_LINEAGE": str(lineage)}
+
+    # Another certificate of the same host's certbot: not ours, nothing happens.
+    subprocess.run([str(hook)], check=True, env={**env, "RENEWED_DOMAINS": "other.example.org"}, timeout=30)
+    assert not tls_dir.exists()
+
+    Path(systemd["STUB_PID"]).write_text(str(os.getpid()))  # "active": reload must be asked for
+    old = signal.signal(signal.SIGHUP, lambda *_: None)
+    try:
+        subprocess.run([str(hook)], check=True, env={**env, "RENEWED_DOMAINS": "remote.example.org"}, timeout=30)
+    finally:
+        signal.signal(signal.SIGHUP, old)
+        Path(systemd["STUB_PID"]).unlink()
+    assert (tls_dir / "fullchain.pem").read_text() == "CERT 1\n"
+    assert stat.S_IMODE((tls_dir / "privkey.pem").stat().st_mode) == 0o600
+    assert stat.S_IMODE(tls_dir.stat().st_mode) == 0o700
+    assert "systemctl reload apuppet.service" in calls(systemd)
+    assert not list(tls_dir.glob(".*"))  # no temporary files left

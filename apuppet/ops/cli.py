@@ -212,6 +212,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     if errors:
         print(f"apuppet: configuration error in {args.config}:\n" + "\n".join(errors), file=sys.stderr)
         return 2
+    inline_secret = bool(config.api_secret)
     try:
         config = ensure_secrets(config, base)
     except OSError as exc:
@@ -226,8 +227,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         for key, value in facts.items():
             print(f"{key}={shlex.quote(value)}")
         return 0
-    secret_file = resolve(base, config.credentials_dir) / "api_secret"
-    where = "config.yaml" if not secret_file.exists() else str(secret_file)
+    where = args.config if inline_secret else str(resolve(base, config.credentials_dir) / "api_secret")
     lines = [
         f"{args.config} is valid.",
         "",

@@ -195,8 +195,10 @@ class Server:
             return
         if self.ssl_context is None:
             self.ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ssl_context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
-        log.info("TLS certificate loaded from %s", self.config.tls_cert)
+        base = self.base_dir or Path.cwd()
+        cert = resolve(base, self.config.tls_cert)
+        self.ssl_context.load_cert_chain(cert, resolve(base, self.config.tls_key))
+        log.info("TLS certificate loaded from %s", cert)
 
     async def start(self) -> None:
         self.load_tls()

@@ -66,10 +66,13 @@ def wait_color(page: Page, x: int, y: int, want: Any, timeout: float = 15.0) -> 
     """Poll the video until the pixel satisfies `want` (a colour to be near, or a predicate)."""
     check = want if callable(want) else (lambda c: near(c, want))
     deadline = time.monotonic() + timeout
+    color = None
     while True:
-        color = pixel(page, x, y)
-        if check(color):
-            return color
+        # After a reconnect the new track has no frame for a moment: keep polling.
+        if page.evaluate("() => document.getElementById('video').videoWidth > 0"):
+            color = pixel(page, x, y)
+            if check(color):
+                return color
         if time.monotonic() > deadline:
             raise AssertionError(f"pixel ({x},{y}) is {color}, wanted {want}")
         time.sleep(0.05)

@@ -234,6 +234,7 @@ def test_reconnects_after_a_network_hiccup(remote: Page, demo: DemoProcess) -> N
     remote.wait_for_function("() => document.body.dataset.state === 'reconnecting'")
     remote.wait_for_function("() => document.body.dataset.state === 'connected'", timeout=30_000)
     assert remote.evaluate("() => window.apuppet.remote.reconnects") >= 1
+    wait_playing(remote)
     tap(remote, *COUNTER_ICON)
     wait_color(remote, 20, 200, COUNTER_BG)
     first = frames(remote)

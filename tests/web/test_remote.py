@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -366,4 +367,26 @@ def test_connect_disconnect_cycles_leave_nothing_behind(page: Page, demo: DemoPr
     # And the device still serves the next viewer.
     login(page, demo)
     wait_playing(page)
+    leave(page)
+
+
+def test_long_poll_page_recovers_when_its_session_is_lost(page: Page, demo: DemoProcess) -> None:
+    """Over HTTP the server may drop the session (a laptop that slept past the session timeout): the page's
+    next poll learns it and the page builds a new one."""
+    login(page, demo, transport="http")
+    wait_playing(page)
+    session_id = page.evaluate("() => window.apuppet.remote.link.janus.id")
+    body = json.dumps({"janus": "destroy", "transaction": "t1", "apisecret": demo.secret}).encode()
+    request = urllib.request.Request(
+        f"{demo.base}janus/{session_id}", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.load(response)["janus"] == "success"
+    page.wait_for_function(
+        f"() => document.body.dataset.state === 'connected' && window.apuppet.remote.link.janus.id !== {session_id}",
+        timeout=30_000,
+    )
+    wait_playing(page)
+    page.click("[data-command=home]")
+    wait_color(page, *COUNTER_ICON, phone.APPS["counter"])
     leave(page)

@@ -36,7 +36,8 @@ export class GestureInput {
     stage.addEventListener("lostpointercapture", () => this._cancel());
     stage.addEventListener("contextmenu", (e) => {
       e.preventDefault();
-      this.send("back");
+      // A finger held still also fires contextmenu: that is a long press, already sent as one, not Back.
+      if (this.lastPointerType === "mouse") this.send("back");
     });
     stage.addEventListener("wheel", (e) => this._wheel(e), { passive: false });
   }
@@ -47,6 +48,7 @@ export class GestureInput {
   }
 
   _down(e) {
+    this.lastPointerType = e.pointerType;
     if (!e.isPrimary || (e.pointerType === "mouse" && e.button !== 0)) return;
     const layout = this.layout();
     if (!layout) return;

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page
 from apuppet.agent import phone
 
 from .conftest import DemoProcess, screenshot, wait
-from .screen import drag, frames, login, near, region, tap, wait_color, wait_playing
+from .screen import drag, frames, login, near, pixel, region, tap, wait_color, wait_playing
 
 COUNTER_ICON = (phone.ICON_XS[0] + phone.ICON // 2, phone.ICON_Y + phone.ICON // 2)
 NOTES_ICON = (phone.ICON_XS[1] + phone.ICON // 2, phone.ICON_Y + phone.ICON // 2)
@@ -269,6 +269,22 @@ def test_phone_layout(browser: Browser, demo: DemoProcess) -> None:
         )
         page.touchscreen.tap(x, y)
         wait_color(page, 20, 200, COUNTER_BG)
+        # A finger held on the button: a long press (the count resets), and not Back (we stay in the app).
+        cx, cy = page.evaluate(
+            "async ([x, y]) => { const g = await import('./js/geometry.js');"
+            " const r = window.apuppet.ui.stage.getBoundingClientRect();"
+            " const p = g.toStage(window.apuppet.layout(), x, y); return [r.left + p.x, r.top + p.y]; }",
+            list(phone.COUNTER_CENTER),
+        )
+        page.touchscreen.tap(cx, cy)
+        wait_color(page, *FIRST_BLOCK, (200, 90, 0))
+        cdp = context.new_cdp_session(page)
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": cx, "y": cy}]})
+        page.wait_for_timeout(900)
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        wait_color(page, *FIRST_BLOCK, COUNTER_BG)
+        wait_color(page, 305, 338, phone.BUBBLE)
+        assert near(pixel(page, 20, 200), COUNTER_BG)
         box = page.locator("#stage").bounding_box()
         assert box is not None and box["width"] <= 390
         screenshot(page, "phone-remote")

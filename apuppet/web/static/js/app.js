@@ -59,7 +59,6 @@ let layout = null;
 ui.session.value = params.get("session") ?? params.get("sessionId") ?? "";
 ui.password.value = params.get("pin") ?? "";
 ui.secret.value = remote.apisecret;
-if (remote.apisecret) ui.advanced.open = true;
 // The password must not linger in the address bar, history or a screenshot of the page.
 if (params.has("pin") || params.has("apisecret")) {
   params.delete("pin");

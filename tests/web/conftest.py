@@ -122,6 +122,8 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The server sends a strict Content-Security-Policy: the page must not need anything it forbids.
+    pg.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
     pg.set_default_timeout(20_000)
     yield pg
     context.close()

@@ -418,3 +418,18 @@ def test_long_poll_page_recovers_when_its_session_is_lost(page: Page, demo: Demo
     page.click("[data-command=home]")
     wait_color(page, *COUNTER_ICON, phone.APPS["counter"])
     leave(page)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "http"])
+def test_closing_the_tab_ends_the_session_at_once(browser: Browser, demo: DemoProcess, transport: str) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        baseline = demo.metric("apuppet_sessions")
+        login(page, demo, transport=transport)
+        wait_playing(page)
+        assert demo.metric("apuppet_sessions") == baseline + 1
+        page.close()  # pagehide: a closing socket, or a sendBeacon `destroy` over HTTP
+        wait(lambda: demo.metric("apuppet_sessions") == baseline, timeout=5)  # not the 60 s session timeout
+    finally:
+        context.close()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Route, WebSocketRoute
 
 from apuppet.agent import phone
 
@@ -253,6 +253,33 @@ def test_reconnects_after_a_network_hiccup(remote: Page, demo: DemoProcess) -> N
     first = frames(remote)
     wait(lambda: frames(remote) >= first + 2, timeout=15)
     wait(lambda: demo.metric("apuppet_sessions") == sessions)  # the old session is gone, not leaked
+
+
+def test_keeps_retrying_while_the_server_is_unreachable(remote: Page, demo: DemoProcess) -> None:
+    blocked: list[str] = []
+
+    def refuse_socket(ws: WebSocketRoute) -> None:
+        blocked.append(ws.url)
+        ws.close()
+
+    def refuse_http(route: Route) -> None:
+        blocked.append(route.request.url)
+        route.abort()
+
+    remote.route_web_socket("**/janus", refuse_socket)
+    remote.route("**/janus**", refuse_http)
+    remote.evaluate("() => window.apuppet.remote.link.janus.transport.ws.close()")
+    remote.wait_for_function("() => window.apuppet.remote.reconnects >= 3", timeout=30_000)
+    assert remote.evaluate("() => document.body.dataset.state") == "reconnecting"
+    assert "Attempt" in remote.inner_text("#overlay-text")
+    screenshot(remote, "reconnecting")
+    remote.unroute_all()
+    remote.route_web_socket("**/janus", lambda ws: ws.connect_to_server())
+    remote.wait_for_function("() => document.body.dataset.state === 'connected'", timeout=30_000)
+    wait_playing(remote)
+    tap(remote, *COUNTER_ICON)
+    wait_color(remote, 20, 200, COUNTER_BG)
+    assert blocked
 
 
 def test_disconnect_returns_to_the_login_and_frees_the_session(remote: Page, demo: DemoProcess) -> None:

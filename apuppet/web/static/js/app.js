@@ -137,6 +137,13 @@ const STATE_TEXT = {
   idle: "Disconnected",
 };
 
+/** "lost the link" / "The server cannot be reached." → "Lost the link." / "The server cannot be reached." */
+function sentence(text) {
+  const t = String(text ?? "").trim();
+  if (!t) return "";
+  return `${t[0].toUpperCase()}${t.slice(1)}${/[.!?]$/.test(t) ? "" : "."}`;
+}
+
 function overlay(title, text, { busy = false } = {}) {
   ui.overlayTitle.textContent = title;
   ui.overlayText.textContent = text;
@@ -159,9 +166,7 @@ remote.addEventListener("state", ({ detail }) => {
       if (detail.reconnected) toast("Reconnected.");
       break;
     case "reconnecting":
-      overlay("Reconnecting…", `The connection was interrupted (${detail.reason}). Attempt ${detail.attempt}.`, {
-        busy: true,
-      });
+      overlay("Reconnecting…", `${sentence(detail.reason)} Trying again (attempt ${detail.attempt})…`, { busy: true });
       break;
     case "device-left":
       overlay("The device left the session", detail.message ?? "");

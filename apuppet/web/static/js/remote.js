@@ -77,7 +77,8 @@ export class Remote extends EventTarget {
     this.prefer = prefer;
     this.state = "idle";
     this.link = null; // the live connection (see _open)
-    this.generation = 0;
+    /** Bumped by every decision of the user (connect, disconnect, leaving the page): stale work stops. */
+    this.epoch = 0;
     this.rtt = null;
     this.lastPong = 0;
     this.pings = new Set();
@@ -103,6 +104,7 @@ export class Remote extends EventTarget {
   /** Log in. Resolves once commands can be sent and the video is negotiated; rejects with a ConnectError. */
   async connect(sessionId, pin, { force = false } = {}) {
     if (this.link) await this.disconnect();
+    this.epoch++; // also ends a reconnect loop waiting between attempts
     this.sessionId = String(sessionId).trim();
     this.pin = String(pin).trim();
     this.reconnects = 0;
@@ -118,9 +120,13 @@ export class Remote extends EventTarget {
   }
 
   async _open({ force }) {
-    const generation = ++this.generation;
+    const epoch = this.epoch;
     const janus = await connect(this.base, { apisecret: this.apisecret, prefer: this.prefer });
-    const link = { janus, generation, pending: new Map(), channels: new Set(), timers: [] };
+    if (epoch !== this.epoch) {
+      janus.destroy();
+      throw new ConnectError("cancelled", "cancelled");
+    }
+    const link = { janus, pending: new Map(), channels: new Set(), timers: [] };
     this.link = link;
     janus.onlost = () => this._hiccup(link, "lost the connection to the server");
     try {
@@ -132,12 +138,12 @@ export class Remote extends EventTarget {
       link.streaming.onevent = (data) => this._streamingEvent(link, data);
       link.streaming.onhangup = () => this._hiccup(link, "video hung up");
       await this._watch(link);
+      if (epoch !== this.epoch || this.link !== link) throw new ConnectError("cancelled", "cancelled");
     } catch (err) {
       this._teardown(link);
       if (this.link === link) this.link = null;
       throw err;
     }
-    if (generation !== this.generation) throw new ConnectError("cancelled", "cancelled");
     this.lastPong = Date.now(); // not 0: a first pong later than 2 s must not look like a dead link (aPuppet bug)
     link.timers.push(setInterval(() => this._tick(link), PING_MS));
     this._tick(link);
@@ -361,19 +367,19 @@ export class Remote extends EventTarget {
   }
 
   async _reconnectLoop(reason) {
-    const generation = this.generation;
+    const epoch = this.epoch;
     let delay = 500;
     for (let attempt = 1; ; attempt++) {
       this.reconnects = attempt;
       this._setState("reconnecting", { reason, attempt });
       await sleep(delay);
-      if (this.generation !== generation || this.state !== "reconnecting") return;
+      if (this.epoch !== epoch || this.state !== "reconnecting") return;
       try {
         await this._open({ force: true });
         this._setState("connected", { reconnected: true });
         return;
       } catch (err) {
-        if (this.state !== "reconnecting") return;
+        if (this.epoch !== epoch || this.state !== "reconnecting") return;
         const failure = classify(err, this.sessionId);
         if (FINAL.has(failure.kind)) {
           this._setState(failure.kind === "unknown-session" ? "closed" : "idle", {
@@ -413,7 +419,7 @@ export class Remote extends EventTarget {
 
   /** Leave the session on purpose; nothing reconnects afterwards. */
   async disconnect() {
-    this.generation++;
+    this.epoch++;
     const link = this.link;
     this.link = null;
     if (link && !link.closing) {
@@ -434,7 +440,7 @@ export class Remote extends EventTarget {
   pageExit() {
     const link = this.link;
     this.link = null;
-    this.generation++;
+    this.epoch++;
     if (!link) return;
     link.closing = true;
     for (const pc of [link.pcData, link.pcVideo]) pc?.close();

@@ -271,7 +271,7 @@ def test_keeps_retrying_while_the_server_is_unreachable(remote: Page, demo: Demo
     remote.evaluate("() => window.apuppet.remote.link.janus.transport.ws.close()")
     remote.wait_for_function("() => window.apuppet.remote.reconnects >= 3", timeout=30_000)
     assert remote.evaluate("() => document.body.dataset.state") == "reconnecting"
-    assert "Attempt" in remote.inner_text("#overlay-text")
+    assert "attempt" in remote.inner_text("#overlay-text")
     screenshot(remote, "reconnecting")
     remote.unroute_all()
     remote.route_web_socket("**/janus", lambda ws: ws.connect_to_server())

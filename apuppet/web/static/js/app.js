@@ -185,7 +185,22 @@ remote.addEventListener("device", ({ detail }) => {
   ui.deviceName.textContent = detail.name;
 });
 
+// While reconnecting or after the end, the last picture stays (dimmed) instead of a black box.
+remote.addEventListener("ending", () => {
+  const { videoWidth: w, videoHeight: h } = ui.video;
+  if (!w) return;
+  const canvas = document.createElement("canvas");
+  canvas.width = w;
+  canvas.height = h;
+  canvas.getContext("2d").drawImage(ui.video, 0, 0);
+  ui.video.poster = canvas.toDataURL("image/png");
+  ui.video.srcObject = null;
+  ui.video.classList.add("frozen");
+});
+
 remote.addEventListener("track", ({ detail }) => {
+  ui.video.classList.remove("frozen");
+  ui.video.removeAttribute("poster");
   ui.video.srcObject = detail.stream;
   ui.video.play().catch(() => {});
 });

@@ -397,6 +397,7 @@ export class Remote extends EventTarget {
   _teardown(link, { polite = true } = {}) {
     if (!link || link.closing) return;
     link.closing = true;
+    if (link === this.link) this._emit("ending"); // last chance to keep the picture before the track ends
     for (const t of link.timers) clearInterval(t);
     for (const { reject } of link.pending.values()) reject(new ConnectError("cancelled", "cancelled"));
     link.pending.clear();

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, WebSocketRoute
 
-from .conftest import DemoProcess, free_port, wait
+from .conftest import DemoProcess, wait
 
 # Runs in the page: a session, a textroom handle, the setup offer delivered as an event, then destroy.
 FLOW = """async ([base, secret, prefer]) => {
@@ -67,13 +67,14 @@ def test_wrong_api_secret_is_a_janus_error(page: Page, server: DemoProcess) -> N
     assert got == ["JanusError", 403]
 
 
-def test_unreachable_server(page: Page, server: DemoProcess) -> None:
-    open_page(page, server)
-    dead = f"http://127.0.0.1:{free_port()}/"
+def test_unreachable_server(page: Page) -> None:
+    gone = DemoProcess(with_agent=False)
+    page.goto(gone.url())
+    gone.stop()
     got = page.evaluate(
         """async (base) => { const m = await import('./js/janus.js');
            try { await m.connect(base, {}); return null; } catch (e) { return e.name; } }""",
-        dead,
+        gone.base,
     )
     assert got == "UnreachableError"
 

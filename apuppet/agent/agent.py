@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: Commands waiting to run; more than this and the viewer is flooding: new ones are dropped.
 MAX_PENDING_COMMANDS = 64
+#: Seconds after a viewer joins at which keyframes are sent.
+KEYFRAMES_AFTER_JOIN = (0.0, 0.5, 1.5)
 CONNECT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, JanusError, SessionLost, ConnectionError, ValueError)
 
 
@@ -245,7 +247,12 @@ class Agent:
         self._say(str(Resolution(self.geometry.width, self.geometry.height)))
         if self._video is not None:
             self._video.start()
-            self._video.request_keyframe()
+            video = self._video
+            # The viewer's PeerConnection comes up some time after its join, and a relay without a keyframe
+            # cache (Janus: `videobufferkf: false`) needs one after that: send a few as it connects.
+            loop = asyncio.get_running_loop()
+            for delay in KEYFRAMES_AFTER_JOIN:
+                loop.call_later(delay, lambda: video.request_keyframe() if video is self._video else None)
         self.state = "sharing"
 
     def _viewer_left(self, user: str) -> None:

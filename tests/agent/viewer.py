@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +64,7 @@ class Viewer:
         reply = await self.janus.message(handle, {"request": "watch", "id": self.session, "pin": self.password})
         offer = reply if "jsep" in reply else await self.janus.event(handle, lambda e: "jsep" in e)
         self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        offer["jsep"]["sdp"] = with_h264_fmtp(offer["jsep"]["sdp"])
 
         @pc.on("track")
         def on_track(track: Any) -> None:
@@ -121,6 +123,16 @@ class Viewer:
             await self.janus.close()
         if self._http is not None:
             await self._http.close()
+
+
+def with_h264_fmtp(sdp: str) -> str:
+    """Janus' streaming offer has no `a=fmtp` for H.264 (spec §4.2); browsers cope, aiortc refuses to match
+    the codec. Test-side only: give it the parameters the agent's stream really has."""
+    match = re.search(r"a=rtpmap:(\d+) H264/90000\r\n", sdp)
+    if match is None or f"a=fmtp:{match.group(1)} " in sdp:
+        return sdp
+    fmtp = f"a=fmtp:{match.group(1)} level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n"
+    return sdp[: match.end()] + fmtp + sdp[match.end() :]
 
 
 def color(frame: Frame, x: int, y: int, size: int = 6) -> np.ndarray:

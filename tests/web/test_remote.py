@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, Route, WebSocketRoute
 from apuppet.agent import phone
 
 from .conftest import DemoProcess, screenshot, wait
-from .screen import drag, frames, login, near, pixel, region, tap, wait_color, wait_playing
+from .screen import drag, frames, login, near, page_point, pixel, region, tap, wait_color, wait_playing
 
 COUNTER_ICON = (phone.ICON_XS[0] + phone.ICON // 2, phone.ICON_Y + phone.ICON // 2)
 NOTES_ICON = (phone.ICON_XS[1] + phone.ICON // 2, phone.ICON_Y + phone.ICON // 2)
@@ -117,6 +117,12 @@ def test_typed_and_pasted_text_appear_on_the_phone(remote: Page) -> None:
     remote.focus("#stage")
     remote.keyboard.type("Hello, 100%")
     wait(lambda: dark_pixels(remote, line) > empty + 150)
+    full = dark_pixels(remote, line)
+    for _ in range(4):
+        remote.keyboard.press("Backspace")
+    wait(lambda: dark_pixels(remote, line) < full - 40)  # " 100%" lost four characters
+    remote.keyboard.type(" 100%")
+    wait(lambda: dark_pixels(remote, line) > full - 20)
     typed = dark_pixels(remote, line)
     remote.fill("#text-input", " a,b%c")
     remote.click("#text-form button")
@@ -191,6 +197,17 @@ def test_rotated_view_still_taps_the_right_pixel(remote: Page) -> None:
     screenshot(remote, "rotated-view")
     tap(remote, *COUNTER_ICON)
     wait_color(remote, 20, 200, COUNTER_BG)
+
+
+def test_mouse_wheel_scrolls(remote: Page) -> None:
+    tap(remote, *LIST_ICON)
+    wait_color(remote, 300, 40, phone.APPS["list"])
+    probe = (32, 300)
+    before = wait_color(remote, *probe, lambda c: not near(c, phone.APPS["list"]))
+    x, y = page_point(remote, 200, 400)
+    remote.mouse.move(x, y)
+    remote.mouse.wheel(0, 150)
+    wait_color(remote, *probe, lambda c: not near(c, before, 25))
 
 
 def test_right_click_is_back(remote: Page) -> None:

@@ -289,7 +289,9 @@ $("rotate").addEventListener("click", () => {
 
 $("fullscreen").addEventListener("click", () => {
   if (document.fullscreenElement) document.exitFullscreen();
-  else ui.remoteView.requestFullscreen?.().catch(() => toast("Full screen is not available here.", "warn"));
+  else if (ui.remoteView.requestFullscreen) {
+    ui.remoteView.requestFullscreen().catch(() => toast("Full screen is not available here.", "warn"));
+  } else toast("Full screen is not available here.", "warn");
 });
 
 $("screenshot").addEventListener("click", () => {
@@ -362,8 +364,9 @@ async function copyToHost(text) {
     button.type = "button";
     button.textContent = "Copy";
     button.addEventListener("click", () => {
-      navigator.clipboard
-        .writeText(text)
+      // navigator.clipboard is missing altogether on plain-HTTP LAN addresses: fail into the catch, not throw.
+      Promise.resolve()
+        .then(() => navigator.clipboard.writeText(text))
         .then(() => toast("Copied."))
         .catch(() => {
           field.select();

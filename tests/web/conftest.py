@@ -52,12 +52,14 @@ def free_port() -> int:
 class DemoProcess:
     """A server (with or without a demo phone) in a child process; `info` holds its JSON line."""
 
-    def __init__(self, with_agent: bool) -> None:
-        self.secret = secrets.token_urlsafe(12)
+    def __init__(self, with_agent: bool, external: str = "", secret: str = "") -> None:
+        self.secret = secret or secrets.token_urlsafe(12)
         self.port = free_port()
         args = [sys.executable, str(HERE / "demo_server.py"), str(self.port)]
         if not with_agent:
             args.append("--no-agent")
+        if external:
+            args.append(f"--external={external}")
         env = {**os.environ, "APUPPET_TEST_SECRET": self.secret}
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""

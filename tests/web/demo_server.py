@@ -1,8 +1,9 @@
 """Run `apuppet serve` and a demo phone agent in one process for the browser tests, in a subprocess.
 
 Like `apuppet demo`, but with an API secret the tests know (they hand it to the page as `?apisecret=`) and a
-JSON line that also carries the server URL. Usage: ``python demo_server.py PORT [--no-agent]``; the secret comes
-from ``$APUPPET_TEST_SECRET``. Prints one JSON line once ready, then runs until SIGTERM; SIGUSR1 stops only the phone.
+JSON line that also carries the server URL. Usage: ``python demo_server.py PORT [--no-agent] [--external=URL]``;
+``--external`` runs the phone alone against another server (the real Janus). The secret comes from
+``$APUPPET_TEST_SECRET``. Prints one JSON line once ready, then runs until SIGTERM; SIGUSR1 stops only the phone.
 """
 
 from __future__ import annotations
@@ -17,18 +18,23 @@ from apuppet.config import Config
 from apuppet.server import Server
 
 
-async def main(port: int, with_agent: bool) -> None:
+async def main(port: int, with_agent: bool, external: str = "") -> None:
     secret = os.environ.get("APUPPET_TEST_SECRET", "")
-    config = Config(
-        bind="127.0.0.1", web_http_port=port, api_http=False, api_secret=secret, admin_secret="admin-" + secret
-    )
-    server = Server(config)
-    await server.start()
+    server: Server | None = None
+    if external:
+        url = external  # another Janus-compatible server (the real Janus): only the phone runs here
+    else:
+        config = Config(
+            bind="127.0.0.1", web_http_port=port, api_http=False, api_secret=secret, admin_secret="admin-" + secret
+        )
+        server = Server(config)
+        await server.start()
+        url = server.url
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    info: dict[str, object] = {"server": server.url}
+    info: dict[str, object] = {"server": url}
     agent = task = None
     try:
         if with_agent:
@@ -37,7 +43,7 @@ async def main(port: int, with_agent: bool) -> None:
 
             connected = asyncio.Event()
             agent = Agent(
-                AgentOptions(server_url=f"{server.url}web-admin/", secret=secret, name="Demo phone"),
+                AgentOptions(server_url=f"{url}web-admin/", secret=secret, name="Demo phone"),
                 create_source("demo"),
                 on_connected=lambda _agent: connected.set(),
             )
@@ -52,8 +58,10 @@ async def main(port: int, with_agent: bool) -> None:
         if agent is not None and task is not None:
             agent.stop()
             await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
-        await server.stop()
+        if server is not None:
+            await server.stop()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), "--no-agent" not in sys.argv))
+    external = next((a.removeprefix("--external=") for a in sys.argv if a.startswith("--external=")), "")
+    asyncio.run(main(int(sys.argv[1]), "--no-agent" not in sys.argv, external))

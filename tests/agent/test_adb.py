@@ -5,10 +5,12 @@ into access units, screenrecord restarts at its time limit and on a keyframe req
 that a real device's screenrecord/input behave as documented (see the module docstring of the source).
 """
 
+import asyncio
 import json
 import os
 import shlex
 import stat
+import struct
 import sys
 from pathlib import Path
 
@@ -29,10 +31,21 @@ args = sys.argv[1:]
 if args[:1] == ["-s"]:
     args = args[2:]
 if args[:1] == ["shell"] and args[1] == "wm size":
-    print("Physical size: 1080x2340")
-    print("Override size: 720x1560")
+    if os.environ.get("FAKE_ADB_SIZE"):
+        print("Physical size: " + os.environ["FAKE_ADB_SIZE"])
+    else:
+        print("Physical size: 1080x2340")
+        print("Override size: 720x1560")
 elif args[:2] == ["exec-out", "screenrecord"]:
-    sys.stdout.buffer.write(open(os.environ["FAKE_ADB_H264"], "rb").read())
+    import struct, time
+    data = open(os.environ["FAKE_ADB_H264"], "rb").read()
+    pace = float(os.environ.get("FAKE_ADB_PACE", "0"))
+    while data:  # length-prefixed frames, written one by one like screenrecord does
+        (size,) = struct.unpack("!I", data[:4])
+        sys.stdout.buffer.write(data[4 : 4 + size])
+        sys.stdout.buffer.flush()
+        data = data[4 + size :]
+        time.sleep(pace)
 elif args[:1] == ["shell"] and "fail" in args[1]:
     print("error: device offline", file=sys.stderr)
     sys.exit(1)
@@ -56,7 +69,7 @@ def fake_adb(tmp_path, monkeypatch):
     script.write_text(FAKE_ADB.format(python=sys.executable))
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     units = encode_stream()
-    (tmp_path / "screen.h264").write_bytes(b"".join(units))
+    (tmp_path / "screen.h264").write_bytes(b"".join(struct.pack("!I", len(u)) + u for u in units))
     monkeypatch.setenv("FAKE_ADB_LOG", str(tmp_path / "log"))
     monkeypatch.setenv("FAKE_ADB_H264", str(tmp_path / "screen.h264"))
     return script, units, tmp_path / "log"
@@ -183,3 +196,37 @@ async def test_missing_adb_is_a_clear_error(tmp_path):
     with pytest.raises(OSError):
         await src.start()
     assert not os.path.exists(tmp_path / "no-adb")
+
+
+async def test_agent_relays_the_device_stream_and_sends_input(fake_adb, server, monkeypatch):
+    """Fake device → agent (no re-encoding) → server → viewer; the viewer's tap becomes `adb shell input`."""
+    from apuppet.agent.agent import Agent, AgentOptions
+
+    from .conftest import SECRET
+    from .viewer import Viewer
+
+    script, units, log = fake_adb
+    monkeypatch.setenv("FAKE_ADB_SIZE", "64x48")
+    monkeypatch.setenv("FAKE_ADB_PACE", "0.05")
+    source = AdbSource(adb=str(script))
+    agent = Agent(AgentOptions(server_url=server.url, secret=SECRET, name="Fake"), source)
+    task = asyncio.get_running_loop().create_task(agent.run())
+    try:
+        async with asyncio.timeout(20):
+            await agent.connected.wait()
+        creds = agent.credentials
+        async with Viewer(server.url, SECRET, creds.session, creds.password) as v:
+            assert await v.message(lambda t: t.startswith("stream")) == "streamingVideoResolution,64,48"
+            frame = await v.until(lambda f: True, timeout=20)
+            assert frame.shape == (48, 64, 3)
+            v.send("tap,10,20,50")
+            async with asyncio.timeout(10):
+                while ["shell", "input swipe 10 20 10 20 50"] not in calls(log):
+                    await asyncio.sleep(0.05)
+        assert source.restarts >= 1
+        assert any("--size=64x48" in c for c in calls(log) if "screenrecord" in c)
+    finally:
+        agent.stop()
+        async with asyncio.timeout(15):
+            await task
+    assert source._process is None

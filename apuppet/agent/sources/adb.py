@@ -43,6 +43,8 @@ GLOBAL_ACTIONS = {
 }
 #: screenrecord's own maximum on most Android versions.
 TIME_LIMIT = 180
+#: Seconds without output after which the buffered frame is sent (screenrecord writes whole frames).
+IDLE_FLUSH = 0.03
 #: A joining viewer restarts screenrecord for a keyframe, but not more often than this.
 MIN_RESTART_INTERVAL = 2.0
 
@@ -228,8 +230,18 @@ class AdbSource(Source):
                 splitter = AccessUnitSplitter()
                 assert proc.stdout is not None
                 produced = False
-                while chunk := await proc.stdout.read(65536):
-                    for unit in splitter.feed(chunk):
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(proc.stdout.read(65536), IDLE_FLUSH)
+                    except TimeoutError:
+                        # screenrecord writes a frame only when the screen changes, and a frame ends only
+                        # where the next one starts: after a quiet moment, take what is there as complete.
+                        units = splitter.flush()
+                    else:
+                        if not chunk:
+                            break
+                        units = splitter.feed(chunk)
+                    for unit in units:
                         produced = True
                         yield unit
                 for unit in splitter.flush():

@@ -76,6 +76,7 @@ class Agent:
         self._video: VideoStreamer | None = None
         self._commands: asyncio.Queue[Command] = asyncio.Queue(MAX_PENDING_COMMANDS)
         self._joined = False
+        self._room_created = False
 
     @property
     def link(self) -> str:
@@ -123,6 +124,7 @@ class Agent:
         self.state = "connecting"
         self._lost.clear()
         self._joined = False
+        self._room_created = False
         janus = self._janus = JanusClient(
             http, self.options.server_url, self.options.secret, request_timeout=self.options.request_timeout
         )
@@ -141,6 +143,7 @@ class Agent:
                         "pin": creds.password,
                     }
                 )
+                self._room_created = True
                 break
             except JanusError as exc:
                 if exc.code != ROOM_EXISTS:
@@ -172,7 +175,10 @@ class Agent:
         # Janus session ids are bearer tokens for the API: they stay out of logs, like the pin.
         log.info("connected; video goes to %s:%d", host, port)
         if self.on_connected is not None:
-            self.on_connected(self)
+            try:
+                self.on_connected(self)
+            except Exception:
+                log.exception("the on_connected callback failed")
 
     async def _wait_lost(self) -> None:
         assert self._janus is not None and self._room is not None
@@ -199,7 +205,8 @@ class Agent:
         if janus is not None and not janus.lost.is_set():
             try:
                 async with asyncio.timeout(3):
-                    if room is not None and room.handle is not None:
+                    # Only a room we created: with error 418 the id belongs to someone else's room.
+                    if room is not None and self._room_created:
                         await room.destroy_room(self.credentials.session)
                     if mountpoint is not None:
                         await mountpoint.destroy()

@@ -276,3 +276,24 @@ async def test_commands_are_mapped_to_source_pixels() -> None:
 def test_malformed_server_url_is_refused_at_once() -> None:
     with pytest.raises(ValueError):
         Agent(AgentOptions(server_url="srv.example.org", secret=SECRET), DemoSource())
+
+
+async def test_a_taken_session_id_gets_a_new_one_and_leaves_the_other_room_alone(
+    server: Server, running: RunningAgent
+) -> None:
+    taken = running.agent.credentials
+    agent = Agent(AgentOptions(server_url=server.url, secret=SECRET, name="Second"), DemoSource())
+    agent.credentials = taken
+    task = asyncio.get_running_loop().create_task(agent.run())
+    try:
+        async with asyncio.timeout(20):
+            await agent.connected.wait()
+        assert agent.credentials.session != taken.session
+    finally:
+        agent.stop()
+        async with asyncio.timeout(15):
+            await task
+    # The first device's room and mountpoint are still there and still its own.
+    async with viewer_for(server, running) as v:
+        assert any(p.get("username") == "device:Test phone" for p in v.participants)
+        await v.until(lambda f: True, timeout=20)

@@ -6,7 +6,10 @@ frame it presents (requestVideoFrameCallback) until a probe pixel turns from wal
 Latency = presentation time of that frame - pointerup time, both on the page's clock. Home is then pressed
 (not timed) and the next sample starts. Not a test: it prints figures.
 
-    python bench/click_latency.py [--samples 30]
+With ``--janus`` the same run also goes through the real Janus gateway (Debian's `janus`, configured as aPuppet
+does; the page is then served on Janus' origin by Playwright and talks HTTP long poll), for comparison.
+
+    python bench/click_latency.py [--samples 30] [--janus]
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -24,6 +29,8 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 from apuppet.agent import phone  # noqa: E402
 from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, DemoProcess  # noqa: E402
+from tests.web.janus_gateway import JanusGateway, janus_installed  # noqa: E402
+from tests.web.modules import serve_page_on  # noqa: E402
 from tests.web.screen import login, near, page_point, pixel, wait_playing  # noqa: E402
 
 COUNTER_ICON = (phone.ICON_XS[0] + phone.ICON // 2, phone.ICON_Y + phone.ICON // 2)
@@ -53,52 +60,82 @@ ARM = """([px, py]) => { window.__result = new Promise((resolve) => {
 }); }"""
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=30)
-    args = parser.parse_args()
-
-    demo = DemoProcess(with_agent=True)
+def measure(browser: Any, demo: DemoProcess, samples: int, on_janus: bool) -> tuple[list[float], int]:
+    page = browser.new_page(viewport={"width": 1000, "height": 800})
+    if on_janus:
+        serve_page_on(page, demo.base)
+    started = time.monotonic()
+    login(page, demo)
+    wait_playing(page)
+    print(f"  logged in and playing after {time.monotonic() - started:.2f} s ({page.inner_text('#st-transport')})")
     latencies: list[float] = []
     misses = 0
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1000, "height": 800})
-            started = time.monotonic()
-            login(page, demo)
-            wait_playing(page)
-            print(f"logged in and playing after {time.monotonic() - started:.2f} s")
-            for _ in range(args.samples):
-                page.click("[data-command=home]")
-                deadline = time.monotonic() + 10
-                while not near(pixel(page, *COUNTER_ICON), phone.APPS["counter"]):
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the phone did not return to its home screen")
-                    time.sleep(0.02)
-                page.wait_for_timeout(150)
-                x, y = page_point(page, *COUNTER_ICON)
-                page.evaluate(ARM, list(PROBE))
-                page.mouse.click(x, y)
-                result = page.evaluate("() => window.__result")
-                if result is None:
-                    misses += 1
-                else:
-                    latencies.append(result["latency"])
-            browser.close()
-    finally:
-        demo.stop()
+    for _ in range(samples):
+        page.click("[data-command=home]")
+        deadline = time.monotonic() + 10
+        while not near(pixel(page, *COUNTER_ICON), phone.APPS["counter"]):
+            if time.monotonic() > deadline:
+                raise SystemExit("the phone did not return to its home screen")
+            time.sleep(0.02)
+        page.wait_for_timeout(150)
+        x, y = page_point(page, *COUNTER_ICON)
+        page.evaluate(ARM, list(PROBE))
+        page.mouse.click(x, y)
+        result = page.evaluate("() => window.__result")
+        if result is None:
+            misses += 1
+        else:
+            latencies.append(result["latency"])
+    page.evaluate("() => window.apuppet.remote.disconnect()")
+    page.close()
+    return latencies, misses
+
+
+def report(name: str, latencies: list[float], misses: int) -> None:
     if not latencies:
-        print("no sample")
-        return 1
-    latencies.sort()
+        print(f"{name}: no sample")
+        return
+    latencies = sorted(latencies)
     p90 = latencies[min(len(latencies) - 1, int(0.9 * len(latencies)))]
-    print(f"click → changed pixels, {len(latencies)} samples ({misses} missed), demo phone 360x640 at 30 fps:")
+    print(f"{name}: click → changed pixels, {len(latencies)} samples ({misses} missed), demo phone 360x640 at 30 fps")
     print(
         f"  median {statistics.median(latencies):.0f} ms   p90 {p90:.0f} ms   "
         f"min {latencies[0]:.0f} ms   max {latencies[-1]:.0f} ms   (target: median ≤ 150 ms)"
     )
-    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--janus", action="store_true", help="also measure through the real Janus gateway")
+    args = parser.parse_args()
+    if args.janus and not janus_installed():
+        raise SystemExit("--janus: the janus package is not installed")
+
+    results: dict[str, tuple[list[float], int]] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        demo = DemoProcess(with_agent=True)
+        try:
+            print("apuppet server:")
+            results["apuppet"] = measure(browser, demo, args.samples, on_janus=False)
+        finally:
+            demo.stop()
+        if args.janus:
+            with tempfile.TemporaryDirectory() as folder:
+                secret = "bench-secret"
+                gateway = JanusGateway(Path(folder), secret)
+                demo = DemoProcess(with_agent=True, external=gateway.url, secret=secret)
+                try:
+                    print("Janus gateway:")
+                    results["janus"] = measure(browser, demo, args.samples, on_janus=True)
+                finally:
+                    demo.stop()
+                    gateway.stop()
+        browser.close()
+    for name, (latencies, misses) in results.items():
+        report(name, latencies, misses)
+    return 0 if results["apuppet"][0] else 1
 
 
 if __name__ == "__main__":

@@ -39,3 +39,19 @@ def call(page: Page, module: str, expression: str, arg: Any = None) -> Any:
     return page.evaluate(
         f"async (arg) => {{ const m = await import('{ORIGIN}/web-admin/js/{module}'); {expression} }}", arg
     )
+
+
+def serve_page_on(page: Page, origin: str) -> None:
+    """Serve the web-admin under `<origin>web-admin/` from the package, leaving every other path (the Janus
+    API) to the real server at that origin: the page then talks to a server that cannot serve it (Janus)."""
+    kinds = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+
+    def handle(route: Route) -> None:
+        path = route.request.url.removeprefix(origin).split("?")[0].removeprefix("web-admin/") or "index.html"
+        file = STATIC / path
+        if not file.is_file():
+            route.fulfill(status=404, body="")
+            return
+        route.fulfill(body=file.read_bytes(), content_type=kinds.get(file.suffix, "application/octet-stream"))
+
+    page.route(f"{origin}web-admin/**", handle)

@@ -9,74 +9,28 @@ also shows its fallback to long poll here.
 
 from __future__ import annotations
 
-import glob
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Route
+from playwright.sync_api import Browser, Page
 
 from apuppet.agent import phone
 
-from .conftest import DemoProcess, free_port, screenshot
-from .modules import STATIC
+from .conftest import DemoProcess, screenshot
+from .janus_gateway import JanusGateway, janus_installed
+from .modules import serve_page_on
 from .screen import tap, wait_color, wait_playing
 
-JANUS = shutil.which("janus")
-LIBS = sorted(glob.glob("/usr/lib/*/janus"))
-pytestmark = pytest.mark.skipif(not (JANUS and LIBS), reason="the Janus gateway is not installed")
+pytestmark = pytest.mark.skipif(not janus_installed(), reason="the Janus gateway is not installed")
 SECRET = "janus-web-secret"
 COUNTER_ICON = (phone.ICON_XS[0] + phone.ICON // 2, phone.ICON_Y + phone.ICON // 2)
 
 
 @pytest.fixture(scope="module")
 def janus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("janus")
-    port = free_port()
-    lib = LIBS[0]
-    keep = {"libjanus_textroom.so", "libjanus_streaming.so"}
-    plugins = ",".join(sorted({Path(p).name for p in glob.glob(f"{lib}/plugins/*.so")} - keep))
-    transports = ",".join(sorted({Path(p).name for p in glob.glob(f"{lib}/transports/*.so")} - {"libjanus_http.so"}))
-    (folder / "janus.jcfg").write_text(
-        f'general: {{ configs_folder = "{folder}" plugins_folder = "{lib}/plugins" '
-        f'transports_folder = "{lib}/transports" events_folder = "{lib}/events" loggers_folder = "{lib}/loggers" '
-        f'debug_level = 3 api_secret = "{SECRET}" }}\n'
-        f'plugins: {{ disable = "{plugins}" }}\ntransports: {{ disable = "{transports}" }}\n'
-        "events: { broadcast = false }\n"
-    )
-    (folder / "janus.plugin.textroom.jcfg").write_text('general: { json = "indented" string_ids = true }\n')
-    (folder / "janus.plugin.streaming.jcfg").write_text("general: { string_ids = true }\n")
-    (folder / "janus.transport.http.jcfg").write_text(
-        f'general: {{ json = "indented" base_path = "/janus" http = true port = {port} ip = "127.0.0.1" '
-        "https = false }\nadmin: { admin_http = false }\n"
-    )
-    proc = subprocess.Popen(
-        [JANUS, "-F", str(folder), "-C", str(folder / "janus.jcfg")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    gateway = JanusGateway(tmp_path_factory.mktemp("janus"), SECRET)
+    yield gateway.url
+    gateway.stop()
 
 
 @pytest.fixture(scope="module")
@@ -84,19 +38,6 @@ def phone_on_janus(janus: str) -> Iterator[DemoProcess]:
     proc = DemoProcess(with_agent=True, external=janus, secret=SECRET)
     yield proc
     proc.stop()
-
-
-def serve_page_on(page: Page, origin: str) -> None:
-    def handle(route: Route) -> None:
-        path = route.request.url.removeprefix(origin).split("?")[0].removeprefix("web-admin/") or "index.html"
-        file = STATIC / path
-        if not file.is_file():
-            route.fulfill(status=404, body="")
-            return
-        kinds = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
-        route.fulfill(body=file.read_bytes(), content_type=kinds.get(file.suffix, "application/octet-stream"))
-
-    page.route(f"{origin}web-admin/**", handle)
 
 
 def test_the_page_drives_the_phone_through_real_janus(page: Page, phone_on_janus: DemoProcess) -> None:

@@ -130,6 +130,10 @@ class Agent:
         )
         self.sessions.append(await janus.create())
         room = self._room = TextRoomPeer(janus, self._event, timeout=self.options.request_timeout)
+        # The server hanging up the control peer ends this connection as surely as a lost session.
+        janus.on_event = lambda e: (
+            room.failed.set() if e.get("janus") == "hangup" and e.get("sender") == room.handle else None
+        )
         await room.connect()
         for _ in range(3):
             creds = self.credentials

@@ -22,6 +22,8 @@ import aiohttp
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 
+#: Events kept per handle for a later `event()` call.
+MAX_QUEUED_EVENTS = 100
 #: Janus error "No such session".
 SESSION_NOT_FOUND = 458
 
@@ -115,7 +117,7 @@ class JanusClient:
     async def attach(self, plugin: str) -> int:
         reply = await self.request({"janus": "attach", "plugin": plugin})
         handle = int(reply["data"]["id"])
-        self._queues[handle] = asyncio.Queue()
+        self._queues[handle] = asyncio.Queue(MAX_QUEUED_EVENTS)
         return handle
 
     async def message(self, handle: int, body: JSON, jsep: JSON | None = None) -> JSON:
@@ -207,6 +209,8 @@ class JanusClient:
         sender = event.get("sender")
         queue = self._queues.get(sender) if isinstance(sender, int) else None
         if queue is not None:
+            if queue.full():  # nobody waits on this handle any more: keep the newest, bounded
+                queue.get_nowait()
             queue.put_nowait(event)
         elif event.get("janus") != "keepalive":
             log.debug("event for no known handle: %s", event.get("janus"))

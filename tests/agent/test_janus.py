@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from apuppet.agent.janus import JanusClient, JanusError, SessionLost, api_url, transaction
+from apuppet.agent.janus import MAX_QUEUED_EVENTS, JanusClient, JanusError, SessionLost, api_url, transaction
 from apuppet.server import Server
 
 from .conftest import SECRET, free_port, server_config
@@ -129,3 +129,18 @@ async def test_request_bodies_are_json_built_and_carry_string_ids():
     assert all(s["apisecret"] == 'se"cr\\et' for s in seen)
     assert seen[2]["session_id"] == "7" and seen[2]["handle_id"] == "9"
     assert seen[2]["body"]["username"] == 'device:"evil",x'
+
+
+async def test_events_are_routed_by_sender_and_bounded():
+    async with aiohttp.ClientSession() as http:
+        client = JanusClient(http, "http://127.0.0.1:9/", SECRET)
+        client._queues[5] = asyncio.Queue(MAX_QUEUED_EVENTS)
+        seen = []
+        client.on_event = seen.append
+        for i in range(MAX_QUEUED_EVENTS + 50):
+            client._dispatch({"janus": "event", "sender": 5, "n": i})
+        client._dispatch({"janus": "event", "sender": 6, "n": -1})  # unknown handle: dropped
+        client._dispatch({"janus": "keepalive"})
+        assert client.events(5).qsize() == MAX_QUEUED_EVENTS
+        assert (await client.event(5, timeout=1))["n"] == 50
+        assert len(seen) == MAX_QUEUED_EVENTS + 51

@@ -46,7 +46,7 @@ TIME_LIMIT = 180
 #: Seconds without output after which the buffered frame is sent (screenrecord writes whole frames).
 IDLE_FLUSH = 0.03
 #: A joining viewer restarts screenrecord for a keyframe, but not more often than this.
-MIN_RESTART_INTERVAL = 2.0
+MIN_RESTART_INTERVAL = 1.0
 
 
 class AdbCommands:

@@ -202,8 +202,8 @@ async def test_agent_relays_the_device_stream_and_sends_input(fake_adb, server, 
     """Fake device → agent (no re-encoding) → server → viewer; the viewer's tap becomes `adb shell input`."""
     from apuppet.agent.agent import Agent, AgentOptions
 
-    from .conftest import SECRET
-    from .viewer import Viewer
+    from ..conftest import SECRET
+    from ..viewer import Viewer
 
     script, units, log = fake_adb
     monkeypatch.setenv("FAKE_ADB_SIZE", "64x48")

@@ -155,8 +155,8 @@ async def test_agent_streams_and_drives_an_x_display(xvfb, client, server):
     """The whole path: X display → agent → server → viewer, and a viewer's tap back to the X client."""
     from apuppet.agent.agent import Agent, AgentOptions
 
-    from .conftest import SECRET
-    from .viewer import Viewer, near
+    from ..conftest import SECRET
+    from ..viewer import Viewer, near
 
     agent = Agent(AgentOptions(server_url=server.url, secret=SECRET, name="X"), X11Source(display=xvfb))
     task = asyncio.get_running_loop().create_task(agent.run())

@@ -2,8 +2,9 @@
 
 Tested under Xvfb with a real X client. X has no Android navigation, so the global actions become keys:
 back = Escape, home = Super, recents = Alt+Tab; `notifications` has no equivalent and is ignored. `paste`
-types the text (no X selection is taken), and the X clipboard is not watched, so no `copy` is sent. Keys that
-the keyboard map lacks (most non-Latin-1 characters) are skipped with a log line.
+types the text (no X selection is taken). The CLIPBOARD selection is polled (X has no change notification
+without the XFixes extension) and a change is reported as `copy`. Keys that the keyboard map lacks (most
+non-Latin-1 characters) are skipped with a log line.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ NAMED_KEYSYMS = {
     "End": "End",
 }
 GLOBAL_KEYS = {"back": ["Escape"], "home": ["Super_L"], "recents": ["Alt_L", "Tab"]}
+#: How often the CLIPBOARD selection is read.
+CLIPBOARD_POLL = 0.5
+#: Clipboard text beyond this is cut, like any command (see `commands.MAX_TEXT`).
+MAX_CLIPBOARD = 60_000
 #: A swipe is played as this many pointer moves per second, so that applications see a drag.
 SWIPE_STEPS_PER_SECOND = 60
 
@@ -43,6 +48,7 @@ class X11Source(Source):
         self._sct: Any = None
         self._last: bytes | None = None
         self._monitor: dict[str, int] = {}
+        self._clipboard: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if not self.display_name:
@@ -63,14 +69,65 @@ class X11Source(Source):
         factory = getattr(mss, "MSS", None) or mss.mss  # mss 10.2 renamed the entry point
         self._sct = factory(display=self.display_name)
         self._monitor = {"left": 0, "top": 0, "width": self.width, "height": self.height}
+        self._clipboard = asyncio.get_running_loop().create_task(self._watch_clipboard(), name="x11-clipboard")
 
     async def stop(self) -> None:
+        if self._clipboard is not None:
+            self._clipboard.cancel()
+            await asyncio.gather(self._clipboard, return_exceptions=True)
+            self._clipboard = None
         if self._sct is not None:
             self._sct.close()
             self._sct = None
         if self._display is not None:
             self._display.close()
             self._display = None
+
+    async def _watch_clipboard(self) -> None:
+        """Poll CLIPBOARD as UTF8_STRING on a connection of its own (its events must not mix with XTest's)."""
+        from Xlib import X
+        from Xlib import display as xdisplay
+
+        display = xdisplay.Display(self.display_name)
+        try:
+            window = display.screen().root.create_window(0, 0, 1, 1, 0, X.CopyFromParent)
+            clipboard = display.intern_atom("CLIPBOARD")
+            utf8 = display.intern_atom("UTF8_STRING")
+            target = display.intern_atom("APUPPET_CLIPBOARD")
+            # What is on the clipboard when sharing starts is not a change; an empty one counts as "".
+            last = await self._read_selection(display, window, clipboard, utf8, target) or ""
+            while True:
+                await asyncio.sleep(CLIPBOARD_POLL)
+                text = await self._read_selection(display, window, clipboard, utf8, target)
+                if text is not None and text != last:
+                    last = text
+                    if self.on_clipboard is not None:
+                        self.on_clipboard(text)
+        finally:
+            display.close()
+
+    @staticmethod
+    async def _read_selection(display: Any, window: Any, selection: int, kind: int, target: int) -> str | None:
+        from Xlib import X
+
+        if display.get_selection_owner(selection) == X.NONE:
+            return None
+        window.convert_selection(selection, kind, target, X.CurrentTime)
+        display.flush()
+        for _ in range(50):  # the owner answers through the server: up to a second
+            while display.pending_events():
+                event = display.next_event()
+                if event.type == X.SelectionNotify and event.selection == selection:
+                    if event.property == X.NONE:
+                        return None
+                    prop = window.get_full_property(target, X.AnyPropertyType, sizehint=MAX_CLIPBOARD)
+                    window.delete_property(target)
+                    if prop is None:
+                        return None
+                    value = prop.value if isinstance(prop.value, bytes) else bytes(prop.value)
+                    return value[:MAX_CLIPBOARD].decode("utf-8", "replace")
+            await asyncio.sleep(0.02)
+        return None
 
     def grab(self, force: bool = False) -> np.ndarray | None:
         shot = self._sct.grab(self._monitor)

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is no
 CLIENT = r"""
 import json, sys, time
 from Xlib import X, display
+from Xlib.protocol import event
 d = display.Display()
 s = d.screen()
 w = s.root.create_window(0, 0, s.width_in_pixels, s.height_in_pixels, 0, s.root_depth, X.InputOutput,
@@ -28,6 +29,9 @@ w = s.root.create_window(0, 0, s.width_in_pixels, s.height_in_pixels, 0, s.root_
                          event_mask=X.ExposureMask | X.ButtonPressMask | X.ButtonReleaseMask | X.KeyPressMask
                          | X.Button1MotionMask)
 gc = w.create_gc(foreground=0xFF0000)
+CLIPBOARD = d.intern_atom("CLIPBOARD")
+UTF8 = d.intern_atom("UTF8_STRING")
+copies = 0
 w.map()
 d.sync()
 def say(**kw):
@@ -47,6 +51,17 @@ while True:
         keysym = d.keycode_to_keysym(e.detail, 1 if e.state & X.ShiftMask else 0)
         if not 0xFFE1 <= keysym <= 0xFFEE:  # modifiers
             say(key=keysym)
+        if keysym == ord("c"):  # "copy": take the CLIPBOARD with a new text
+            copies += 1
+            w.set_selection_owner(CLIPBOARD, X.CurrentTime)
+    elif e.type == X.SelectionRequest:
+        prop = X.NONE
+        if e.target == UTF8:
+            text = f"copied {copies}: ünïcode, 100%".encode()
+            e.requestor.change_property(e.property, UTF8, 8, text)
+            prop = e.property
+        e.requestor.send_event(event.SelectionNotify(time=e.time, requestor=e.requestor, selection=e.selection,
+                                                     target=e.target, property=prop))
     d.flush()
 """
 
@@ -138,6 +153,17 @@ async def test_capture_and_input(xvfb, client):
         await src.global_action("back")
         assert (await client.next("key"))["key"] == 0xFF1B  # Escape
         await src.global_action("notifications")  # no X equivalent: ignored, no error
+
+        # An application copies: the source reports each new CLIPBOARD text, once.
+        copied: list[str] = []
+        src.on_clipboard = copied.append
+        for n in (1, 2):
+            await src.key("c")
+            async with asyncio.timeout(10):
+                while len(copied) < n:
+                    await asyncio.sleep(0.05)
+        await asyncio.sleep(1.2)  # two more polls: no change, no report
+        assert copied == ["copied 1: ünïcode, 100%", "copied 2: ünïcode, 100%"]
     finally:
         await src.stop()
         await src.stop()
@@ -171,6 +197,8 @@ async def test_agent_streams_and_drives_an_x_display(xvfb, client, server):
             v.send("tap,240,160,50")  # stream pixels → (300, 200) on the display
             assert (await client.next("press"))["press"] == [300, 200]
             await v.until(lambda f: near(f, 240, 160, (255, 0, 0), 60))
+            v.send("key,c")  # the X client copies: the viewer gets the text, escaped
+            assert await v.message(lambda t: t.startswith("copy,")) == "copy,copied 1: ünïcode%2C 100%25"
     finally:
         agent.stop()
         async with asyncio.timeout(15):

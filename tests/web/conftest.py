@@ -87,6 +87,9 @@ class DemoProcess:
     def stop_phone(self) -> None:
         self.proc.send_signal(signal.SIGUSR1)
 
+    def cut_phone(self) -> None:
+        self.proc.send_signal(signal.SIGUSR2)
+
     def stop(self) -> None:
         self.proc.terminate()
         try:

@@ -3,7 +3,8 @@
 Like `apuppet demo`, but with an API secret the tests know (they hand it to the page as `?apisecret=`) and a
 JSON line that also carries the server URL. Usage: ``python demo_server.py PORT [--no-agent] [--external=URL]``;
 ``--external`` runs the phone alone against another server (the real Janus). The secret comes from
-``$APUPPET_TEST_SECRET``. Prints one JSON line once ready, then runs until SIGTERM; SIGUSR1 stops only the phone.
+``$APUPPET_TEST_SECRET``. Prints one JSON line once ready, then runs until SIGTERM; SIGUSR1 stops only the phone,
+SIGUSR2 cuts the phone's control connection.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ import sys
 
 from apuppet.config import Config
 from apuppet.server import Server
+
+
+async def drop_control(agent: object) -> None:
+    room = getattr(agent, "_room", None)
+    pc = getattr(room, "pc", None)
+    if pc is not None:
+        await pc.close()
 
 
 async def main(port: int, with_agent: bool, external: str = "") -> None:
@@ -50,6 +58,9 @@ async def main(port: int, with_agent: bool, external: str = "") -> None:
             task = loop.create_task(agent.run())
             # SIGUSR1: the phone goes away (its agent stops) while the server keeps running.
             loop.add_signal_handler(signal.SIGUSR1, agent.stop)
+            # SIGUSR2: the phone's control connection dies under it (a phone losing its network): the server
+            # sees the peer connection close and tells the room the device left.
+            loop.add_signal_handler(signal.SIGUSR2, lambda: loop.create_task(drop_control(agent)))
             await asyncio.wait_for(connected.wait(), 30)
             info.update(agent.info)
         print(json.dumps(info), flush=True)

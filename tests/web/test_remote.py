@@ -366,6 +366,9 @@ def test_session_closed_when_the_device_goes_away(browser: Browser) -> None:
         screenshot(page, "session-ended")
         # Nothing of the page's is left on the server either.
         wait(lambda: own.metric("apuppet_sessions") <= before - 2)
+        page.click("#overlay-retry")  # the session is really gone: say so
+        page.wait_for_function("() => document.getElementById('overlay-title').textContent === 'Could not connect'")
+        assert "There is no session" in page.inner_text("#overlay-text")
     finally:
         context.close()
         own.stop()
@@ -478,3 +481,24 @@ def test_closing_the_tab_ends_the_session_at_once(browser: Browser, demo: DemoPr
         wait(lambda: demo.metric("apuppet_sessions") == baseline, timeout=5)  # not the 60 s session timeout
     finally:
         context.close()
+
+
+def test_device_left_when_the_phone_drops_off(browser: Browser) -> None:
+    own = DemoProcess(with_agent=True)
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        login(page, own)
+        wait_playing(page)
+        own.cut_phone()  # the phone's peer connection dies; the room stays
+        page.wait_for_function("() => document.body.dataset.state === 'device-left'", timeout=30_000)
+        assert page.inner_text("#overlay-title") == "The device left the session"
+        screenshot(page, "device-left")
+        # The dialog sits on the picture: its buttons work by mouse and keyboard, not as gestures or keys.
+        assert page.evaluate("() => document.activeElement.id") == "overlay-retry"
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#login-view", state="visible")
+    finally:
+        context.close()
+        own.stop()

@@ -323,6 +323,7 @@ $("screenshot").addEventListener("click", () => {
 
 // -- keyboard and clipboard ---------------------------------------------------------------------------------
 ui.stage.addEventListener("keydown", (e) => {
+  if (e.target !== ui.stage) return; // a button of the dialog over the picture: its keys are its own
   if (e.key === "r" && e.altKey) {
     $("rotate").click();
     return;
@@ -334,6 +335,7 @@ ui.stage.addEventListener("keydown", (e) => {
 });
 
 ui.stage.addEventListener("paste", (e) => {
+  if (e.target !== ui.stage) return;
   const text = e.clipboardData?.getData("text/plain");
   if (!text) return;
   e.preventDefault();

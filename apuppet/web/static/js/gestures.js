@@ -35,6 +35,7 @@ export class GestureInput {
     stage.addEventListener("pointercancel", () => this._cancel());
     stage.addEventListener("lostpointercapture", () => this._cancel());
     stage.addEventListener("contextmenu", (e) => {
+      if (this._over(e)) return;
       e.preventDefault();
       // A finger held still also fires contextmenu: that is a long press, already sent as one, not Back.
       if (this.lastPointerType === "mouse") this.send("back");
@@ -47,8 +48,14 @@ export class GestureInput {
     return { x: e.clientX - rect.left, y: e.clientY - rect.top };
   }
 
+  /** Presses on what lies over the picture (the reconnect/ended dialog and its buttons) are not gestures. */
+  _over(e) {
+    return e.target !== this.stage && e.target.closest?.("[data-no-gestures]");
+  }
+
   _down(e) {
     this.lastPointerType = e.pointerType;
+    if (this._over(e)) return;
     if (!e.isPrimary || (e.pointerType === "mouse" && e.button !== 0)) return;
     const layout = this.layout();
     if (!layout) return;
@@ -122,6 +129,7 @@ export class GestureInput {
 
   /** Wheel notches gathered for a moment become one swipe, so a scroll does not flood the device. */
   _wheel(e) {
+    if (this._over(e)) return;
     const layout = this.layout();
     if (!layout) return;
     const at = this._point(e);

@@ -291,7 +291,11 @@ export class Remote extends EventTarget {
         if (msg.from === deviceName) this._deviceSays(link, msg.text);
         break;
       case "leave":
-        if (msg.username === deviceName) this._end(link, "device-left", "The device left the session.");
+        if (msg.username === deviceName) this._end(
+            link,
+            "device-left",
+            "The device disconnected: it may have lost its network, or its app was stopped.",
+          );
         break;
       case "destroyed":
         this._end(link, "closed", "The session was closed on the device.");

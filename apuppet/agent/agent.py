@@ -105,7 +105,15 @@ class Agent:
                         delay = self.options.retry_min
                         await self._wait_lost()
                     finally:
-                        await self._disconnect()
+                        # Bounded: on a process-wide cancellation neither the server (maybe in this process)
+                        # nor aiortc's own tasks may answer; then only local resources are released.
+                        task = asyncio.current_task()
+                        cancelling = task is not None and task.cancelling() > 0
+                        try:
+                            async with asyncio.timeout(2 if cancelling else 10):
+                                await self._disconnect(remote=not cancelling)
+                        except TimeoutError:
+                            log.warning("clean-up of the connection timed out")
                     if self._stop.is_set():
                         break
                     with contextlib.suppress(TimeoutError):
@@ -195,7 +203,7 @@ class Agent:
         if not self._stop.is_set():
             log.warning("connection lost; reconnecting")
 
-    async def _disconnect(self) -> None:
+    async def _disconnect(self, remote: bool = True) -> None:
         """Release everything of the current connection; remote clean-up only if the server still has it."""
         self.connected.clear()
         self.state = "disconnected"
@@ -204,9 +212,12 @@ class Agent:
         if self._video is not None:
             await self._video.stop()
             self._video = None
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None
         janus, room, mountpoint = self._janus, self._room, self._mountpoint
         self._janus = self._room = self._mountpoint = None
-        if janus is not None and not janus.lost.is_set():
+        if remote and janus is not None and not janus.lost.is_set():
             try:
                 async with asyncio.timeout(3):
                     # Only a room we created: with error 418 the id belongs to someone else's room.
@@ -221,10 +232,7 @@ class Agent:
         if janus is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(3):
-                    await janus.close(destroy=True)
-        if self._sender is not None:
-            self._sender.close()
-            self._sender = None
+                    await janus.close(destroy=remote)
         while not self._commands.empty():
             self._commands.get_nowait()
 

@@ -297,3 +297,14 @@ async def test_a_taken_session_id_gets_a_new_one_and_leaves_the_other_room_alone
     async with viewer_for(server, running) as v:
         assert any(p.get("username") == "device:Test phone" for p in v.participants)
         await v.until(lambda f: True, timeout=20)
+
+
+async def test_cancelling_the_agent_ends_it_promptly(server: Server) -> None:
+    ra = await start_agent(server.url)
+    started = time.monotonic()
+    ra.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await ra.task
+    assert time.monotonic() - started < 3
+    assert ra.agent._sender is None and ra.agent._janus is None and ra.agent.state == "disconnected"

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: Commands waiting to run; more than this and the viewer is flooding: new ones are dropped.
 MAX_PENDING_COMMANDS = 64
+#: Janus error for a wrong or missing API secret.
+UNAUTHORIZED = 403
 #: Seconds after a viewer joins at which keyframes are sent.
 KEYFRAMES_AFTER_JOIN = (0.0, 0.5, 1.5)
 CONNECT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, JanusError, SessionLost, ConnectionError, ValueError)
@@ -100,6 +102,9 @@ class Agent:
                     try:
                         await self._connect(http)
                     except CONNECT_ERRORS as exc:
+                        if isinstance(exc, JanusError) and exc.code == UNAUTHORIZED and not self.sessions:
+                            # A wrong secret on the very first try is a setting to fix, not an outage to wait out.
+                            raise PermissionError(f"the server refused the API secret: {exc.reason}") from None
                         log.warning("cannot connect to %s: %s", self.options.server_url, exc or type(exc).__name__)
                     else:
                         delay = self.options.retry_min

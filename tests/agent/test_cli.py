@@ -36,6 +36,8 @@ def test_bad_arguments_are_clear_errors():
     assert result.returncode == 1 and "must be positive" in result.stderr
     result = run("agent", "--server", "http://127.0.0.1:9/", "--source", "adb", "--adb", "/nonexistent/adb")
     assert result.returncode == 1 and "nonexistent" in result.stderr
+    result = run("agent", "--server", "http://127.0.0.1:9/", "--source", "x11", "--display", ":987")
+    assert result.returncode == 1 and "cannot open X display :987" in result.stderr
     result = run("demo", "--rtp-port-range", "5-4")
     assert result.returncode == 2
 
@@ -119,3 +121,24 @@ async def test_agent_command_connects_and_prints_one_json_line(server):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_agent_command_with_a_wrong_secret_exits_with_a_clear_message(server):
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "apuppet.cli",
+        "agent",
+        "--server",
+        server.url,
+        "--secret",
+        "wrong",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        _, stderr = await proc.communicate()
+    assert proc.returncode == 1
+    assert "refused the API secret" in stderr.decode()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,8 +67,8 @@ class Agent:
         self.state = "disconnected"
         self.geometry: Geometry | None = None
         self.viewers: set[str] = set()
-        #: Janus session ids of successive connections (tests watch reconnects through it).
-        self.sessions: list[int] = []
+        #: Janus session ids of the latest connections (tests watch reconnects through it).
+        self.sessions: deque[int] = deque(maxlen=16)
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
         self._lost = asyncio.Event()

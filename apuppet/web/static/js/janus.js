@@ -223,7 +223,7 @@ export class Handle {
     let timer;
     const promise = new Promise((resolve, reject) => {
       listener = (event) => {
-        if (event.janus === "detached" || event.janus === "hangup") return;
+        if (event.janus === "lost") reject(new UnreachableError("connection lost"));
         if (event.janus !== "event") return;
         const data = event.plugindata?.data ?? {};
         if (predicate(data, event.jsep, event)) resolve({ data, jsep: event.jsep });
@@ -320,6 +320,10 @@ export class Session {
     this.lost = true;
     clearInterval(this.keepalive);
     this.transport.close();
+    // Whoever waits for an event will not get it: fail now rather than at a timeout.
+    for (const handle of this.handles.values()) {
+      for (const listener of [...handle.listeners]) listener({ janus: "lost" });
+    }
     this.onlost();
   }
 

@@ -435,6 +435,8 @@ export class Remote extends EventTarget {
         );
       }
       if (link.streaming) await link.streaming.message({ request: "stop" }).catch(() => {});
+      // Hang up both peer connections before the session goes, as janus.js does.
+      await Promise.all([link.textroom?.hangup(), link.streaming?.hangup()]);
       link.joined = false;
       await this._teardown(link);
     }

@@ -22,7 +22,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .h264 import NAL_FU_A, NAL_STAP_A, NON_VCL, H264Assembler
+from .h264 import NAL_FU_A, NAL_STAP_A, NON_VCL, AccessUnit, H264Assembler
 from .rtp import RtpPacket, is_rtcp, seq_diff, ts_diff
 
 _HEADER = struct.Struct("!BBHII")
@@ -143,6 +143,8 @@ class StreamRelay:
         self.gop_valid = False
         #: Called (with the source SSRC) when viewers need a keyframe the relay does not have.
         self.on_keyframe_needed: Callable[[int], None] | None = None
+        #: Called with each complete access unit (bench/relay.py's aiortc `av.Packet` route uses it).
+        self.unit_listeners: list[Callable[[AccessUnit], None]] = []
 
     # -- viewers -------------------------------------------------------------------------------------------
     def add_viewer(self, viewer: RelayViewer) -> None:
@@ -204,6 +206,8 @@ class StreamRelay:
         for unit in self.assembler.push(packet):
             if unit.keyframe:
                 self._new_gop(unit.timestamp)
+            for listener in self.unit_listeners:
+                listener(unit)
         if self.assembler.waiting_for_keyframe and self.gop_valid:
             self.gop_valid = False
 

@@ -105,6 +105,7 @@ class Viewer:
         self.started = False
         self.closed = False
         self._last_pli = 0.0
+        self._closing: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._state_changed)
 
     async def offer(self) -> dict[str, Any]:
@@ -181,8 +182,8 @@ class Viewer:
             self._join()
         elif state in ("failed", "closed"):
             self._detach()
-            if state == "failed":
-                asyncio.get_running_loop().create_task(self.close())
+            if state == "failed" and self._closing is None:
+                self._closing = asyncio.get_running_loop().create_task(self.close())
 
     def _detach(self) -> None:
         if self.output is not None:

@@ -17,7 +17,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from apuppet.api.gateway import Gateway
 from apuppet.config import Config
-from apuppet.media.rtp import pack_header
+from apuppet.media.rtp import is_rtcp, pack_header
 from apuppet.plugins.streaming import StreamingPlugin
 from tests.inproc import InProcClient, plugin_data
 from tests.media.source import RtpSource, read_code
@@ -428,3 +428,36 @@ async def test_bad_requests(server):
     assert client.request({"request": "destroy", "id": "nope"})["error_code"] == 455
     assert client.janus.message(client.session, client.handle, {"request": "start"})["janus"] == "ack"
     assert (await client.event())["error_code"] == 452
+
+
+async def test_packets_lost_towards_a_viewer_are_resent_on_its_nack(server, viewers, sources):
+    gateway, plugin = server
+    janus = InProcClient(gateway)
+    agent = Client(janus)
+    port = agent.request(agent_create())["stream"]["video_port"]
+    start_source(sources, port)
+    viewer = WebViewer(janus)
+    viewers.append(viewer)
+    await viewer.open("48213077", "4321")
+    await viewer.wait_frames(3)
+    # The link to this viewer loses every 10th packet once (the retransmission gets through).
+    relayed = plugin.watches[viewer.handle].viewer
+    transport = relayed.sender.transport
+    original = transport._send_rtp
+    dropped: set[int] = set()
+
+    async def lossy(data: bytes) -> None:
+        if not is_rtcp(data):
+            seq = int.from_bytes(data[2:4], "big")
+            if seq % 10 == 0 and seq not in dropped:
+                dropped.add(seq)
+                return
+        await original(data)
+
+    transport._send_rtp = lossy
+    before = len(viewer.codes)
+    await viewer.wait_frames(before + 45)
+    assert len(dropped) >= 5
+    assert relayed.output.retransmitted >= len(dropped) - 2  # the last ones may still be in flight
+    codes = [c for _, c in viewer.codes]
+    assert codes == list(range(codes[0], codes[0] + len(codes))), "a frame was lost"

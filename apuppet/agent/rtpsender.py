@@ -21,7 +21,8 @@ class RtpSender(asyncio.DatagramProtocol):
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         family, _, _, _, address = infos[0]
-        _, protocol = await loop.create_datagram_endpoint(cls, remote_addr=address[:2], family=family)
+        remote = (str(address[0]), int(address[1]))
+        _, protocol = await loop.create_datagram_endpoint(cls, remote_addr=remote, family=family)
         return protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -63,10 +63,10 @@ class TextRoomPeer:
         self.channel = pc.createDataChannel("Trick")
         self._watch(self.channel)
         if self.channel.readyState != "open":
-            opened = asyncio.get_running_loop().create_future()
-            self.channel.once("open", lambda: opened.done() or opened.set_result(None))
+            opened = asyncio.Event()
+            self.channel.once("open", opened.set)
             async with asyncio.timeout(self.timeout):
-                await opened
+                await opened.wait()
         reply = await self.request({"textroom": "list"})
         if reply.get("textroom") != "success":
             raise JanusError(int(reply.get("error_code", 0)), f"list failed: {reply.get('error')}")

@@ -1,8 +1,9 @@
+import asyncio
 import errno
 import socket
 
 import pytest
-from aioice import Connection
+from aioice import Connection, stun
 from aioice.ice import get_host_addresses
 
 from apuppet.media.ice import PortRangeConnection, add_nat_candidates, bind_udp
@@ -87,3 +88,43 @@ def test_nat_candidates_follow_each_host_candidate_of_the_family():
 def test_host_has_ipv6_helper_agrees_with_aioice():
     # Documents what the IPv6 test in test_peer.py relies on.
     assert all(":" in a for a in get_host_addresses(use_ipv4=False, use_ipv6=True))
+
+
+class StunResponder(asyncio.DatagramProtocol):
+    """A minimal STUN server: answers binding requests with the address it saw."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        request = stun.parse_message(data)
+        self.seen.append(addr[:2])
+        response = stun.Message(
+            message_method=stun.Method.BINDING,
+            message_class=stun.Class.RESPONSE,
+            transaction_id=request.transaction_id,
+        )
+        response.attributes["XOR-MAPPED-ADDRESS"] = addr[:2]
+        self.transport.sendto(bytes(response), addr)
+
+
+async def test_stun_queries_leave_from_the_in_range_sockets():
+    host = get_host_addresses(use_ipv4=True, use_ipv6=False)[0]
+    transport, responder = await asyncio.get_running_loop().create_datagram_endpoint(
+        StunResponder, local_addr=(host, 0)
+    )
+    port_range = free_range(20)
+    conn = PortRangeConnection(
+        ice_controlling=True, port_range=port_range, stun_server=transport.get_extra_info("sockname")[:2]
+    )
+    try:
+        await conn.gather_candidates()
+        assert responder.seen
+        assert all(port_range[0] <= port <= port_range[1] for _, port in responder.seen)
+        assert any(c.type == "srflx" for c in conn.local_candidates)
+    finally:
+        await conn.close()
+        transport.close()

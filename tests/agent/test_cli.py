@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +41,11 @@ def test_bad_arguments_are_clear_errors():
     assert result.returncode == 1 and "cannot open X display :987" in result.stderr
     result = run("demo", "--rtp-port-range", "5-4")
     assert result.returncode == 2
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = run("demo", "--port", str(busy.getsockname()[1]))
+    assert result.returncode == 1 and "cannot start" in result.stderr
 
 
 def test_qr_code_is_drawn():

@@ -301,7 +301,7 @@ async def test_cancelling_the_agent_ends_it_promptly(server: Server) -> None:
     started = time.monotonic()
     ra.task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(10):
             await ra.task
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 5  # clean-up is bounded at 2 s when cancelled
     assert ra.agent._sender is None and ra.agent._janus is None and ra.agent.state == "disconnected"

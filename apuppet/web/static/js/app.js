@@ -220,6 +220,14 @@ remote.addEventListener("health", ({ detail }) => {
 
 remote.addEventListener("copy", ({ detail }) => copyToHost(detail.text));
 
+let lastSlowLink = 0;
+remote.addEventListener("slowlink", ({ detail }) => {
+  // Janus reports packet loss on the video path; say it once in a while, not on every report.
+  if (Date.now() - lastSlowLink < 10000) return;
+  lastSlowLink = Date.now();
+  toast(`Network problems: video packets are being lost${detail.lost ? ` (${detail.lost})` : ""}.`, "warn");
+});
+
 $("overlay-retry").addEventListener("click", async () => {
   overlay("Connecting…", "", { busy: true });
   try {

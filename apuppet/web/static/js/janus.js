@@ -209,10 +209,12 @@ export class Handle {
     this.listeners = new Set();
     this.onevent = () => {};
     this.onhangup = () => {};
+    this.onslowlink = () => {};
   }
 
   _dispatch(event) {
     if (event.janus === "hangup") this.onhangup(event);
+    if (event.janus === "slowlink") this.onslowlink(event);
     for (const listener of [...this.listeners]) listener(event);
     if (event.janus === "event") this.onevent(event.plugindata?.data ?? {}, event.jsep, event);
   }

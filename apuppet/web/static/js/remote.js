@@ -137,6 +137,7 @@ export class Remote extends EventTarget {
       link.streaming = await janus.attach("janus.plugin.streaming");
       link.streaming.onevent = (data) => this._streamingEvent(link, data);
       link.streaming.onhangup = () => this._hiccup(link, "video hung up");
+      link.streaming.onslowlink = (e) => this._emit("slowlink", { lost: e.lost, uplink: e.uplink });
       await this._watch(link);
       if (epoch !== this.epoch || this.link !== link) throw new ConnectError("cancelled", "cancelled");
     } catch (err) {

@@ -502,3 +502,23 @@ def test_device_left_when_the_phone_drops_off(browser: Browser) -> None:
     finally:
         context.close()
         own.stop()
+
+
+def test_janus_slowlink_is_shown(page: Page, demo: DemoProcess) -> None:
+    """Real Janus reports video packet loss as `slowlink` (apuppet's server may not): the page says so."""
+    sockets: list[WebSocketRoute] = []
+
+    def relay(ws: WebSocketRoute) -> None:
+        ws.connect_to_server()
+        sockets.append(ws)
+
+    page.route_web_socket("**/janus", relay)
+    login(page, demo)
+    wait_playing(page)
+    handle = page.evaluate("() => window.apuppet.remote.link.streaming.id")
+    session = page.evaluate("() => window.apuppet.remote.link.janus.id")
+    slowlink = {"janus": "slowlink", "session_id": session, "sender": handle, "uplink": False, "lost": 42}
+    sockets[-1].send(json.dumps(slowlink))
+    page.wait_for_selector(".toast.warn")
+    assert "video packets are being lost (42)" in page.inner_text(".toast.warn")
+    leave(page)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ class AgentOptions:
     credential_style: str = "strong"
     video: VideoSettings = field(default_factory=VideoSettings)
     max_size: int = 800
+    #: PEM file of the CA (or self-signed certificate) to trust for an https server, besides the system's.
+    ca_file: str | None = None
     request_timeout: float = 15.0
     retry_min: float = 0.25
     retry_max: float = 2.0
@@ -98,7 +101,12 @@ class Agent:
         worker = asyncio.get_running_loop().create_task(self._execute(), name="agent-commands")
         delay = self.options.retry_min
         try:
-            async with aiohttp.ClientSession() as http:
+            connector = None
+            if self.options.ca_file:
+                context = ssl.create_default_context()
+                context.load_verify_locations(cafile=self.options.ca_file)
+                connector = aiohttp.TCPConnector(ssl=context)
+            async with aiohttp.ClientSession(connector=connector) as http:
                 while not self._stop.is_set():
                     try:
                         await self._connect(http)

@@ -38,6 +38,9 @@ def register(subparsers: Any) -> None:
         help="the server's API secret (default: $APUPPET_SECRET; the environment keeps it out of `ps`)",
     )
     agent.add_argument("--name", default="", help="device name shown to viewers (default: depends on the source)")
+    agent.add_argument(
+        "--ca-file", help="PEM certificate to trust for an https server (e.g. a self-signed one), besides the system's"
+    )
     agent.add_argument("--source", choices=("demo", "x11", "adb"), default="demo", help="what to share")
     agent.add_argument("--display", help="x11: the X display (default: $DISPLAY)")
     agent.add_argument("--adb", default="adb", help="adb: the adb program (default: %(default)s)")
@@ -180,6 +183,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
                 credential_style="apuppet" if args.apuppet_ids else "strong",
                 video=video,
                 max_size=args.max_size,
+                ca_file=args.ca_file,
             ),
             source,
             on_connected=Announcer(args.json, not args.no_qr),

@@ -305,3 +305,28 @@ async def test_cancelling_the_agent_ends_it_promptly(server: Server) -> None:
             await ra.task
     assert time.monotonic() - started < 5  # clean-up is bounded at 2 s when cancelled
     assert ra.agent._sender is None and ra.agent._janus is None and ra.agent.state == "disconnected"
+
+
+async def test_https_server_with_a_self_signed_certificate(tmp_path) -> None:
+    from apuppet.ops import tls
+
+    cert, key = tls.write_pair(tmp_path / "tls", *tls.self_signed(["127.0.0.1"]))
+    port = free_port()
+    config = server_config().model_copy(update={"tls_cert": str(cert), "tls_key": str(key), "web_https_port": port})
+    srv = Server(config)
+    await srv.start()
+    url = f"https://127.0.0.1:{port}/"
+    try:
+        # Not trusted by the system: no connection (and no crash), until the certificate is given.
+        untrusted = Agent(AgentOptions(server_url=url, secret=SECRET, retry_max=0.2), DemoSource())
+        task = asyncio.get_running_loop().create_task(untrusted.run())
+        await asyncio.sleep(1.0)
+        assert not untrusted.connected.is_set() and not srv.gateway.sessions
+        untrusted.stop()
+        async with asyncio.timeout(10):
+            await task
+        ra = await start_agent(url, ca_file=str(cert))
+        assert ra.agent.state == "connected"
+        await ra.stop()
+    finally:
+        await srv.stop()

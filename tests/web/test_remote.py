@@ -521,3 +521,16 @@ def test_janus_slowlink_is_shown(page: Page, demo: DemoProcess) -> None:
     page.wait_for_selector(".toast.warn")
     assert "video packets are being lost (42)" in page.inner_text(".toast.warn")
     leave(page)
+
+
+def test_missing_api_secret_is_asked_for(page: Page, demo: DemoProcess) -> None:
+    # The Android app's link carries no API secret: the page says what is missing and where to put it.
+    page.goto(f"{demo.base}web-admin/?session={demo.info['session']}&pin={demo.info['password']}")
+    page.click("#connect")
+    page.wait_for_function("() => document.body.dataset.error === 'secret'")
+    assert page.evaluate("() => document.getElementById('advanced').open")
+    assert page.evaluate("() => document.activeElement.id") == "api-secret"
+    page.keyboard.type(demo.secret)
+    page.keyboard.press("Enter")
+    wait_playing(page)
+    leave(page)

@@ -2,10 +2,9 @@
 
 Tested under Xvfb with a real X client. X has no Android navigation, so the global actions become keys:
 back = Escape, home = Super, recents = Alt+Tab; `notifications` has no equivalent and is ignored. `paste`
-types the text (no X selection is taken). The CLIPBOARD selection is polled (X has no change notification
-without the XFixes extension) and a change is reported as `copy`. Keys that the keyboard map lacks (most
-non-Latin-1 characters) are skipped with a log line.
-"""
+types the text (no X selection is taken); a character the keymap lacks borrows a spare keycode for one
+press. The CLIPBOARD selection is polled (X has no change notification without the XFixes extension) and a
+change is reported as `copy`."""
 
 from __future__ import annotations
 
@@ -195,8 +194,30 @@ class X11Source(Source):
         keysym = ord(char) if ord(char) < 0x100 else 0x01000000 + ord(char)
         if char == "\n":
             keysym = self._named("Return")
-        if not self._press([keysym]):
-            log.warning("the X keymap has no key for U+%04X; skipped", ord(char))
+        if not self._press([keysym]) and not self._press_remapped(keysym):
+            log.warning("the X keymap has no key for U+%04X and no spare keycode; skipped", ord(char))
+
+    def _press_remapped(self, keysym: int) -> bool:
+        """Type a keysym the keymap lacks by lending it an unused keycode for one press (what xdotool does)."""
+        from Xlib import X
+
+        d = self._display
+        first = d.display.info.min_keycode
+        count = d.display.info.max_keycode - first + 1
+        mapping = d.get_keyboard_mapping(first, count)
+        spare = next((first + i for i, syms in enumerate(mapping) if not any(syms)), None)
+        if spare is None:
+            return False
+        width = len(mapping[0])
+        d.change_keyboard_mapping(spare, [(keysym,) * width])
+        d.sync()
+        try:
+            self._fake(X.KeyPress, spare)
+            self._fake(X.KeyRelease, spare)
+        finally:
+            d.change_keyboard_mapping(spare, [(0,) * width])
+            d.sync()
+        return True
 
     @staticmethod
     def _named(name: str) -> int:

@@ -47,6 +47,8 @@ while True:
         say(release=[e.event_x, e.event_y])
     elif e.type == X.MotionNotify:
         say(motion=[e.event_x, e.event_y])
+    elif e.type == X.MappingNotify:
+        d.refresh_keyboard_mapping(e)
     elif e.type == X.KeyPress:
         keysym = d.keycode_to_keysym(e.detail, 1 if e.state & X.ShiftMask else 0)
         if not 0xFFE1 <= keysym <= 0xFFEE:  # modifiers
@@ -150,6 +152,14 @@ async def test_capture_and_input(xvfb, client):
         assert (await client.next("key"))["key"] == 0xFF0D  # Return
         await src.paste("hi!")
         assert [(await client.next("key"))["key"] for _ in range(3)] == [ord("h"), ord("i"), ord("!")]
+        info = src._display.display.info
+        keymap = lambda: src._display.get_keyboard_mapping(  # noqa: E731
+            info.min_keycode, info.max_keycode - info.min_keycode + 1
+        )
+        before = keymap()
+        await src.paste("ü€")  # not on a US keymap: typed through a borrowed keycode
+        assert [(await client.next("key"))["key"] for _ in range(2)] == [0xFC, 0x010020AC]
+        assert keymap() == before  # and given back
         await src.global_action("back")
         assert (await client.next("key"))["key"] == 0xFF1B  # Escape
         await src.global_action("notifications")  # no X equivalent: ignored, no error

@@ -10,7 +10,8 @@ video (after lossy H.264) by sampling colours rather than by reading text:
 * Notes: a text field (typed keys and pasted text) and a Copy button that puts the text on the clipboard;
 * List: a hundred coloured rows that scroll with vertical swipes;
 * Back / Home / Recents (cards of the apps used) / Notifications (a shade over the screen);
-* a long press anywhere opens a yellow context bubble; every touch leaves a red ring for a second.
+* a long press anywhere opens a yellow context bubble; every touch leaves a red ring for a second;
+* a key or paste with no text field on screen shows a grey toast at the bottom.
 
 The model is plain state plus `render`; nothing here sleeps or touches I/O. `frame_key` tells a caller
 whether a new `render` would differ (state, clock second, touch marks), so it can skip unchanged frames.
@@ -31,6 +32,7 @@ STATUS_BAR = 24
 NAV_BAR = 48
 LONG_PRESS_MS = 500
 MARK_SECONDS = 1.0
+TOAST_SECONDS = 1.5
 
 APPS: dict[str, tuple[int, int, int]] = {
     "counter": (243, 156, 18),
@@ -42,6 +44,7 @@ RECENTS_BG = (70, 70, 70)
 SHADE_BG = (30, 30, 30)
 BUBBLE = (250, 215, 30)
 MARK = (230, 30, 30)
+TOAST = (50, 50, 50)
 LIST_ROWS = 100
 ROW_HEIGHT = 48
 ICON = 72
@@ -95,6 +98,7 @@ class Phone:
         self.clipboard = ""
         self.commands = 0
         self.marks: list[TouchMark] = []
+        self.toast: tuple[str, float] | None = None
         self.version = 0
         #: Called with the new text when the phone's own clipboard changes (Copy button), not on paste.
         self.on_clipboard: Callable[[str], None] | None = None
@@ -171,7 +175,9 @@ class Phone:
     def key(self, key: str) -> None:
         """Keys edit the Notes field when it is on screen, as a soft keyboard would; elsewhere they do nothing."""
         self.commands += 1
+        self.version += 1
         if self.screen != "notes" or self.overlay is not None:
+            self._toast(f"Key: {key}")
             return
         if len(key) == 1:
             self._insert(key)
@@ -190,7 +196,6 @@ class Phone:
             self.caret = 0
         elif key == "End":
             self.caret = len(self.text)
-        self.version += 1
 
     def paste(self, text: str) -> None:
         """The viewer's clipboard arrives: it becomes the phone's clipboard and goes into the focused field."""
@@ -198,13 +203,16 @@ class Phone:
         self.clipboard = text
         if self.screen == "notes" and self.overlay is None:
             self._insert(text)
+        else:
+            self._toast("Clipboard received")
         self.version += 1
 
     # -- output -----------------------------------------------------------------------------------------------
     def frame_key(self, now: float | None = None) -> tuple[object, ...]:
         now = self.clock() if now is None else now
         marks = tuple(id(m) for m in self.marks if now - m.at < MARK_SECONDS)
-        return (self.version, int(now), marks)
+        toast = self.toast is not None and now - self.toast[1] < TOAST_SECONDS
+        return (self.version, int(now), marks, toast)
 
     def render(self, now: float | None = None) -> np.ndarray:
         """The screen as an RGB array of shape (height, width, 3)."""
@@ -219,6 +227,14 @@ class Phone:
             self._draw_shade(draw, now)
         self._draw_status(draw, now)
         self._draw_nav(draw)
+        if self.toast is not None and now - self.toast[1] < TOAST_SECONDS:
+            text = self.toast[0][:28]
+            width = draw.textlength(text, font=font(16))
+            top = self.height - NAV_BAR - 56
+            draw.rounded_rectangle(
+                ((self.width - width) / 2 - 14, top, (self.width + width) / 2 + 14, top + 32), 16, fill=TOAST
+            )
+            draw.text(((self.width - width) / 2, top + 7), text, fill=(255, 255, 255), font=font(16))
         if self.bubble is not None:
             bx, by = self.bubble
             bx, by = min(bx, self.width - 150), min(by, self.height - NAV_BAR - 60)
@@ -261,6 +277,10 @@ class Phone:
                 return
         self.overlay = None
         self.screen = "home"
+
+    def _toast(self, text: str) -> None:
+        """A short message at the bottom, like Android's toasts: input with no field to go to stays visible."""
+        self.toast = (text, self.clock())
 
     def _insert(self, text: str) -> None:
         self.text = self.text[: self.caret] + text + self.text[self.caret :]

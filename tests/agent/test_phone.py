@@ -140,6 +140,11 @@ def test_touch_mark_shows_then_fades():
     assert close(p.render()[500, 210], ph.WALLPAPER)
 
 
+def near_toast(img: np.ndarray) -> bool:
+    top = ph.HEIGHT - ph.NAV_BAR - 56
+    return close(mean(img, 147, top + 12, 151, top + 20), ph.TOAST)
+
+
 def test_frame_key_changes_only_with_the_picture():
     clock = Clock()
     p = Phone(clock)
@@ -147,8 +152,13 @@ def test_frame_key_changes_only_with_the_picture():
     assert p.frame_key() == key
     clock.now += 0.2 if int(clock.now + 0.2) == int(clock.now) else 0
     assert p.frame_key() == key
-    p.key("a")  # no text field on the home screen: nothing to redraw
-    assert p.frame_key() == key
+    p.key("a")  # no text field on the home screen: a toast says what arrived
+    assert p.frame_key() != key
+    assert near_toast(p.render())
+    key = p.frame_key()
+    clock.now += ph.TOAST_SECONDS + 0.01
+    assert p.frame_key() != key and not near_toast(p.render())
+    key = p.frame_key()
     p.global_action("recents")
     assert p.frame_key() != key
     key = p.frame_key()

@@ -20,6 +20,9 @@ class RtpSender(asyncio.DatagramProtocol):
     async def open(cls, host: str, port: int) -> RtpSender:
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        # IPv4 first, as the Android agent's InetAddress.getByName does in practice: a server that listens for
+        # RTP on IPv4 only would silently lose an IPv6 stream.
+        infos.sort(key=lambda info: info[0] != socket.AF_INET)
         family, _, _, _, address = infos[0]
         remote = (str(address[0]), int(address[1]))
         _, protocol = await loop.create_datagram_endpoint(cls, remote_addr=remote, family=family)

@@ -40,7 +40,9 @@ const ui = {
 };
 
 const remote = new Remote({
-  base: new URL("/", location.href).href,
+  // The API sits next to the page's folder (`<prefix>/janus` for `<prefix>/web-admin/`), so a reverse proxy
+  // may put both under a path prefix.
+  base: new URL("../", location.href).href,
   apisecret: params.get("apisecret") ?? localStorage.getItem("apuppet.apisecret") ?? "",
   prefer: params.get("transport") ?? "",
 });

@@ -153,7 +153,7 @@ class Announcer:
             print(qr_text(info["url"]), flush=True)
 
 
-async def _run_agent(agent: Agent, before_stop: Any = None) -> None:
+async def _run_agent(agent: Agent) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, agent.stop)
@@ -197,7 +197,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     _logging(args.log_level)
-    from ..config import Config
+    from ..config import ConfigError, validate
     from ..server import Server
 
     overrides: dict[str, Any] = {
@@ -211,8 +211,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         overrides["rtp_port_range"] = args.rtp_port_range
     try:
         video = _video_settings(args)
-        config = Config(**overrides)
-    except ValueError as exc:
+        config = validate(overrides)
+    except (ValueError, ConfigError) as exc:
         print(f"apuppet demo: {exc}", file=sys.stderr)
         return 2
 

@@ -40,7 +40,7 @@ def test_bad_arguments_are_clear_errors():
     result = run("agent", "--server", "http://127.0.0.1:9/", "--source", "x11", "--display", ":987")
     assert result.returncode == 1 and "cannot open X display :987" in result.stderr
     result = run("demo", "--rtp-port-range", "5-4")
-    assert result.returncode == 2
+    assert result.returncode == 2 and "rtp_port_range: '5-4' is not valid" in result.stderr
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -7,7 +7,8 @@ cd "$(dirname "$0")"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 need=()
-for pkg in python3-venv chromium xvfb xauth; do
+# janus: the reference gateway our compatibility tests also run against.
+for pkg in python3-venv chromium xvfb xauth janus; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import socket
 import time
 
 import pytest
@@ -330,3 +331,29 @@ async def test_https_server_with_a_self_signed_certificate(tmp_path) -> None:
         await ra.stop()
     finally:
         await srv.stop()
+
+
+async def test_hundreds_of_joins_and_leaves_leave_no_stream_running() -> None:
+    from apuppet.agent.rtpsender import RtpSender
+    from apuppet.agent.video import VideoSettings, VideoStreamer
+
+    agent = idle_agent()
+    room = agent.credentials.session
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sender = await RtpSender.open("127.0.0.1", sink.getsockname()[1])
+    agent._video = VideoStreamer(agent.source, agent.geometry, sender, VideoSettings())
+    tasks = len(asyncio.all_tasks())
+    try:
+        for i in range(300):
+            agent._event({"textroom": "join", "room": room, "username": f"admin:{i % 3}"})
+            if i % 10 == 0:
+                await asyncio.sleep(0.01)  # let some frames go out
+            agent._event({"textroom": "leave", "room": room, "username": f"admin:{i % 3}"})
+        await asyncio.sleep(2.0)  # the keyframe timers of the last joins run out
+        assert not agent._video.running and agent.viewers == set()
+        assert len(asyncio.all_tasks()) <= tasks
+        assert sender.packets > 0
+    finally:
+        sender.close()
+        sink.close()

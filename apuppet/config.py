@@ -68,6 +68,7 @@ class Config(BaseModel):
     bind: str = "0.0.0.0"
     api_secret: str = ""
     admin_secret: str = ""
+    viewer_access: bool = True
     credentials_dir: str = "credentials"
     data_dir: str = "data"
     tls_cert: str = ""

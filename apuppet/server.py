@@ -104,7 +104,12 @@ class Server:
         self.base_dir = base_dir
         self.data_dir = resolve(base_dir or Path.cwd(), config.data_dir)
         self.plugins = load_plugins(config) if plugins is None else plugins
-        self.gateway = Gateway(self.plugins, api_secret=config.api_secret, session_timeout=config.session_timeout)
+        self.gateway = Gateway(
+            self.plugins,
+            api_secret=config.api_secret,
+            session_timeout=config.session_timeout,
+            viewer_access=config.viewer_access,
+        )
         self.events = metrics.EventCounter()
         self.gateway.observers += [EventLog(), self.events]
         self.audit: Audit | None = None

@@ -72,9 +72,11 @@ class Gateway:
         session_timeout: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         secret_throttle: Throttle | None = None,
+        viewer_access: bool = True,
     ) -> None:
         self.plugins: dict[str, Plugin] = {p.name: p for p in plugins}
         self.api_secret = api_secret
+        self.viewer_access = viewer_access
         self.session_timeout = session_timeout
         self.clock = clock
         self.sessions: dict[int, Session] = {}
@@ -134,12 +136,32 @@ class Gateway:
             self._observe("unauthorized", {"remote": remote})
             raise JanusError(ErrorCode.UNAUTHORIZED, "Unauthorized request (wrong or missing secret/token)")
 
+    def authorize(self, secret: Any, remote: str, session: Session | None = None) -> bool:
+        """Whether a request is trusted (it carries the API secret).
+
+        aPuppet had to publish its API secret in the web-admin, opening the whole API to anyone. Here the secret
+        stays with the agents: a request *without* one may create a viewer session (`viewer_access`), which can
+        watch and control a device only with that device's password — plugins refuse it everything else. A
+        *wrong* secret is always refused (and throttled); a trusted session must keep sending the secret."""
+        if not self.api_secret:
+            return True
+        if secret is None or secret == "":
+            if session is not None and not session.trusted:
+                return False
+            if session is None and self.viewer_access:
+                return False
+            raise JanusError(ErrorCode.UNAUTHORIZED, "Unauthorized request (wrong or missing secret/token)")
+        self.check_secret(secret, remote)
+        return True
+
     def poll_session(self, session_id: int | None, secret: Any, remote: str = "") -> Session:
         """Check a long poll (GET /janus/S): the secret, the session; a poll keeps the session alive."""
-        self.check_secret(secret, remote)
+        if secret:
+            self.check_secret(secret, remote)
         session = self.sessions.get(session_id) if session_id is not None else None
         if session is None:
             raise JanusError(ErrorCode.SESSION_NOT_FOUND, f"No such session {session_id}")
+        self.authorize(secret, remote, session)
         session.touch(self.clock(), remote)
         return session
 
@@ -207,15 +229,18 @@ class Gateway:
                 return {"janus": "pong", "transaction": transaction}
             if verb == "info":
                 return self.info(transaction)
-            self.check_secret(msg.get("apisecret"), remote)
-            return self._create(transaction, remote, owner)
+            trusted = self.authorize(msg.get("apisecret"), remote)
+            return self._create(transaction, remote, owner, trusted)
 
         if verb in OPEN_VERBS:
             raise JanusError(ErrorCode.INVALID_REQUEST_PATH, f"Unhandled request '{verb}' at this path")
-        self.check_secret(msg.get("apisecret"), remote)
+        secret = msg.get("apisecret")
+        if secret:
+            self.check_secret(secret, remote)
         session = self.sessions.get(session_id)
         if session is None:
             raise JanusError(ErrorCode.SESSION_NOT_FOUND, f"No such session {session_id}")
+        self.authorize(secret, remote, session)
         session.touch(self.clock(), remote)
         base: JSON = {"session_id": session.id, "transaction": transaction}
 
@@ -248,10 +273,11 @@ class Gateway:
             return self._trickle(handle, msg, base)
         return self._message(handle, msg, transaction, base)
 
-    def _create(self, transaction: str, remote: str, owner: Owner | None) -> JSON:
+    def _create(self, transaction: str, remote: str, owner: Owner | None, trusted: bool) -> JSON:
         session = Session(new_id(self.sessions), self.clock(), remote, owner)
+        session.trusted = trusted
         self.sessions[session.id] = session
-        self._observe("session_created", {"session": session.id, "remote": remote})
+        self._observe("session_created", {"session": session.id, "remote": remote, "viewer_only": not trusted})
         return {"janus": "success", "transaction": transaction, "data": {"id": session.id}}
 
     def _attach(self, session: Session, msg: JSON, base: JSON) -> JSON:
@@ -342,6 +368,7 @@ class Gateway:
             "ipv6": True,
             "session-timeout": int(self.session_timeout),
             "api_secret": bool(self.api_secret),
+            "viewer_access": bool(self.api_secret) and self.viewer_access,
             "transports": {},
             "events": {},
             "loggers": {},

@@ -45,6 +45,9 @@ class Session:
         self._listeners: set[Callable[[], None]] = set()
         self.destroyed = False
         self.dropped_events = 0
+        #: Created with the API secret (an agent, an operator). Untrusted sessions are viewers: plugins let them
+        #: reach a device with its password and nothing else.
+        self.trusted = True
 
     def bind(self, owner: Owner) -> None:
         """Deliver events straight to `owner` from now on, starting with those already queued."""

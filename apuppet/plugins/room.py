@@ -35,6 +35,8 @@ MAX_ROOM_ID = 2**63 - 1
 MAX_ROOMS = 10_000
 MAX_ROOMS_PER_OWNER = 16
 MAX_PARTICIPANTS = 64
+#: What a viewer session (one created without the API secret) may ask: reaching a device with its password.
+VIEWER_REQUESTS = frozenset({"join", "message", "leave", "list"})
 
 
 class TextRoomError(IntEnum):
@@ -156,8 +158,13 @@ class Rooms:
         self.room_throttle = room_throttle
 
     # -- entry points ----------------------------------------------------------------------------------------
-    def request(self, peer: Peer, message: Any, *, remote: str = "", verb_key: str = "textroom") -> Outcome:
-        """One request from `peer` (a data-channel message, or an HTTP body with `verb_key="request"`)."""
+    def request(
+        self, peer: Peer, message: Any, *, remote: str = "", verb_key: str = "textroom", trusted: bool = True
+    ) -> Outcome:
+        """One request from `peer` (a data-channel message, or an HTTP body with `verb_key="request"`).
+
+        An untrusted peer (a viewer session, without the API secret) may only join with a pin, talk and leave;
+        its joins of rooms that do not exist count as guesses, so room ids cannot be enumerated quickly."""
         if not isinstance(message, dict):
             return Outcome(error(TextRoomError.INVALID_JSON, "JSON error: not an object"))
         transaction = message.get("transaction")
@@ -172,8 +179,12 @@ class Rooms:
             handler = self._handlers.get(verb.lower())
             if handler is None:
                 raise RequestError(TextRoomError.INVALID_REQUEST, f"Unsupported request {verb[:32]}")
+            if not trusted:
+                self._check_viewer(verb.lower(), remote)
             outcome = handler(self, peer, message, remote)
         except RequestError as exc:
+            if not trusted and exc.code == TextRoomError.NO_SUCH_ROOM:
+                self.address_throttle.failure(("textroom-pin", remote))
             return Outcome(error(exc.code, exc.reason, transaction))
         if outcome.reply is not None and transaction is not None:
             outcome.reply["transaction"] = transaction
@@ -217,6 +228,14 @@ class Rooms:
             if admin or not room.protected() or room.owner == peer or room.member(peer) is not None
         ]
         return Outcome({"textroom": "success", "list": listed})
+
+    def _check_viewer(self, verb: str, remote: str) -> None:
+        if verb not in VIEWER_REQUESTS:
+            raise RequestError(TextRoomError.UNAUTHORIZED, f"Unauthorized ('{verb}' needs the API secret)")
+        if verb == "join":
+            wait = self.address_throttle.blocked_for(("textroom-pin", remote))
+            if wait > 0:
+                raise RequestError(TextRoomError.UNAUTHORIZED, f"Too many failed attempts, retry in {wait:.0f} s")
 
     def _exists(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
         room_id = _room_id(msg)

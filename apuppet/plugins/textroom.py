@@ -257,7 +257,9 @@ class TextRoomPlugin(Plugin):
         if request == "join" and link.pc is None:
             # A participant without a PeerConnection could hear nothing and would never leave on hangup.
             return PluginResult(error(TextRoomError.INVALID_REQUEST, "Set up the PeerConnection before joining"))
-        outcome = self.rooms.request(handle, body, remote=handle.session.remote, verb_key="request")
+        outcome = self.rooms.request(
+            handle, body, remote=handle.session.remote, verb_key="request", trusted=handle.session.trusted
+        )
         self._deliver(outcome.events)
         return None if outcome.reply is None else PluginResult(outcome.reply)
 
@@ -297,7 +299,7 @@ class TextRoomPlugin(Plugin):
     # -- glue ------------------------------------------------------------------------------------------------
     def dispatch(self, remote: str, handle: Handle, message: Any) -> None:
         """A request that arrived on one of `handle`'s data channels."""
-        outcome: Outcome = self.rooms.request(handle, message, remote=remote)
+        outcome: Outcome = self.rooms.request(handle, message, remote=remote, trusted=handle.session.trusted)
         self._deliver(outcome.events)
         if outcome.reply is not None:
             self._deliver([(handle, outcome.reply)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from apuppet.api.errors import JanusError
 from apuppet.api.gateway import Gateway
 from apuppet.api.throttle import Throttle
 
@@ -85,15 +86,34 @@ def test_agent_style_string_ids_in_body_are_tolerated(gw: Gateway) -> None:
     assert gw.handle(msg)["janus"] == "success"
 
 
-@pytest.mark.parametrize("secret", [None, "", "wrong", SECRET + "x", 12345])
-def test_wrong_or_missing_secret_is_403(gw: Gateway, secret) -> None:
+@pytest.mark.parametrize("secret", ["wrong", SECRET + "x", 12345, SECRET[:-1]])
+def test_wrong_secret_is_403(gw: Gateway, secret) -> None:
+    reply = gw.handle({"janus": "create", "transaction": "t", "apisecret": secret})
+    assert reply["janus"] == "error" and reply["error"]["code"] == 403
+    assert reply["transaction"] == "t"
+    assert not gw.sessions
+
+
+@pytest.mark.parametrize("secret", [None, ""])
+def test_missing_secret_gives_a_viewer_session_only_when_allowed(gw: Gateway, secret) -> None:
     msg = {"janus": "create", "transaction": "t"}
     if secret is not None:
         msg["apisecret"] = secret
     reply = gw.handle(msg)
-    assert reply["janus"] == "error" and reply["error"]["code"] == 403
-    assert reply["transaction"] == "t"
-    assert not gw.sessions
+    sid = reply["data"]["id"]
+    assert gw.sessions[sid].trusted is False
+    # A viewer session works without the secret; a wrong one is still refused.
+    assert gw.handle({"janus": "keepalive", "transaction": "k"}, session_id=sid)["janus"] == "ack"
+    assert gw.handle({"janus": "keepalive", "transaction": "k", "apisecret": "bad"}, session_id=sid)["janus"] == "error"
+    gw.poll_session(sid, None)
+    # An agent's (trusted) session must keep sending the secret.
+    trusted = create(gw)
+    assert gw.sessions[trusted].trusted is True
+    assert gw.handle({"janus": "keepalive", "transaction": "k"}, session_id=trusted)["error"]["code"] == 403
+    with pytest.raises(JanusError):
+        gw.poll_session(trusted, None)
+    gw.viewer_access = False
+    assert gw.handle(dict(msg))["error"]["code"] == 403
 
 
 def test_info_and_ping_need_no_secret(gw: Gateway) -> None:

@@ -112,7 +112,8 @@ async def test_poll_wakes_on_event(echo_server: Server, http: aiohttp.ClientSess
 
 async def test_secrets_errors_and_garbage(echo_server: Server, http: aiohttp.ClientSession) -> None:
     base = echo_server.url + "janus"
-    assert (await post(http, base, {"janus": "create", "transaction": "t"}))["error"]["code"] == 403
+    viewer = await post(http, base, {"janus": "create", "transaction": "t"})  # no secret: a viewer session
+    assert echo_server.gateway.sessions[viewer["data"]["id"]].trusted is False
     assert (await post(http, base, {"janus": "create", "transaction": "t", "apisecret": "x"}))["error"]["code"] == 403
     assert (await post(http, base, b"{{{garbage"))["error"]["code"] == 454
     assert (await post(http, base, b"\x00\xff" * 100))["error"]["code"] == 454

@@ -297,3 +297,39 @@ def test_random_requests_never_raise(rooms: Rooms) -> None:
         json.dumps([m for _, m in out.events])
         if i % 500 == 0:
             rooms.drop_peer(rng.choice([AGENT, ADMIN, OTHER]))
+
+
+def test_viewer_sessions_reach_a_device_only_with_its_pin(rooms: Rooms, clock: FakeClock) -> None:
+    """A session created without the API secret (the web-admin) may join, talk and leave; nothing else."""
+    agent_room(rooms)
+
+    def viewer(remote: str = "10.9.9.9", **body: object) -> Outcome:
+        body.setdefault("transaction", "v")
+        return rooms.request(ADMIN, body, remote=remote, trusted=False)
+
+    for verb, extra in [
+        ("create", {"room": "MINE"}),
+        ("destroy", {"room": "SESSION1"}),
+        ("exists", {"room": "SESSION1"}),
+        ("listparticipants", {"room": "SESSION1"}),
+        ("kick", {"room": "SESSION1", "username": "device:Pixel"}),
+        ("announcement", {"room": "SESSION1", "text": "hi"}),
+    ]:
+        reply = viewer(textroom=verb, **extra).reply
+        assert reply["error_code"] == 419 and "API secret" in reply["error"], verb
+    assert "MINE" not in rooms.rooms and "SESSION1" in rooms.rooms
+
+    joined = viewer(textroom="join", room="SESSION1", pin="4321", username="admin:x")
+    assert joined.reply["textroom"] == "success"
+    assert viewer(textroom="message", room="SESSION1", text="tap,1,2,3").reply["textroom"] == "success"
+    assert viewer(textroom="leave", room="SESSION1").reply["textroom"] == "success"
+
+    # Guessing room ids is slowed down like guessing pins (3 free failures per address here, then a delay).
+    for i in range(4):
+        assert viewer("6.6.6.6", textroom="join", room=f"NOPE{i}", pin="1", username="a").reply["error_code"] == 417
+    blocked = viewer("6.6.6.6", textroom="join", room="SESSION1", pin="4321", username="admin:y").reply
+    assert blocked["error_code"] == 419 and "retry" in blocked["error"]
+    clock.now += 5
+    assert viewer("6.6.6.6", textroom="join", room="SESSION1", pin="4321", username="admin:y").reply["textroom"] == (
+        "success"
+    )

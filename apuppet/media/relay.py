@@ -18,16 +18,16 @@ send what each `RelayViewer.sink` receives.
 from __future__ import annotations
 
 import random
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .h264 import NAL_FU_A, NAL_STAP_A, NON_VCL, AccessUnit, H264Assembler
-from .rtp import RtpPacket, is_rtcp, seq_diff, ts_diff
+from .rtp import RtpPacket, is_rtcp, pack_header, seq_diff, ts_diff
 
-_HEADER = struct.Struct("!BBHII")
-#: Packets kept per viewer to answer NACKs (about 2 s of a 1.5 Mbit/s stream).
+#: Packets kept per viewer to answer NACKs (about 3 s of a 1.5 Mbit/s stream).
 HISTORY_SIZE = 512
+#: A sequence jump this large (or a new SSRC) is a restarted source, not loss.
+RESTART_JUMP = 3000
 #: Bound on the kept GOP; a longer one is dropped and new viewers wait for the next keyframe.
 MAX_GOP_PACKETS = 4096
 MAX_GOP_BYTES = 4 << 20
@@ -111,7 +111,7 @@ class RelayViewer:
         self.live = True
 
     def _emit(self, seq: int, ts: int, marker: bool, payload: bytes) -> None:
-        data = _HEADER.pack(0x80, (0x80 if marker else 0) | self.payload_type, seq, ts, self.ssrc) + payload
+        data = pack_header(self.payload_type, marker, seq, ts, self.ssrc) + payload
         self._history[seq % HISTORY_SIZE] = data
         self.last_seq = seq
         if self.last_ts is None or ts_diff(ts, self.last_ts) > 0:
@@ -141,6 +141,7 @@ class StreamRelay:
         self._gop: list[RtpPacket] = []
         self._gop_bytes = 0
         self.gop_valid = False
+        self._last_in: RtpPacket | None = None
         #: Called (with the source SSRC) when viewers need a keyframe the relay does not have.
         self.on_keyframe_needed: Callable[[int], None] | None = None
         #: Called with each complete access unit (bench/relay.py's aiortc `av.Packet` route uses it).
@@ -196,6 +197,12 @@ class StreamRelay:
         stats.bytes_in += len(data)
         if packet.marker and parameter_sets_only(packet.payload):
             packet.marker = False
+        last = self._last_in
+        if last is not None and (
+            packet.ssrc != last.ssrc or abs(seq_diff(packet.sequence_number, last.sequence_number)) > RESTART_JUMP
+        ):
+            self._restarted()
+        self._last_in = packet
 
         for viewer in self.viewers:
             if viewer.live:
@@ -210,6 +217,17 @@ class StreamRelay:
                 listener(unit)
         if self.assembler.waiting_for_keyframe and self.gop_valid:
             self.gop_valid = False
+
+    def _restarted(self) -> None:
+        """The source restarted (the agent's new sender: new SSRC, new numbering). Viewers continue their own
+        numbering and timeline from its next keyframe instead of jumping with the source."""
+        self.gop_valid = False
+        self._gop = []
+        self._gop_bytes = 0
+        for viewer in self.viewers:
+            if viewer.live:
+                viewer.live = False
+                self.waiting.append(viewer)
 
     def _keep(self, packet: RtpPacket) -> None:
         self._gop.append(packet)

@@ -118,6 +118,27 @@ def test_loss_makes_new_viewers_wait_for_the_next_keyframe(frames):
     assert relay.waiting == []
 
 
+def test_restarted_source_keeps_each_viewer_numbering_continuous(frames):
+    relay = StreamRelay()
+    v, got = viewer()
+    relay.add_viewer(v)
+    feed(relay, [p for f in frames[:5] for p in f])
+    last = got[-1]
+    # The agent's new sender: another SSRC, numbering from 1, its own timestamps, starting with a keyframe.
+    restarted = []
+    for i, p in enumerate(p for f in frames[10:13] for p in f):
+        packet = RtpPacket.parse(p)
+        packet.ssrc, packet.sequence_number, packet.timestamp = 999, 1 + i, packet.timestamp - 500_000
+        restarted.append(packet.serialize())
+    feed(relay, restarted)
+    after = got[got.index(last) + 1 :]
+    assert len(after) == len(restarted)
+    assert seq_diff(after[0].sequence_number, last.sequence_number) == 1
+    assert all(seq_diff(b.sequence_number, a.sequence_number) == 1 for a, b in zip(after, after[1:], strict=False))
+    assert ts_diff(after[0].timestamp, last.timestamp) > 0
+    assert relay.assembler.stats.resyncs == 1
+
+
 def test_nack_history(frames):
     relay = StreamRelay()
     v, got = viewer()

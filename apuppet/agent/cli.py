@@ -13,7 +13,6 @@ import secrets
 import signal
 import sys
 from typing import Any
-from urllib.parse import urlencode
 
 from .agent import Agent, AgentOptions
 from .sources import create_source
@@ -118,14 +117,10 @@ def qr_text(data: str) -> str:
 class Announcer:
     """Shows the credentials once per identity (a reconnect with the same ones shows nothing new)."""
 
-    def __init__(
-        self, json_mode: bool, qr: bool, extra: dict[str, Any] | None = None, url_params: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, json_mode: bool, qr: bool, extra: dict[str, Any] | None = None) -> None:
         self.json_mode = json_mode
         self.qr = qr
         self.extra = extra or {}
-        #: Added to the link (the demo's API secret, so that the page opens ready to connect).
-        self.url_params = url_params or {}
         self.shown: tuple[str, str] | None = None
 
     def __call__(self, agent: Agent) -> None:
@@ -135,8 +130,6 @@ class Announcer:
             return
         self.shown = ident
         info = {**agent.info, **self.extra}
-        if self.url_params:
-            info["url"] += "&" + urlencode(self.url_params)
         if self.json_mode:
             print(json.dumps(info), flush=True)
             return
@@ -230,10 +223,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     max_size=args.max_size,
                 ),
                 create_source("demo"),
-                # The page takes the API secret from its URL: the demo's link opens ready to connect.
-                on_connected=Announcer(
-                    args.json, not args.no_qr, {"server": server.url}, {"apisecret": config.api_secret}
-                ),
+                # No API secret in the link: the page connects as a viewer session, which reaches this device with
+                # its password only (the secret stays with agents).
+                on_connected=Announcer(args.json, not args.no_qr, {"server": server.url}),
             )
             if not args.json:
                 print(f"apuppet demo: server at {server.url} (Ctrl+C stops)", flush=True)

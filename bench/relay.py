@@ -91,6 +91,12 @@ def serve_apuppet(port: int, rtp_range: str, packet_route: bool) -> None:
         log_level="warning",
     )
     server = Server(config)
+    if os.environ.get("BENCH_PROFILE"):  # where the server's time goes: BENCH_PROFILE=/tmp/relay.prof
+        import cProfile
+
+        cProfile.runctx("asyncio.run(run_until_signal(server.start, server.stop))", globals(), locals(),
+                        os.environ["BENCH_PROFILE"])  # fmt: skip
+        return
     asyncio.run(run_until_signal(server.start, server.stop))
 
 

@@ -27,10 +27,13 @@ from aiortc import RTCPeerConnection
 log = logging.getLogger(__name__)
 
 
-def bind_udp(host: str, port_range: tuple[int, int], rng: random.Random | None = None) -> socket.socket:
+def bind_udp(
+    host: str, port_range: tuple[int, int], rng: random.Random | None = None, dual_stack: bool = False
+) -> socket.socket:
     """A non-blocking UDP socket bound to `host` on a free port of `port_range` (inclusive).
 
     Ports are tried from a random start and wrap around; `OSError(EADDRINUSE)` when the whole range is taken.
+    An IPv6 socket is IPv6-only unless `dual_stack` (then "::" also receives IPv4).
     """
     low, high = port_range
     family = socket.AF_INET6 if ipaddress.ip_address(host.split("%")[0]).version == 6 else socket.AF_INET
@@ -41,7 +44,7 @@ def bind_udp(host: str, port_range: tuple[int, int], rng: random.Random | None =
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual_stack else 1)
             sock.bind((host, port))
         except OSError as exc:
             sock.close()

@@ -9,6 +9,7 @@ packets are lost on the wire (and answered by NACK/PLI), the queue does not grow
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import time
@@ -34,19 +35,23 @@ Sender = Callable[[bytes], Awaitable[None]]
 
 
 class RtpIngest:
-    """One mountpoint's UDP socket (inside `rtp_port_range` unless a port was asked for) and its relay."""
+    """One mountpoint's UDP socket (inside `rtp_port_range` unless a port was asked for) and its relay.
 
-    def __init__(self, host: str, port_range: tuple[int, int], port: int = 0) -> None:
-        if port:
-            self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    With `dual_stack`, a socket for all IPv4 addresses ("0.0.0.0") listens on "::" instead, so that an agent
+    whose server name resolves to an IPv6 address reaches it too.
+    """
+
+    def __init__(self, host: str, port_range: tuple[int, int], port: int = 0, dual_stack: bool = False) -> None:
+        ports = (port, port) if port else port_range
+        sock = None
+        if dual_stack and host == "0.0.0.0" and socket.has_ipv6:
             try:
-                self.sock.bind((host, port))
-            except OSError:
-                self.sock.close()
-                raise
-            self.sock.setblocking(False)
-        else:
-            self.sock = bind_udp(host, port_range)
+                sock = bind_udp("::", ports, dual_stack=True)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise
+                # No IPv6 on this host: IPv4 only.
+        self.sock: socket.socket = sock or bind_udp(host, ports)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
         self.port: int = self.sock.getsockname()[1]
         self.relay = StreamRelay()

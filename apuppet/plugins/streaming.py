@@ -72,6 +72,11 @@ class StreamingPlugin(Plugin):
     def message(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> PluginResult | None:
         request = body.get("request")
         verb = request.lower() if isinstance(request, str) else None
+        if verb in SYNC_REQUESTS | ASYNC_REQUESTS and not handle.session.trusted:
+            try:
+                self.mountpoints.check_viewer(verb)
+            except RequestError as exc:
+                return PluginResult(error(exc.code, exc.reason))
         if verb in SYNC_REQUESTS:
             try:
                 data = getattr(self, f"_{verb}")(handle, body)
@@ -89,7 +94,8 @@ class StreamingPlugin(Plugin):
     def hangup(self, handle: Handle) -> None:
         watch = self.watches.pop(handle.id, None)
         if watch is not None:
-            handle.spawn(self._close_viewer(handle, watch, notify=False), name=f"streaming-hangup-{handle.id}")
+            # Not a handle task: a detach right after the hangup would cancel it and leak the peer connection.
+            _spawn_free(self._close_viewer(handle, watch, notify=False))
 
     def detach(self, handle: Handle) -> None:
         self.handles.pop(handle.id, None)
@@ -133,7 +139,7 @@ class StreamingPlugin(Plugin):
         opened: list[RtpIngest] = []
 
         def bind(port: int) -> int:
-            ingest = RtpIngest(self.config.bind, self.config.port_range, port)
+            ingest = RtpIngest(self.config.bind, self.config.port_range, port, dual_stack=self.config.use_ipv6)
             opened.append(ingest)
             return ingest.port
 
@@ -202,7 +208,7 @@ class StreamingPlugin(Plugin):
             self._drain_reports()
 
     async def _watch(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> None:
-        mountpoint = self.mountpoints.watchable(body, handle.session.remote)
+        mountpoint = self.mountpoints.watchable(body, handle.session.remote, handle.session.trusted)
         key = mountpoint_key(mountpoint.id)
         previous = self.watches.pop(handle.id, None)
         if previous is not None:

@@ -4,7 +4,8 @@ Requests, replies and error codes are Janus 0.10's streaming plugin ones (the aP
 `stream.video_port`, the web-admin branches on 455 and shows the text of 457). Where Janus trusts everybody,
 this core does not: only the session that created a mountpoint (or a holder of its `secret`, or of the
 server's admin secret) may destroy or edit it, `list` and `info` hide private and pin-protected mountpoints
-from others, and wrong pins are slowed down per address and per mountpoint.
+from others, wrong pins are slowed down per address and per mountpoint, and a viewer session (created
+without the API secret) may only watch.
 
 Sockets and peer connections are not here: `create` asks the caller's `bind` callback for the ingest port, and
 `watch` only checks that the viewer may watch.
@@ -32,6 +33,8 @@ MAX_ID = 2**63 - 1
 #: Bounds that keep one client from taking every port of the range.
 MAX_MOUNTPOINTS = 10_000
 MAX_MOUNTPOINTS_PER_OWNER = 8
+#: What a viewer session (one created without the API secret) may ask: watching a device with its password.
+VIEWER_REQUESTS = frozenset({"watch", "start", "pause", "stop"})
 DEFAULT_VIDEO_PT = 100
 DEFAULT_RTPMAP = "H264/90000"
 
@@ -247,8 +250,26 @@ class Mountpoints:
         self._report("wrong_pin", id=mountpoint_key(mountpoint.id), remote=remote)
         raise RequestError(StreamingError.UNAUTHORIZED, "Unauthorized (wrong pin)")
 
-    def watchable(self, msg: JSON, remote: str) -> Mountpoint:
-        mountpoint = self.get(msg)
+    def check_viewer(self, verb: str) -> None:
+        """A viewer session (no API secret) may only watch; creating, listing, inspecting, editing or destroying
+        mountpoints needs the secret."""
+        if verb not in VIEWER_REQUESTS:
+            raise RequestError(StreamingError.UNAUTHORIZED, f"Unauthorized ('{verb}' needs the API secret)")
+
+    def watchable(self, msg: JSON, remote: str, trusted: bool = True) -> Mountpoint:
+        """`watch`: the mountpoint and its pin. For a viewer session, watching one that does not exist counts as a
+        wrong guess too, so that mountpoint ids cannot be enumerated quickly."""
+        by_address = ("streaming-pin", remote)
+        if not trusted:
+            wait = self.address_throttle.blocked_for(by_address)
+            if wait > 0:
+                raise RequestError(StreamingError.UNAUTHORIZED, f"Too many failed attempts, retry in {wait:.0f} s")
+        try:
+            mountpoint = self.get(msg)
+        except RequestError:
+            if not trusted:
+                self.address_throttle.failure(by_address)
+            raise
         self.check_pin(mountpoint, msg, remote)
         return mountpoint
 

@@ -461,3 +461,45 @@ async def test_packets_lost_towards_a_viewer_are_resent_on_its_nack(server, view
     assert relayed.output.retransmitted >= len(dropped) - 2  # the last ones may still be in flight
     codes = [c for _, c in viewer.codes]
     assert codes == list(range(codes[0], codes[0] + len(codes))), "a frame was lost"
+
+
+class ViewerSessionClient(InProcClient):
+    """The web-admin without the API secret: its session is a viewer session."""
+
+    def request(self, verb: str, session: int | None = None, handle: int | None = None, **fields: Any) -> JSON:
+        msg = {"janus": verb, "transaction": "t" + str(id(fields)), **fields}
+        return self.gateway.handle(msg, session_id=session, handle_id=handle, remote=self.remote)
+
+
+async def test_a_viewer_session_may_only_watch_with_the_pin(config, viewers, sources):
+    plugin = StreamingPlugin(config)
+    gateway = Gateway([plugin], api_secret="agents-only")
+    try:
+        agent = Client(InProcClient(gateway))
+        port = agent.request(agent_create())["stream"]["video_port"]
+        start_source(sources, port)
+        web = ViewerSessionClient(gateway, remote="198.51.100.30")
+        probe = Client(web)
+        assert gateway.sessions[probe.session].trusted is False
+        for body in (
+            agent_create("11112222"),
+            {"request": "list"},
+            {"request": "info", "id": "48213077", "pin": "4321"},
+            {"request": "destroy", "id": "48213077"},
+            {"request": "edit", "id": "48213077", "new_pin": "0"},
+        ):
+            data = probe.request(body)
+            assert data["error_code"] == 457 and "needs the API secret" in data["error"], body
+        viewer = WebViewer(web)
+        viewers.append(viewer)
+        await viewer.open("48213077", "4321")
+        await viewer.wait_frames(5)
+        # Guessing mountpoint ids is slowed down like guessing pins.
+        guesser = WebViewer(ViewerSessionClient(gateway, remote="198.51.100.31"))
+        viewers.append(guesser)
+        for i in range(6):
+            assert (await guesser.watch(f"guess-{i}", "0000"))["error_code"] == 455
+        blocked = await guesser.watch("48213077", "4321")
+        assert blocked["error_code"] == 457 and "Too many failed attempts" in blocked["error"]
+    finally:
+        await gateway.close()

@@ -1,4 +1,4 @@
-"""A real RTP/H.264 sender for tests and bench/relay.py: PyAV's libx264, RFC 6184 packets, UDP.
+"""A real RTP/H.264 sender for the tests: PyAV's libx264, RFC 6184 packets, UDP.
 
 Each picture carries its frame number as 16 black/white blocks along the top edge, so that a viewer that
 decodes the video can read back exactly which frames it got.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 
 import numpy as np
 
@@ -65,9 +64,6 @@ class RtpSource:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.index = 0
-        self.sent_packets = 0
-        #: (first packet's send time, RTP timestamp, packet count) per frame, for latency measurements.
-        self.log: list[tuple[float, int, int]] = []
 
     def send_frame(self) -> None:
         img = code_frame(self.index, *self.size)
@@ -77,11 +73,8 @@ class RtpSource:
                 first = RtpPacket.parse(packets[0])
                 first.marker = True
                 packets[0] = first.serialize()
-            start = time.perf_counter()
             for packet in packets:
                 self.sock.sendto(packet, self.addr)
-            self.sent_packets += len(packets)
-            self.log.append((start, unit.timestamp, len(packets)))
         self.index += 1
 
     async def run(self, frames: int | None = None) -> None:

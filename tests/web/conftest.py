@@ -76,8 +76,10 @@ class DemoProcess:
         self.info: dict[str, Any] = json.loads(line)
         self.base = self.info["server"]
 
-    def url(self, **params: str) -> str:
-        query = {"apisecret": self.secret, **params}
+    def url(self, *, with_secret: bool = False, **params: str) -> str:
+        """The page's link. Without the API secret by default, as users get it: the page then works through a
+        viewer session (the server's `viewer_access`)."""
+        query = {"apisecret": self.secret, **params} if with_secret else params
         return f"{self.base}web-admin/?{urlencode(query)}"
 
     def metric(self, name: str) -> float:

@@ -523,9 +523,15 @@ def test_janus_slowlink_is_shown(page: Page, demo: DemoProcess) -> None:
     leave(page)
 
 
-def test_missing_api_secret_is_asked_for(page: Page, demo: DemoProcess) -> None:
-    # The Android app's link carries no API secret: the page says what is missing and where to put it.
+def test_page_needs_no_api_secret_and_a_wrong_one_is_explained(page: Page, demo: DemoProcess) -> None:
+    # The Android app's link carries no API secret, and the page needs none: it is a viewer session, which
+    # reaches this device with its password and can do nothing else.
     page.goto(f"{demo.base}web-admin/?session={demo.info['session']}&pin={demo.info['password']}")
+    page.click("#connect")
+    wait_playing(page)
+    leave(page)
+    # A wrong secret is still refused (403) and the page says where to fix it.
+    page.goto(demo.url(session=demo.info["session"], pin=demo.info["password"]) + "&apisecret=wrong")
     page.click("#connect")
     page.wait_for_function("() => document.body.dataset.error === 'secret'")
     assert page.evaluate("() => document.getElementById('advanced').open")

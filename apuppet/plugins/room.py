@@ -36,7 +36,7 @@ MAX_ROOMS = 10_000
 MAX_ROOMS_PER_OWNER = 16
 MAX_PARTICIPANTS = 64
 #: What a viewer session (one created without the API secret) may ask: reaching a device with its password.
-VIEWER_REQUESTS = frozenset({"join", "message", "leave", "list"})
+VIEWER_REQUESTS = frozenset({"join", "message", "leave"})
 
 
 class TextRoomError(IntEnum):

@@ -309,6 +309,7 @@ def test_viewer_sessions_reach_a_device_only_with_its_pin(rooms: Rooms, clock: F
 
     for verb, extra in [
         ("create", {"room": "MINE"}),
+        ("list", {}),
         ("destroy", {"room": "SESSION1"}),
         ("exists", {"room": "SESSION1"}),
         ("listparticipants", {"room": "SESSION1"}),

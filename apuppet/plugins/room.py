@@ -12,7 +12,6 @@ care about (joins, leaves, wrong pins) queues up as reports for the caller to dr
 
 from __future__ import annotations
 
-import hmac
 import secrets
 import time
 from collections.abc import Callable, Hashable
@@ -21,6 +20,8 @@ from enum import IntEnum
 from typing import Any
 
 from ..api.throttle import Throttle
+from .fields import Fields, RequestError
+from .fields import same_secret as _same
 
 JSON = dict[str, Any]
 RoomId = str | int
@@ -56,13 +57,6 @@ class TextRoomError(IntEnum):
     NOT_IN_ROOM = 422
     NO_SUCH_USER = 423
     UNKNOWN_ERROR = 499
-
-
-class RequestError(Exception):
-    def __init__(self, code: TextRoomError, reason: str) -> None:
-        super().__init__(reason)
-        self.code = int(code)
-        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -123,12 +117,6 @@ def janus_date(now: float) -> str:
 def room_key(value: RoomId) -> str:
     """`"42"` and `42` name the same room: the agent sends strings, other Janus clients numbers."""
     return str(value)
-
-
-def _same(given: Any, expected: str) -> bool:
-    if not expected or not isinstance(given, str):
-        return False
-    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 class Rooms:
@@ -436,37 +424,6 @@ class Rooms:
         raise RequestError(TextRoomError.UNAUTHORIZED, "Unauthorized (wrong pin)")
 
 
-def _room_id(msg: JSON) -> RoomId:
-    value = msg.get("room")
-    if value is None:
-        raise RequestError(TextRoomError.MISSING_ELEMENT, "Missing mandatory element (room)")
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise RequestError(TextRoomError.INVALID_ELEMENT, "Invalid element (room should be a string or integer)")
-    if isinstance(value, int) and not 0 < value <= MAX_ROOM_ID:
-        raise RequestError(TextRoomError.INVALID_ELEMENT, "Invalid element (room out of range)")
-    if isinstance(value, str) and not 0 < len(value) <= MAX_NAME:
-        raise RequestError(TextRoomError.INVALID_ELEMENT, "Invalid element (room should be 1 to 128 characters)")
-    return value
-
-
-def _text(msg: JSON, name: str, limit: int) -> str | None:
-    value = msg.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise RequestError(TextRoomError.INVALID_ELEMENT, f"Invalid element ({name} should be a string)")
-    if len(value) > limit:
-        raise RequestError(TextRoomError.INVALID_ELEMENT, f"Invalid element ({name} longer than {limit})")
-    return value
-
-
-def _flag(msg: JSON, name: str, default: bool) -> bool:
-    value = msg.get(name, default)
-    if not isinstance(value, bool):
-        raise RequestError(TextRoomError.INVALID_ELEMENT, f"Invalid element ({name} should be a boolean)")
-    return value
-
-
 def _recipients(msg: JSON) -> list[str] | None:
     """`to` (one username) or `tos` (several) make a private message; None means everybody."""
     if msg.get("to") is not None:
@@ -480,3 +437,12 @@ def _recipients(msg: JSON) -> list[str] | None:
             raise RequestError(TextRoomError.INVALID_ELEMENT, "Invalid element (tos should be a list of usernames)")
         return list(dict.fromkeys(tos))
     return None
+
+
+FIELDS = Fields(TextRoomError.MISSING_ELEMENT, TextRoomError.INVALID_ELEMENT)
+_text = FIELDS.text
+_flag = FIELDS.flag
+
+
+def _room_id(msg: JSON) -> RoomId:
+    return FIELDS.identifier(msg, "room", MAX_ROOM_ID, MAX_NAME)

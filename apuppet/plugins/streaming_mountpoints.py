@@ -13,7 +13,6 @@ Sockets and peer connections are not here: `create` asks the caller's `bind` cal
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from enum import IntEnum
 from typing import Any
 
 from ..api.throttle import Throttle
+from .fields import Fields, RequestError
+from .fields import same_secret as _same
 
 JSON = dict[str, Any]
 MountpointId = str | int
@@ -52,13 +53,6 @@ class StreamingError(IntEnum):
     UNAUTHORIZED = 457
     CANT_SWITCH = 458
     UNKNOWN_ERROR = 470
-
-
-class RequestError(Exception):
-    def __init__(self, code: StreamingError, reason: str) -> None:
-        super().__init__(reason)
-        self.code = int(code)
-        self.reason = reason
 
 
 def error(code: int, reason: str) -> JSON:
@@ -102,12 +96,6 @@ class Mountpoint:
                 "video_port": self.video_port,
             },
         }
-
-
-def _same(given: Any, expected: str) -> bool:
-    if not expected or not isinstance(given, str):
-        return False
-    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 class Mountpoints:
@@ -315,39 +303,11 @@ class Mountpoints:
         raise RequestError(StreamingError.UNAUTHORIZED, "Unauthorized (wrong secret, or not the mountpoint's creator)")
 
 
+FIELDS = Fields(StreamingError.MISSING_ELEMENT, StreamingError.INVALID_ELEMENT)
+_text = FIELDS.text
+_flag = FIELDS.flag
+_int = FIELDS.integer
+
+
 def _mountpoint_id(msg: JSON) -> MountpointId:
-    value = msg.get("id")
-    if value is None:
-        raise RequestError(StreamingError.MISSING_ELEMENT, "Missing mandatory element (id)")
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise RequestError(StreamingError.INVALID_ELEMENT, "Invalid element (id should be a string or integer)")
-    if isinstance(value, int) and not 0 < value <= MAX_ID:
-        raise RequestError(StreamingError.INVALID_ELEMENT, "Invalid element (id out of range)")
-    if isinstance(value, str) and not 0 < len(value) <= MAX_NAME:
-        raise RequestError(StreamingError.INVALID_ELEMENT, "Invalid element (id should be 1 to 128 characters)")
-    return value
-
-
-def _text(msg: JSON, name: str, limit: int) -> str | None:
-    value = msg.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise RequestError(StreamingError.INVALID_ELEMENT, f"Invalid element ({name} should be a string)")
-    if len(value) > limit:
-        raise RequestError(StreamingError.INVALID_ELEMENT, f"Invalid element ({name} longer than {limit})")
-    return value
-
-
-def _flag(msg: JSON, name: str, default: bool) -> bool:
-    value = msg.get(name, default)
-    if not isinstance(value, bool):
-        raise RequestError(StreamingError.INVALID_ELEMENT, f"Invalid element ({name} should be a boolean)")
-    return value
-
-
-def _int(msg: JSON, name: str, default: int, low: int, high: int) -> int:
-    value = msg.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise RequestError(StreamingError.INVALID_ELEMENT, f"Invalid element ({name} should be {low} to {high})")
-    return value
+    return FIELDS.identifier(msg, "id", MAX_ID, MAX_NAME)

@@ -20,7 +20,7 @@ from enum import IntEnum
 from typing import Any
 
 from ..api.throttle import Throttle
-from .fields import Fields, RequestError
+from .fields import Fields, PinGuard, RequestError
 from .fields import same_secret as _same
 
 JSON = dict[str, Any]
@@ -144,6 +144,7 @@ class Rooms:
             room_throttle = Throttle(free=20, base_delay=0.5, max_delay=30.0)
         self.address_throttle = address_throttle
         self.room_throttle = room_throttle
+        self.pins = PinGuard("textroom-pin", address_throttle, room_throttle)
 
     # -- entry points ----------------------------------------------------------------------------------------
     def request(
@@ -410,18 +411,13 @@ class Rooms:
     def _check_pin(self, room: Room, msg: JSON, remote: str) -> None:
         if not room.pin:
             return
-        by_address = ("textroom-pin", remote)
-        by_room = ("textroom-pin", room_key(room.id))
-        wait = max(self.address_throttle.blocked_for(by_address), self.room_throttle.blocked_for(by_room))
+        resource = room_key(room.id)
+        wait = self.pins.wait(remote, resource)
         if wait > 0:
             raise RequestError(TextRoomError.UNAUTHORIZED, f"Too many wrong pins, retry in {wait:.0f} s")
-        if _same(msg.get("pin"), room.pin):
-            self.address_throttle.success(by_address)
-            return
-        self.address_throttle.failure(by_address)
-        self.room_throttle.failure(by_room)
-        self._report("wrong_pin", room=room_key(room.id), remote=remote)
-        raise RequestError(TextRoomError.UNAUTHORIZED, "Unauthorized (wrong pin)")
+        if not self.pins.verify(msg.get("pin"), room.pin, remote, resource):
+            self._report("wrong_pin", room=resource, remote=remote)
+            raise RequestError(TextRoomError.UNAUTHORIZED, "Unauthorized (wrong pin)")
 
 
 def _recipients(msg: JSON) -> list[str] | None:

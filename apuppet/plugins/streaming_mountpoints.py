@@ -20,7 +20,7 @@ from enum import IntEnum
 from typing import Any
 
 from ..api.throttle import Throttle
-from .fields import Fields, RequestError
+from .fields import Fields, PinGuard, RequestError
 from .fields import same_secret as _same
 
 JSON = dict[str, Any]
@@ -118,6 +118,7 @@ class Mountpoints:
         self.mountpoint_throttle = (
             Throttle(free=20, base_delay=0.5, max_delay=30.0) if mountpoint_throttle is None else mountpoint_throttle
         )
+        self.pins = PinGuard("streaming-pin", self.address_throttle, self.mountpoint_throttle)
 
     # -- requests (synchronous in Janus) ---------------------------------------------------------------------
     def create(self, owner: Owner, msg: JSON, remote: str, bind: Callable[[int], int]) -> Mountpoint:
@@ -225,18 +226,13 @@ class Mountpoints:
     def check_pin(self, mountpoint: Mountpoint, msg: JSON, remote: str) -> None:
         if not mountpoint.pin:
             return
-        by_address = ("streaming-pin", remote)
-        by_mountpoint = ("streaming-pin", mountpoint_key(mountpoint.id))
-        wait = max(self.address_throttle.blocked_for(by_address), self.mountpoint_throttle.blocked_for(by_mountpoint))
+        resource = mountpoint_key(mountpoint.id)
+        wait = self.pins.wait(remote, resource)
         if wait > 0:
             raise RequestError(StreamingError.UNAUTHORIZED, f"Too many wrong pins, retry in {wait:.0f} s")
-        if _same(msg.get("pin"), mountpoint.pin):
-            self.address_throttle.success(by_address)
-            return
-        self.address_throttle.failure(by_address)
-        self.mountpoint_throttle.failure(by_mountpoint)
-        self._report("wrong_pin", id=mountpoint_key(mountpoint.id), remote=remote)
-        raise RequestError(StreamingError.UNAUTHORIZED, "Unauthorized (wrong pin)")
+        if not self.pins.verify(msg.get("pin"), mountpoint.pin, remote, resource):
+            self._report("wrong_pin", id=resource, remote=remote)
+            raise RequestError(StreamingError.UNAUTHORIZED, "Unauthorized (wrong pin)")
 
     def check_viewer(self, verb: str) -> None:
         """A viewer session (no API secret) may only watch; creating, listing, inspecting, editing or destroying

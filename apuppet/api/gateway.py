@@ -85,6 +85,7 @@ class Gateway:
         self.observers: list[Callable[[str, JSON], None]] = []
         for plugin in self.plugins.values():
             plugin.observer = self._observe
+            plugin.idle_for = self.idle_for
 
     # -- entry points for transports -----------------------------------------------------------------------
     def receive(
@@ -164,6 +165,10 @@ class Gateway:
         self.authorize(secret, remote, session)
         session.touch(self.clock(), remote)
         return session
+
+    def idle_for(self, session_id: int) -> float | None:
+        session = self.sessions.get(session_id)
+        return None if session is None else self.clock() - session.last_activity
 
     def expire(self) -> list[int]:
         """Destroy sessions idle for longer than `session_timeout`; transports call this periodically."""

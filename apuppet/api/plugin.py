@@ -39,6 +39,10 @@ class Plugin:
 
     #: Set by the Gateway: the operators' event stream (structured log, audit, metrics).
     observer: Callable[[str, JSON], None] | None = None
+    #: Set by the Gateway: seconds since a session's last request or poll (None: the session is gone).
+    idle_for: Callable[[int], float | None] | None = None
+    #: A creator silent for this long has lost its connection (a live client polls every second or so).
+    RECLAIM_AFTER = 10.0
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -48,6 +52,17 @@ class Plugin:
         the event stream is logged. Not for the media path: call it per request, never per packet."""
         if self.observer is not None:
             self.observer(event, fields)
+
+    def owner_gone(self, session_id: int) -> bool:
+        """Whether the session that created a resource is gone or silent past `RECLAIM_AFTER`.
+
+        The aPuppet agent reconnects with the *same* room and mountpoint ids after a network loss; its old
+        session, whose destroy never arrived, would hold them until it times out and the agent would fail with
+        418. A trusted client that presents the resource's pin may take over a resource whose creator is gone."""
+        if self.idle_for is None:
+            return False
+        idle = self.idle_for(session_id)
+        return idle is None or idle > self.RECLAIM_AFTER
 
     def metrics(self) -> dict[str, float]:
         """Counters and gauges for /metrics, e.g. ``{"rtp_packets_total": 123}``; names without a prefix."""

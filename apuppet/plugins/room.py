@@ -129,8 +129,11 @@ class Rooms:
         clock: Callable[[], float] = time.time,
         address_throttle: Throttle | None = None,
         room_throttle: Throttle | None = None,
+        owner_gone: Callable[[Peer], bool] | None = None,
     ) -> None:
         self.admin_secret = admin_secret
+        #: Whether a room's creator has lost its connection (its room may then be reclaimed with the pin).
+        self.owner_gone = owner_gone
         self.clock = clock
         self.rooms: dict[str, Room] = {}
         self.reports: list[tuple[str, JSON]] = []
@@ -240,8 +243,13 @@ class Rooms:
                 room_id = secrets.randbelow(2**53 - 1) + 1
         else:
             room_id = _room_id(msg)
-        if room_key(room_id) in self.rooms:
-            raise RequestError(TextRoomError.ROOM_EXISTS, f"Room {room_id} already exists")
+        reclaimed: list[tuple[Peer, JSON]] = []
+        existing = self.rooms.get(room_key(room_id))
+        if existing is not None:
+            if not self._reclaimable(existing, peer, msg):
+                raise RequestError(TextRoomError.ROOM_EXISTS, f"Room {room_id} already exists")
+            # The creator is gone (an agent reconnecting after a network loss): the old room goes first.
+            reclaimed = self._destroy(existing, "reclaimed")
         if len(self.rooms) >= MAX_ROOMS or len(self.rooms_of(peer)) >= MAX_ROOMS_PER_OWNER:
             raise RequestError(TextRoomError.UNKNOWN_ERROR, "Too many rooms")
         room = Room(
@@ -255,7 +263,16 @@ class Rooms:
         self.rooms[room_key(room_id)] = room
         self._report("room_created", room=room_key(room_id), remote=remote, protected=room.protected())
         verb = "success" if "textroom" in msg else "created"
-        return Outcome({"textroom": verb, "room": room_id, "permanent": False})
+        return Outcome({"textroom": verb, "room": room_id, "permanent": False}, reclaimed)
+
+    def _reclaimable(self, room: Room, peer: Peer, msg: JSON) -> bool:
+        return (
+            self.owner_gone is not None
+            and room.owner != peer
+            and bool(room.pin)
+            and _same(msg.get("pin"), room.pin)
+            and self.owner_gone(room.owner)
+        )
 
     def _join(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
         room = self._room(msg)

@@ -58,7 +58,7 @@ class StreamingPlugin(Plugin):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         check_aiortc()
-        self.mountpoints = Mountpoints(config.admin_secret)
+        self.mountpoints = Mountpoints(config.admin_secret, owner_gone=self.owner_gone)
         self.ingests: dict[str, RtpIngest] = {}
         #: Handle id → keys of the mountpoints it created.
         self.created: dict[int, set[str]] = {}
@@ -143,6 +143,9 @@ class StreamingPlugin(Plugin):
             opened.append(ingest)
             return ingest.port
 
+        reclaimed = self.mountpoints.reclaim(handle.session.id, body, handle.session.remote)
+        if reclaimed is not None:
+            self._teardown(reclaimed)
         mountpoint = self.mountpoints.create(handle.session.id, body, handle.session.remote, bind)
         key = mountpoint_key(mountpoint.id)
         self.ingests[key] = opened[0]

@@ -107,8 +107,11 @@ class Mountpoints:
         *,
         address_throttle: Throttle | None = None,
         mountpoint_throttle: Throttle | None = None,
+        owner_gone: Callable[[Owner], bool] | None = None,
     ) -> None:
         self.admin_secret = admin_secret
+        #: Whether a mountpoint's creator has lost its connection (it may then be reclaimed with the pin).
+        self.owner_gone = owner_gone
         self.mountpoints: dict[str, Mountpoint] = {}
         self.reports: list[tuple[str, JSON]] = []
         # Few free guesses per address; more per mountpoint (a stranger's failures must not lock the real admin
@@ -174,6 +177,23 @@ class Mountpoints:
         self.mountpoints[mountpoint_key(mp_id)] = mountpoint
         self._report("mountpoint_created", id=mountpoint_key(mp_id), remote=remote, protected=mountpoint.protected())
         return mountpoint
+
+    def reclaim(self, owner: Owner, msg: JSON, remote: str) -> Mountpoint | None:
+        """Before a `create`: when the id is taken by a mountpoint whose creator is gone and the request carries its
+        pin (an agent reconnecting after a network loss), remove the old one and return it for tear-down."""
+        if msg.get("id") is None or self.owner_gone is None:
+            return None
+        existing = self.mountpoints.get(mountpoint_key(_mountpoint_id(msg)))
+        if (
+            existing is None
+            or existing.owner == owner
+            or not existing.pin
+            or not _same(msg.get("pin"), existing.pin)
+            or not self.owner_gone(existing.owner)
+        ):
+            return None
+        self._report("mountpoint_reclaimed", id=mountpoint_key(existing.id), remote=remote)
+        return self.remove(existing, "reclaimed")
 
     def destroy(self, owner: Owner, msg: JSON, remote: str) -> Mountpoint:
         mountpoint = self.get(msg)

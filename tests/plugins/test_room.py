@@ -334,3 +334,19 @@ def test_viewer_sessions_reach_a_device_only_with_its_pin(rooms: Rooms, clock: F
     assert viewer("6.6.6.6", textroom="join", room="SESSION1", pin="4321", username="admin:y").reply["textroom"] == (
         "success"
     )
+
+
+def test_a_gone_creators_room_is_reclaimed_with_its_pin(clock: FakeClock) -> None:
+    gone: set[str] = set()
+    rooms = Rooms("adm", clock=clock, owner_gone=lambda owner: owner in gone)
+    agent_room(rooms)
+    dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", username="admin:S")
+    create = {"textroom": "create", "room": "SESSION1", "pin": "4321"}
+    assert dc(rooms, OTHER, **create).reply["error_code"] == 418  # the creator is alive
+    gone.add(AGENT)
+    assert dc(rooms, OTHER, **{**create, "pin": "0000"}).reply["error_code"] == 418
+    out = dc(rooms, OTHER, **create)
+    assert out.reply["textroom"] == "success"
+    # Whoever was in the old room hears it go.
+    assert to(out, ADMIN) == [{"textroom": "destroyed", "room": "SESSION1"}]
+    assert rooms.rooms["SESSION1"].owner == OTHER and not rooms.rooms["SESSION1"].participants

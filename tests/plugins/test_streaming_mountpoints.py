@@ -109,3 +109,19 @@ def test_private_without_pin_is_invisible_to_others():
     assert mps.visible("stranger", {"id": "42", "secret": "s3cret"}, "").id == "42"
     assert mps.listing("stranger", {}, lambda m: {}) == []
     assert [m["id"] for m in mps.listing("owner", {}, lambda m: {})] == ["42"]
+
+
+def test_a_gone_creators_mountpoint_is_reclaimed_with_its_pin():
+    """The aPuppet agent reconnects with the same id after a network loss; its old session still holds the id."""
+    gone: set[str] = set()
+    mps = Mountpoints(owner_gone=lambda owner: owner in gone)
+    old = mps.create("old-session", BODY, "1.2.3.4", ports())
+    mps.take_reports()
+    # While the creator is alive nothing is reclaimed, whatever the pin.
+    assert mps.reclaim("new-session", BODY, "1.2.3.4") is None
+    gone.add("old-session")
+    assert mps.reclaim("new-session", {**BODY, "pin": "9999"}, "1.2.3.4") is None
+    assert mps.reclaim("new-session", {k: v for k, v in BODY.items() if k != "pin"}, "1.2.3.4") is None
+    assert mps.reclaim("new-session", BODY, "1.2.3.4") is old
+    assert [name for name, _ in mps.take_reports()] == ["mountpoint_reclaimed", "mountpoint_destroyed"]
+    assert mps.create("new-session", BODY, "1.2.3.4", ports()).owner == "new-session"

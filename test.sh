@@ -29,5 +29,8 @@ echo "== ruff"
 .venv/bin/ruff check apuppet tests bench
 .venv/bin/ruff format --check apuppet tests bench
 
+echo "== mypy"
+.venv/bin/mypy
+
 echo "== pytest"
 exec .venv/bin/python -m pytest "$@"

@@ -121,7 +121,7 @@ class Viewer:
     def _payload_type(self) -> int:
         description = self.pc.remoteDescription or self.pc.localDescription
         for media in SessionDescription.parse(description.sdp).media:
-            if media.kind == "video" and media.rtp.codecs:
+            if media.kind == "video" and media.rtp.codecs and media.rtp.codecs[0].payloadType is not None:
                 return int(media.rtp.codecs[0].payloadType)
         raise ValueError("no video codec negotiated")
 

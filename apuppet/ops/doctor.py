@@ -92,6 +92,11 @@ class Report:
 # -- the decision (pure) ---------------------------------------------------------------------------------------------
 
 
+def _is_global(text: str) -> bool:
+    ip = _ip(text)
+    return ip is not None and ip.is_global
+
+
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(text.split("%", 1)[0])
@@ -185,7 +190,7 @@ def diagnose(config: Config, facts: Facts) -> Report:
     public = stun_v4 or (dns_v4[0] if dns_v4 else None)
     source = "STUN" if stun_v4 else "DNS"
     if public is None:
-        globals_ = [i.address for i in facts.interfaces if _is_v4(i.address) and (_ip(i.address) or 0).is_global]
+        globals_ = [i.address for i in facts.interfaces if _is_v4(i.address) and _is_global(i.address)]
         if globals_:
             report.add(
                 OK,

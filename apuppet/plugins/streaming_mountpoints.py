@@ -107,7 +107,7 @@ class Mountpoints:
         *,
         address_throttle: Throttle | None = None,
         mountpoint_throttle: Throttle | None = None,
-        owner_gone: Callable[[Owner], bool] | None = None,
+        owner_gone: Callable[[Any], bool] | None = None,
     ) -> None:
         self.admin_secret = admin_secret
         #: Whether a mountpoint's creator has lost its connection (it may then be reclaimed with the pin).

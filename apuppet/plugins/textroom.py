@@ -282,8 +282,9 @@ class TextRoomPlugin(Plugin):
             self.close_link(link)
 
     async def close(self) -> None:
-        for handle in list(self.links):
-            self.detach(handle)
+        for peer in list(self.links):
+            if isinstance(peer, Handle):
+                self.detach(peer)
         if self._closing:
             # Bounded: a PeerConnection that cannot say goodbye must not hold up the server's shutdown.
             await asyncio.wait(list(self._closing), timeout=CLOSE_TIMEOUT)

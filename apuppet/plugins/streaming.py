@@ -92,14 +92,14 @@ class StreamingPlugin(Plugin):
         return PluginResult(error(StreamingError.INVALID_REQUEST, f"Unknown request '{str(request)[:32]}'"))
 
     def hangup(self, handle: Handle) -> None:
-        watch = self.watches.pop(handle.id, None)
+        watch = self._unwatch(handle.id, "hangup")
         if watch is not None:
             # Not a handle task: a detach right after the hangup would cancel it and leak the peer connection.
             _spawn_free(self._close_viewer(handle, watch, notify=False))
 
     def detach(self, handle: Handle) -> None:
+        watch = self._unwatch(handle.id, "detached")
         self.handles.pop(handle.id, None)
-        watch = self.watches.pop(handle.id, None)
         if watch is not None:
             watch.viewer.on_closed = None
             _spawn_free(watch.viewer.close())
@@ -213,7 +213,7 @@ class StreamingPlugin(Plugin):
     async def _watch(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> None:
         mountpoint = self.mountpoints.watchable(body, handle.session.remote, handle.session.trusted)
         key = mountpoint_key(mountpoint.id)
-        previous = self.watches.pop(handle.id, None)
+        previous = self._unwatch(handle.id, "watching another")
         if previous is not None:
             await self._close_viewer(handle, previous, notify=False)
         viewer = Viewer(self.config, self.ingests[key])
@@ -251,12 +251,21 @@ class StreamingPlugin(Plugin):
         handle.push_event(status("pausing"), transaction=transaction)
 
     async def _stop(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> None:
-        watch = self.watches.pop(handle.id, None)
+        watch = self._unwatch(handle.id, "stopped")
         handle.push_event(status("stopping"), transaction=transaction)
         if watch is not None:
             await self._close_viewer(handle, watch, notify=True)
 
     # -- teardown ----------------------------------------------------------------------------------------------
+    def _unwatch(self, handle_id: int, reason: str) -> Watch | None:
+        """Forget a handle's viewer (every path goes through here, so operators see each viewer leave once)."""
+        watch = self.watches.pop(handle_id, None)
+        if watch is not None:
+            handle = self.handles.get(handle_id)
+            remote = handle.session.remote if handle is not None else ""
+            self.emit("viewer_left", mountpoint=watch.key, handle=handle_id, remote=remote, reason=reason)
+        return watch
+
     async def _close_viewer(self, handle: Handle, watch: Watch, notify: bool) -> None:
         watch.viewer.on_closed = None
         await watch.viewer.close()
@@ -267,7 +276,7 @@ class StreamingPlugin(Plugin):
     def _viewer_gone(self, handle: Handle, watch: Watch) -> None:
         """The viewer's connection failed or closed on its own."""
         if self.watches.get(handle.id) is watch:
-            del self.watches[handle.id]
+            self._unwatch(handle.id, "connection closed")
             handle.push_event(status("stopped"))
             handle.push_hangup("ICE failed" if watch.viewer.pc.connectionState == "failed" else "Close PC")
 
@@ -277,7 +286,7 @@ class StreamingPlugin(Plugin):
         for handle_id, watch in list(self.watches.items()):
             if watch.key != key:
                 continue
-            del self.watches[handle_id]
+            self._unwatch(handle_id, "mountpoint destroyed")
             handle = self.handles.get(handle_id)
             watch.viewer.on_closed = None
             if handle is not None:

@@ -393,7 +393,9 @@ async def test_owner_session_gone_destroys_the_mountpoint(server, viewers, sourc
 
 async def test_pause_start_and_stop(server, viewers, sources):
     gateway, plugin = server
-    janus = InProcClient(gateway)
+    seen: list[tuple[str, dict]] = []
+    gateway.observers.append(lambda name, fields: seen.append((name, fields)))
+    janus = InProcClient(gateway, remote="192.0.2.7")
     agent = Client(janus)
     port = agent.request(agent_create())["stream"]["video_port"]
     start_source(sources, port)
@@ -414,6 +416,12 @@ async def test_pause_start_and_stop(server, viewers, sources):
     await viewer.event(lambda d: d.get("result", {}).get("status") == "stopped")
     assert viewer.handle not in plugin.watches
     assert plugin.ingests["48213077"].relay.viewers == []
+    # Operators see the viewer come and go, with its address (and no pin).
+    viewing = [(n, f) for n, f in seen if n.startswith("viewer_")]
+    assert [n for n, _ in viewing] == ["viewer_watching", "viewer_left"]
+    assert all(f["remote"] == "192.0.2.7" and f["mountpoint"] == "48213077" for _, f in viewing)
+    assert viewing[1][1]["reason"] == "stopped"
+    assert not any("pin" in f for _, f in seen)
 
 
 async def test_bad_requests(server):

@@ -65,7 +65,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def start() -> None:
         await server.start()
-        log.info("apuppet %s ready: web-admin at %sweb-admin/", __version__, server.url)
+        url = server.url
+        if config.hostname:
+            # What people type, rather than the loopback address a 0.0.0.0 bind resolves to locally.
+            scheme, port = ("https", config.web_https_port) if config.tls_enabled else ("http", server.port)
+            default = 443 if scheme == "https" else 80
+            url = f"{scheme}://{config.hostname}{'' if port == default else f':{port}'}/"
+        log.info("apuppet %s ready: web-admin at %sweb-admin/", __version__, url)
         if config.nat:
             log.info("NAT mode: advertising public IP %s in ICE candidates", config.public_ip)
 

@@ -10,8 +10,6 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.throttle import Throttle
-
 JSON = dict[str, Any]
 
 
@@ -70,29 +68,3 @@ class Fields:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise RequestError(self.invalid, f"Invalid element ({name} should be {low} to {high})")
         return value
-
-
-class PinGuard:
-    """Checks a resource's pin while slowing guessing down per address *and* per resource.
-
-    An address gets few free failures; a resource more (a legitimate viewer mistyping must not be locked out by a
-    stranger's failures) but a short ceiling, which still caps guessing spread over many addresses."""
-
-    def __init__(self, kind: str, by_address: Throttle, by_resource: Throttle) -> None:
-        self.kind = kind
-        self.by_address = by_address
-        self.by_resource = by_resource
-
-    def wait(self, remote: str, resource: str) -> float:
-        """Seconds before this address may try this resource again."""
-        return max(
-            self.by_address.blocked_for((self.kind, remote)), self.by_resource.blocked_for((self.kind, resource))
-        )
-
-    def verify(self, given: Any, expected: str, remote: str, resource: str) -> bool:
-        if same_secret(given, expected):
-            self.by_address.success((self.kind, remote))
-            return True
-        self.by_address.failure((self.kind, remote))
-        self.by_resource.failure((self.kind, resource))
-        return False

@@ -20,8 +20,8 @@ from enum import IntEnum
 from typing import Any
 
 from ..api.throttle import Throttle
-from .fields import Fields, PinGuard, RequestError
-from .fields import same_secret as _same
+from .access import Access
+from .fields import Fields, RequestError
 
 JSON = dict[str, Any]
 RoomId = str | int
@@ -131,23 +131,23 @@ class Rooms:
         room_throttle: Throttle | None = None,
         owner_gone: Callable[[Peer], bool] | None = None,
     ) -> None:
-        self.admin_secret = admin_secret
-        #: Whether a room's creator has lost its connection (its room may then be reclaimed with the pin).
-        self.owner_gone = owner_gone
         self.clock = clock
         self.rooms: dict[str, Room] = {}
         self.reports: list[tuple[str, JSON]] = []
         self.messages = 0
-        # An address gets few free guesses; a room more (a legitimate admin mistyping must not be locked out
-        # by a stranger's failures) but a short ceiling, which still caps guessing from many addresses.
-        # (`is None`, not `or`: an empty Throttle is falsy.)
-        if address_throttle is None:
-            address_throttle = Throttle(free=5, base_delay=1.0, max_delay=300.0)
-        if room_throttle is None:
-            room_throttle = Throttle(free=20, base_delay=0.5, max_delay=30.0)
-        self.address_throttle = address_throttle
-        self.room_throttle = room_throttle
-        self.pins = PinGuard("textroom-pin", address_throttle, room_throttle)
+        self.access = Access(
+            "textroom",
+            unauthorized=TextRoomError.UNAUTHORIZED,
+            admin_secret=admin_secret,
+            report=lambda name, fields: self._report(name, **fields),
+            field="room",
+            noun="room",
+            viewer_requests=VIEWER_REQUESTS,
+            guessing_request="join",
+            by_address=address_throttle,
+            by_resource=room_throttle,
+            owner_gone=owner_gone,
+        )
 
     # -- entry points ----------------------------------------------------------------------------------------
     def request(
@@ -172,11 +172,11 @@ class Rooms:
             if handler is None:
                 raise RequestError(TextRoomError.INVALID_REQUEST, f"Unsupported request {verb[:32]}")
             if not trusted:
-                self._check_viewer(verb.lower(), remote)
+                self.access.check_viewer(verb.lower(), remote)
             outcome = handler(self, peer, message, remote)
         except RequestError as exc:
             if not trusted and exc.code == TextRoomError.NO_SUCH_ROOM:
-                self.address_throttle.failure(("textroom-pin", remote))
+                self.access.viewer_missed(remote)
             return Outcome(error(exc.code, exc.reason, transaction))
         if outcome.reply is not None and transaction is not None:
             outcome.reply["transaction"] = transaction
@@ -208,7 +208,7 @@ class Rooms:
 
     # -- requests -----------------------------------------------------------------------------------------------
     def _list(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
-        admin = self._is_admin(msg)
+        admin = self.access.is_admin(msg)
         listed = [
             {
                 "room": room.id,
@@ -220,14 +220,6 @@ class Rooms:
             if admin or not room.protected() or room.owner == peer or room.member(peer) is not None
         ]
         return Outcome({"textroom": "success", "list": listed})
-
-    def _check_viewer(self, verb: str, remote: str) -> None:
-        if verb not in VIEWER_REQUESTS:
-            raise RequestError(TextRoomError.UNAUTHORIZED, f"Unauthorized ('{verb}' needs the API secret)")
-        if verb == "join":
-            wait = self.address_throttle.blocked_for(("textroom-pin", remote))
-            if wait > 0:
-                raise RequestError(TextRoomError.UNAUTHORIZED, f"Too many failed attempts, retry in {wait:.0f} s")
 
     def _exists(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
         room_id = _room_id(msg)
@@ -246,7 +238,7 @@ class Rooms:
         reclaimed: list[tuple[Peer, JSON]] = []
         existing = self.rooms.get(room_key(room_id))
         if existing is not None:
-            if not self._reclaimable(existing, peer, msg):
+            if not self.access.reclaimable(existing, peer, msg):
                 raise RequestError(TextRoomError.ROOM_EXISTS, f"Room {room_id} already exists")
             # The creator is gone (an agent reconnecting after a network loss): the old room goes first.
             reclaimed = self._destroy(existing, "reclaimed")
@@ -265,22 +257,13 @@ class Rooms:
         verb = "success" if "textroom" in msg else "created"
         return Outcome({"textroom": verb, "room": room_id, "permanent": False}, reclaimed)
 
-    def _reclaimable(self, room: Room, peer: Peer, msg: JSON) -> bool:
-        return (
-            self.owner_gone is not None
-            and room.owner != peer
-            and bool(room.pin)
-            and _same(msg.get("pin"), room.pin)
-            and self.owner_gone(room.owner)
-        )
-
     def _join(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
         room = self._room(msg)
         username = _text(msg, "username", MAX_NAME)
         if not username:
             raise RequestError(TextRoomError.MISSING_ELEMENT, "Missing mandatory element (username)")
         display = _text(msg, "display", MAX_NAME)
-        self._check_pin(room, msg, remote)
+        self.access.check_pin(room, room_key(room.id), msg, remote)
         if room.member(peer) is not None:
             raise RequestError(TextRoomError.ALREADY_IN_ROOM, f"Already in room {room.id}")
         if username in room.participants:
@@ -322,7 +305,7 @@ class Rooms:
 
     def _announcement(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
         room = self._room(msg)
-        self._check_authority(room, peer, msg, remote)
+        self.access.check_authority(room, room_key(room.id), peer, msg, remote)
         text = msg.get("text")
         if not isinstance(text, str):
             raise RequestError(TextRoomError.MISSING_ELEMENT, "Missing mandatory element (text)")
@@ -340,7 +323,7 @@ class Rooms:
 
     def _kick(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
         room = self._room(msg)
-        self._check_authority(room, peer, msg, remote)
+        self.access.check_authority(room, room_key(room.id), peer, msg, remote)
         username = _text(msg, "username", MAX_NAME)
         if not username:
             raise RequestError(TextRoomError.MISSING_ELEMENT, "Missing mandatory element (username)")
@@ -355,14 +338,14 @@ class Rooms:
 
     def _destroy_request(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
         room = self._room(msg)
-        self._check_authority(room, peer, msg, remote)
+        self.access.check_authority(room, room_key(room.id), peer, msg, remote)
         verb = "success" if "textroom" in msg else "destroyed"
         return Outcome({"textroom": verb, "room": room.id, "permanent": False}, self._destroy(room, "destroyed"))
 
     def _listparticipants(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
         room = self._room(msg)
-        if room.protected() and not (room.owner == peer or room.member(peer) or self._is_admin(msg)):
-            self._check_pin(room, msg, remote)
+        if room.protected() and not (room.owner == peer or room.member(peer) or self.access.is_admin(msg)):
+            self.access.check_pin(room, room_key(room.id), msg, remote)
         participants = [p.describe() for p in room.participants.values()]
         return Outcome({"textroom": "success", "room": room.id, "participants": participants})
 
@@ -406,35 +389,6 @@ class Rooms:
 
     def _date(self) -> str:
         return janus_date(self.clock())
-
-    def _is_admin(self, msg: JSON) -> bool:
-        return _same(msg.get("admin_key"), self.admin_secret) or _same(msg.get("secret"), self.admin_secret)
-
-    def _check_authority(self, room: Room, peer: Peer, msg: JSON, remote: str) -> None:
-        """Destroy, kick and announce: the creator, a holder of the room's secret, or the server admin."""
-        if room.owner == peer:
-            return
-        key = ("textroom-secret", remote)
-        wait = self.address_throttle.blocked_for(key)
-        if wait > 0:
-            raise RequestError(TextRoomError.UNAUTHORIZED, f"Too many failed attempts, retry in {wait:.0f} s")
-        if _same(msg.get("secret"), room.secret) or self._is_admin(msg):
-            return
-        self.address_throttle.failure(key)
-        verb = str(msg.get("textroom") or msg.get("request"))
-        self._report("unauthorized", room=room_key(room.id), remote=remote, request=verb)
-        raise RequestError(TextRoomError.UNAUTHORIZED, "Unauthorized (wrong secret, or not the room's creator)")
-
-    def _check_pin(self, room: Room, msg: JSON, remote: str) -> None:
-        if not room.pin:
-            return
-        resource = room_key(room.id)
-        wait = self.pins.wait(remote, resource)
-        if wait > 0:
-            raise RequestError(TextRoomError.UNAUTHORIZED, f"Too many wrong pins, retry in {wait:.0f} s")
-        if not self.pins.verify(msg.get("pin"), room.pin, remote, resource):
-            self._report("wrong_pin", room=resource, remote=remote)
-            raise RequestError(TextRoomError.UNAUTHORIZED, "Unauthorized (wrong pin)")
 
 
 def _recipients(msg: JSON) -> list[str] | None:

@@ -74,7 +74,8 @@ class StreamingPlugin(Plugin):
         verb = request.lower() if isinstance(request, str) else None
         if verb in SYNC_REQUESTS | ASYNC_REQUESTS and not handle.session.trusted:
             try:
-                self.mountpoints.check_viewer(verb)
+                # The verb gate only: `watch` is asynchronous, so its guessing check answers in an event.
+                self.mountpoints.access.check_viewer(verb)
             except RequestError as exc:
                 return PluginResult(error(exc.code, exc.reason))
         if verb in SYNC_REQUESTS:

@@ -20,8 +20,8 @@ from enum import IntEnum
 from typing import Any
 
 from ..api.throttle import Throttle
-from .fields import Fields, PinGuard, RequestError
-from .fields import same_secret as _same
+from .access import Access
+from .fields import Fields, RequestError
 
 JSON = dict[str, Any]
 MountpointId = str | int
@@ -109,19 +109,21 @@ class Mountpoints:
         mountpoint_throttle: Throttle | None = None,
         owner_gone: Callable[[Any], bool] | None = None,
     ) -> None:
-        self.admin_secret = admin_secret
-        #: Whether a mountpoint's creator has lost its connection (it may then be reclaimed with the pin).
-        self.owner_gone = owner_gone
         self.mountpoints: dict[str, Mountpoint] = {}
         self.reports: list[tuple[str, JSON]] = []
-        # Few free guesses per address; more per mountpoint (a stranger's failures must not lock the real admin
-        # out) with a short ceiling, which still caps guessing from many addresses. (`is None`: an empty
-        # Throttle is falsy.)
-        self.address_throttle = Throttle(free=5, base_delay=1.0) if address_throttle is None else address_throttle
-        self.mountpoint_throttle = (
-            Throttle(free=20, base_delay=0.5, max_delay=30.0) if mountpoint_throttle is None else mountpoint_throttle
+        self.access = Access(
+            "streaming",
+            unauthorized=StreamingError.UNAUTHORIZED,
+            admin_secret=admin_secret,
+            report=lambda name, fields: self._report(name, **fields),
+            field="id",
+            noun="mountpoint",
+            viewer_requests=VIEWER_REQUESTS,
+            guessing_request="watch",
+            by_address=address_throttle,
+            by_resource=mountpoint_throttle,
+            owner_gone=owner_gone,
         )
-        self.pins = PinGuard("streaming-pin", self.address_throttle, self.mountpoint_throttle)
 
     # -- requests (synchronous in Janus) ---------------------------------------------------------------------
     def create(self, owner: Owner, msg: JSON, remote: str, bind: Callable[[int], int]) -> Mountpoint:
@@ -181,28 +183,22 @@ class Mountpoints:
     def reclaim(self, owner: Owner, msg: JSON, remote: str) -> Mountpoint | None:
         """Before a `create`: when the id is taken by a mountpoint whose creator is gone and the request carries its
         pin (an agent reconnecting after a network loss), remove the old one and return it for tear-down."""
-        if msg.get("id") is None or self.owner_gone is None:
+        if msg.get("id") is None:
             return None
         existing = self.mountpoints.get(mountpoint_key(_mountpoint_id(msg)))
-        if (
-            existing is None
-            or existing.owner == owner
-            or not existing.pin
-            or not _same(msg.get("pin"), existing.pin)
-            or not self.owner_gone(existing.owner)
-        ):
+        if existing is None or not self.access.reclaimable(existing, owner, msg):
             return None
         self._report("mountpoint_reclaimed", id=mountpoint_key(existing.id), remote=remote)
         return self.remove(existing, "reclaimed")
 
     def destroy(self, owner: Owner, msg: JSON, remote: str) -> Mountpoint:
         mountpoint = self.get(msg)
-        self._check_authority(mountpoint, owner, msg, remote)
+        self.access.check_authority(mountpoint, mountpoint_key(mountpoint.id), owner, msg, remote)
         return self.remove(mountpoint, "destroyed")
 
     def edit(self, owner: Owner, msg: JSON, remote: str) -> Mountpoint:
         mountpoint = self.get(msg)
-        self._check_authority(mountpoint, owner, msg, remote)
+        self.access.check_authority(mountpoint, mountpoint_key(mountpoint.id), owner, msg, remote)
         description = _text(msg, "new_description", MAX_DESCRIPTION)
         pin = _text(msg, "new_pin", MAX_NAME)
         secret = _text(msg, "new_secret", MAX_NAME)
@@ -221,7 +217,7 @@ class Mountpoints:
         return mountpoint
 
     def listing(self, owner: Owner, msg: JSON, extra: Callable[[Mountpoint], JSON]) -> list[JSON]:
-        admin = self._is_admin(msg)
+        admin = self.access.is_admin(msg)
         return [
             {"id": m.id, "type": "live", "description": m.description, "enabled": True, **extra(m)}
             for m in self.mountpoints.values()
@@ -231,50 +227,30 @@ class Mountpoints:
     def visible(self, owner: Owner, msg: JSON, remote: str) -> Mountpoint:
         """`info`: others see a protected mountpoint only with its pin (a wrong one counts as a guess)."""
         mountpoint = self.get(msg)
-        if mountpoint.owner == owner or self._is_admin(msg) or _same(msg.get("secret"), mountpoint.secret):
+        if self.access.privileged(mountpoint, owner, msg):
             return mountpoint
         if mountpoint.is_private and not mountpoint.pin:
             raise RequestError(StreamingError.NO_SUCH_MOUNTPOINT, f"No such mountpoint/stream {mountpoint.id}")
-        self.check_pin(mountpoint, msg, remote)
+        self.access.check_pin(mountpoint, mountpoint_key(mountpoint.id), msg, remote)
         return mountpoint
 
     def privileged(self, mountpoint: Mountpoint, owner: Owner, msg: JSON) -> bool:
         """Whether `info` may show the ingest details (port, payload type) to this requester."""
-        return mountpoint.owner == owner or self._is_admin(msg) or _same(msg.get("secret"), mountpoint.secret)
+        return self.access.privileged(mountpoint, owner, msg)
 
     # -- watching ---------------------------------------------------------------------------------------------
-    def check_pin(self, mountpoint: Mountpoint, msg: JSON, remote: str) -> None:
-        if not mountpoint.pin:
-            return
-        resource = mountpoint_key(mountpoint.id)
-        wait = self.pins.wait(remote, resource)
-        if wait > 0:
-            raise RequestError(StreamingError.UNAUTHORIZED, f"Too many wrong pins, retry in {wait:.0f} s")
-        if not self.pins.verify(msg.get("pin"), mountpoint.pin, remote, resource):
-            self._report("wrong_pin", id=resource, remote=remote)
-            raise RequestError(StreamingError.UNAUTHORIZED, "Unauthorized (wrong pin)")
-
-    def check_viewer(self, verb: str) -> None:
-        """A viewer session (no API secret) may only watch; creating, listing, inspecting, editing or destroying
-        mountpoints needs the secret."""
-        if verb not in VIEWER_REQUESTS:
-            raise RequestError(StreamingError.UNAUTHORIZED, f"Unauthorized ('{verb}' needs the API secret)")
-
     def watchable(self, msg: JSON, remote: str, trusted: bool = True) -> Mountpoint:
         """`watch`: the mountpoint and its pin. For a viewer session, watching one that does not exist counts as a
         wrong guess too, so that mountpoint ids cannot be enumerated quickly."""
-        by_address = ("streaming-pin", remote)
         if not trusted:
-            wait = self.address_throttle.blocked_for(by_address)
-            if wait > 0:
-                raise RequestError(StreamingError.UNAUTHORIZED, f"Too many failed attempts, retry in {wait:.0f} s")
+            self.access.check_viewer("watch", remote)
         try:
             mountpoint = self.get(msg)
         except RequestError:
             if not trusted:
-                self.address_throttle.failure(by_address)
+                self.access.viewer_missed(remote)
             raise
-        self.check_pin(mountpoint, msg, remote)
+        self.access.check_pin(mountpoint, mountpoint_key(mountpoint.id), msg, remote)
         return mountpoint
 
     # -- registry ----------------------------------------------------------------------------------------------
@@ -300,23 +276,6 @@ class Mountpoints:
     # -- helpers -------------------------------------------------------------------------------------------------
     def _report(self, name: str, **fields: Any) -> None:
         self.reports.append((name, fields))
-
-    def _is_admin(self, msg: JSON) -> bool:
-        return _same(msg.get("admin_key"), self.admin_secret) or _same(msg.get("secret"), self.admin_secret)
-
-    def _check_authority(self, mountpoint: Mountpoint, owner: Owner, msg: JSON, remote: str) -> None:
-        """Destroy and edit: the creating session, a holder of the mountpoint's secret, or the server admin."""
-        if mountpoint.owner == owner:
-            return
-        key = ("streaming-secret", remote)
-        wait = self.address_throttle.blocked_for(key)
-        if wait > 0:
-            raise RequestError(StreamingError.UNAUTHORIZED, f"Too many failed attempts, retry in {wait:.0f} s")
-        if _same(msg.get("secret"), mountpoint.secret) or self._is_admin(msg):
-            return
-        self.address_throttle.failure(key)
-        self._report("unauthorized", id=mountpoint_key(mountpoint.id), remote=remote, request=str(msg.get("request")))
-        raise RequestError(StreamingError.UNAUTHORIZED, "Unauthorized (wrong secret, or not the mountpoint's creator)")
 
 
 FIELDS = Fields(StreamingError.MISSING_ELEMENT, StreamingError.INVALID_ELEMENT)

@@ -234,8 +234,8 @@ class TextRoomPlugin(Plugin):
     def __init__(self, config: Config, rooms: Rooms | None = None) -> None:
         super().__init__(config)
         self.rooms = Rooms(config.admin_secret) if rooms is None else rooms
-        if self.rooms.owner_gone is None:
-            self.rooms.owner_gone = lambda owner: isinstance(owner, Handle) and self.owner_gone(owner.session.id)
+        if self.rooms.access.owner_gone is None:
+            self.rooms.access.owner_gone = lambda owner: isinstance(owner, Handle) and self.owner_gone(owner.session.id)
         #: Keyed by handle: handles are the participants and owners of `Rooms`.
         self.links: dict[Peer, Link] = {}
         #: PeerConnections being closed; owned here because the handle (and its tasks) may already be gone.

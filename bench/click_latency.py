@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from apuppet.agent import phone  # noqa: E402
+from tests.janus_gateway import JanusGateway, janus_installed  # noqa: E402
 from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, DemoProcess  # noqa: E402
-from tests.web.janus_gateway import JanusGateway, janus_installed  # noqa: E402
 from tests.web.modules import serve_page_on  # noqa: E402
 from tests.web.screen import login, near, page_point, pixel, wait_playing  # noqa: E402
 

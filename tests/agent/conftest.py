@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,13 +14,9 @@ from apuppet.agent.sources.demo import DemoSource
 from apuppet.config import Config
 from apuppet.server import Server
 
+from ..ports import free_port  # noqa: F401  (re-exported for the tests and bench/)
+
 SECRET = "agent-test-" + secrets.token_hex(4)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def server_config(port: int = 0) -> Config:

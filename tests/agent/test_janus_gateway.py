@@ -7,9 +7,6 @@ so does an aPuppet server, and whatever works with it works with the Android app
 from __future__ import annotations
 
 import asyncio
-import glob
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,68 +15,22 @@ from apuppet.agent import phone as ph
 from apuppet.agent.agent import Agent, AgentOptions
 from apuppet.agent.sources.demo import DemoSource
 
-from .conftest import free_port
+from ..janus_gateway import JanusGateway, janus_installed
 from .viewer import Viewer, near
 
-JANUS = shutil.which("janus")
-LIBS = sorted(glob.glob("/usr/lib/*/janus"))
 pytestmark = pytest.mark.skipif(
-    not (JANUS and LIBS), reason="the Janus gateway is not installed (apt-get install janus)"
+    not janus_installed(), reason="the Janus gateway is not installed (apt-get install janus)"
 )
 SECRET = "janus-test-secret"
 
 
 @pytest.fixture
 async def janus(tmp_path) -> AsyncIterator[str]:
-    port = free_port()
-    lib = LIBS[0]
-    keep = {"libjanus_textroom.so", "libjanus_streaming.so"}
-    plugins = ",".join(sorted({p.split("/")[-1] for p in glob.glob(f"{lib}/plugins/*.so")} - keep))
-    transports = ",".join(
-        sorted({p.split("/")[-1] for p in glob.glob(f"{lib}/transports/*.so")} - {"libjanus_http.so"})
-    )
-    (tmp_path / "janus.jcfg").write_text(
-        f'general: {{ configs_folder = "{tmp_path}" plugins_folder = "{lib}/plugins" '
-        f'transports_folder = "{lib}/transports" events_folder = "{lib}/events" loggers_folder = "{lib}/loggers" '
-        f'debug_level = 3 api_secret = "{SECRET}" }}\n'
-        f'plugins: {{ disable = "{plugins}" }}\ntransports: {{ disable = "{transports}" }}\n'
-        "events: { broadcast = false }\n"
-    )
-    # aPuppet's plugin settings (spec §3.2, §4.1): string room and mountpoint ids, indented JSON.
-    (tmp_path / "janus.plugin.textroom.jcfg").write_text('general: { json = "indented" string_ids = true }\n')
-    (tmp_path / "janus.plugin.streaming.jcfg").write_text("general: { string_ids = true }\n")
-    (tmp_path / "janus.transport.http.jcfg").write_text(
-        f'general: {{ json = "indented" base_path = "/janus" http = true port = {port} ip = "127.0.0.1" '
-        "https = false }\nadmin: { admin_http = false }\n"
-    )
-    proc = await asyncio.create_subprocess_exec(
-        JANUS,
-        "-F",
-        str(tmp_path),
-        "-C",
-        str(tmp_path / "janus.jcfg"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/"
+    gateway = await asyncio.to_thread(JanusGateway, tmp_path, SECRET)
     try:
-        async with asyncio.timeout(15):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    break
-                except OSError:
-                    await asyncio.sleep(0.1)
-        yield url
+        yield gateway.url
     finally:
-        proc.terminate()
-        try:
-            async with asyncio.timeout(10):
-                await proc.wait()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await asyncio.to_thread(gateway.stop)
 
 
 async def test_agent_works_with_the_real_janus(janus: str) -> None:

@@ -22,6 +22,13 @@ async def post(http: aiohttp.ClientSession, url: str, body: dict | bytes | str, 
         return await resp.json(content_type=None)
 
 
+async def open_handle(http: aiohttp.ClientSession, base: str) -> tuple[int, int]:
+    """A session with an echo-plugin handle, for the tests that are about what follows."""
+    sid = (await post(http, base, {"janus": "create", "transaction": "t", "apisecret": SECRET}))["data"]["id"]
+    attach = {"janus": "attach", "transaction": "a", "apisecret": SECRET, "plugin": "janus.plugin.echotest"}
+    return sid, (await post(http, f"{base}/{sid}", attach))["data"]["id"]
+
+
 async def test_android_agent_replay(echo_server: Server, http: aiohttp.ClientSession) -> None:
     """The exact request shapes of the aPuppet agent (spec §2.2-§2.4): 12-digit transactions, string ids in the
     body, apisecret in the poll query, no maxev, one JSON object per poll."""
@@ -65,14 +72,7 @@ async def test_android_agent_replay(echo_server: Server, http: aiohttp.ClientSes
 
 async def test_maxev_returns_array_and_idle_poll_keepalive(echo_server: Server, http: aiohttp.ClientSession) -> None:
     base = echo_server.url + "janus"
-    sid = (await post(http, base, {"janus": "create", "transaction": "t", "apisecret": SECRET}))["data"]["id"]
-    hid = (
-        await post(
-            http,
-            f"{base}/{sid}",
-            {"janus": "attach", "transaction": "t", "apisecret": SECRET, "plugin": "janus.plugin.echotest"},
-        )
-    )["data"]["id"]
+    sid, hid = await open_handle(http, base)
     for i in range(3):
         await post(
             http,
@@ -91,14 +91,7 @@ async def test_maxev_returns_array_and_idle_poll_keepalive(echo_server: Server, 
 
 async def test_poll_wakes_on_event(echo_server: Server, http: aiohttp.ClientSession) -> None:
     base = echo_server.url + "janus"
-    sid = (await post(http, base, {"janus": "create", "transaction": "t", "apisecret": SECRET}))["data"]["id"]
-    hid = (
-        await post(
-            http,
-            f"{base}/{sid}",
-            {"janus": "attach", "transaction": "t", "apisecret": SECRET, "plugin": "janus.plugin.echotest"},
-        )
-    )["data"]["id"]
+    sid, hid = await open_handle(http, base)
     echo_server.rest.poll_timeout = 20
     poll = asyncio.ensure_future(http.get(f"{base}/{sid}", params={"apisecret": SECRET}))
     await asyncio.sleep(0.2)
@@ -174,14 +167,7 @@ async def test_cors_and_beacon_content_type(echo_server: Server, http: aiohttp.C
 
 async def test_client_vanishing_mid_poll_loses_no_event(echo_server: Server, http: aiohttp.ClientSession) -> None:
     base = echo_server.url + "janus"
-    sid = (await post(http, base, {"janus": "create", "transaction": "t", "apisecret": SECRET}))["data"]["id"]
-    hid = (
-        await post(
-            http,
-            f"{base}/{sid}",
-            {"janus": "attach", "transaction": "t", "apisecret": SECRET, "plugin": "janus.plugin.echotest"},
-        )
-    )["data"]["id"]
+    sid, hid = await open_handle(http, base)
     echo_server.rest.poll_timeout = 30
     reader, writer = await asyncio.open_connection("127.0.0.1", echo_server.port)
     writer.write(f"GET /janus/{sid}?apisecret={SECRET} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -219,14 +205,7 @@ async def test_many_concurrent_sessions(echo_server: Server, http: aiohttp.Clien
     echo_server.rest.poll_timeout = 10
 
     async def one(i: int) -> str:
-        sid = (await post(http, base, {"janus": "create", "transaction": f"c{i}", "apisecret": SECRET}))["data"]["id"]
-        hid = (
-            await post(
-                http,
-                f"{base}/{sid}",
-                {"janus": "attach", "transaction": "a", "apisecret": SECRET, "plugin": "janus.plugin.echotest"},
-            )
-        )["data"]["id"]
+        sid, hid = await open_handle(http, base)
         poll = asyncio.ensure_future(http.get(f"{base}/{sid}", params={"apisecret": SECRET}))
         await post(
             http,

@@ -16,8 +16,8 @@ from playwright.sync_api import Browser, Page
 
 from apuppet.agent import phone
 
+from ..janus_gateway import JanusGateway, janus_installed
 from .conftest import DemoProcess, screenshot
-from .janus_gateway import JanusGateway, janus_installed
 from .modules import serve_page_on
 from .screen import tap, wait_color, wait_playing
 

@@ -1,6 +1,6 @@
 """The real Janus gateway (Debian's `janus`) configured as aPuppet's Ansible configures it: HTTP transport under
-`/janus`, the textroom and streaming plugins with string ids, an API secret. For the compatibility tests and the
-click-latency benchmark's comparison run."""
+`/janus`, the textroom and streaming plugins with string ids, an API secret. For the compatibility tests (the
+agent's and the web-admin's) and the click-latency benchmark's comparison run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .conftest import free_port
+from .ports import free_port
 
 
 def janus_installed() -> bool:

@@ -9,9 +9,10 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, ensure_secrets, load
+from .config import Config, ConfigError, ensure_secrets, load
 
 log = logging.getLogger("apuppet")
 
@@ -45,15 +46,27 @@ async def run_until_signal(start, stop, reload=None) -> None:  # type: ignore[no
             loop.remove_signal_handler(sig)
 
 
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", default="config.yaml", help="path of config.yaml (default: %(default)s)")
+
+
+def load_config(path: str) -> tuple[Config, Path] | None:
+    """The validated config and its folder, or None after telling the user what is wrong (exit status 2)."""
+    try:
+        return load(path)
+    except ConfigError as exc:
+        print(f"apuppet: configuration error in {path}:\n{exc}", file=sys.stderr)
+        return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import Server
 
-    try:
-        config, base = load(args.config)
-        config = ensure_secrets(config, base)
-    except ConfigError as exc:
-        print(f"apuppet: configuration error in {args.config}:\n{exc}", file=sys.stderr)
+    loaded = load_config(args.config)
+    if loaded is None:
         return 2
+    config = ensure_secrets(*loaded)
+    base = loaded[1]
     setup_logging(args.log_level or config.log_level)
     server = Server(config, base_dir=base)
 
@@ -87,11 +100,10 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     from .config import resolve
     from .ops.audit import AuditStore, format_records
 
-    try:
-        config, base = load(args.config)
-    except ConfigError as exc:
-        print(f"apuppet: configuration error in {args.config}:\n{exc}", file=sys.stderr)
+    loaded = load_config(args.config)
+    if loaded is None:
         return 2
+    config, base = loaded
     path = resolve(base, config.data_dir) / "audit.sqlite3"
     if not path.exists():
         print(f"no audit log yet ({path})")
@@ -119,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the server in the foreground until SIGINT/SIGTERM. SIGHUP reloads the TLS certificate. "
         "Empty secrets are generated on first start and kept in credentials_dir.",
     )
-    serve.add_argument("--config", "-c", default="config.yaml", help="path of config.yaml (default: %(default)s)")
+    add_config_option(serve)
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log_level")
     serve.set_defaults(func=cmd_serve)
 
@@ -129,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Remote-control sessions recorded by the server: device, viewer address, start, duration, "
         "and how each ended (from <data_dir>/audit.sqlite3).",
     )
-    sessions.add_argument("--config", "-c", default="config.yaml", help="path of config.yaml (default: %(default)s)")
+    add_config_option(sessions)
     sessions.add_argument("--limit", type=int, default=50, help="most recent N sessions (default: %(default)s)")
     sessions.set_defaults(func=cmd_sessions)
 

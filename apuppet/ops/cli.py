@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from ..config import Config, ConfigError, ensure_secrets, load, resolve, validate
+from ..cli import add_config_option, load_config
+from ..config import Config, ConfigError, ensure_secrets, resolve, validate
 from . import doctor, tls
 
 
@@ -26,18 +27,6 @@ def register(subparsers: Any) -> None:
     _register_doctor(subparsers)
     _register_config(subparsers)
     _register_tls(subparsers)
-
-
-def _config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", default="config.yaml", help="path of config.yaml (default: %(default)s)")
-
-
-def _load(path: str) -> tuple[Config, Path] | None:
-    try:
-        return load(path)
-    except ConfigError as exc:
-        print(f"apuppet: configuration error in {path}:\n{exc}", file=sys.stderr)
-        return None
 
 
 # -- doctor ------------------------------------------------------------------------------------------------------------
@@ -52,7 +41,7 @@ def _register_doctor(subparsers: Any) -> None:
         "TCP ports and the UDP rtp_port_range can be bound, and prints the config.yaml lines to set. "
         "Exit status 0 when the configuration fits, 1 when it does not, 2 when config.yaml is invalid.",
     )
-    _config_option(parser)
+    add_config_option(parser)
     parser.add_argument("--stun", default="", metavar="URL", help="ask this STUN server, e.g. stun:stun.example.org")
     parser.add_argument(
         "--no-ports", action="store_true", help="skip the port checks (e.g. while the server is running elsewhere)"
@@ -61,7 +50,7 @@ def _register_doctor(subparsers: Any) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    loaded = _load(args.config)
+    loaded = load_config(args.config)
     if loaded is None:
         return 2
     config, _ = loaded
@@ -95,7 +84,7 @@ def _register_config(subparsers: Any) -> None:
         "When it is valid, generate the missing secrets into credentials_dir and print a summary. "
         "Exit status 2 and nothing written when it is not.",
     )
-    _config_option(check)
+    add_config_option(check)
     check.add_argument("--show-secret", action="store_true", help="print the API secret (to enter in the agents)")
     check.add_argument("--shell", action="store_true", help="print KEY=value lines for a shell (install.sh)")
     check.set_defaults(func=cmd_config_check)
@@ -106,7 +95,7 @@ def _register_config(subparsers: Any) -> None:
         description="Replace (or append) top-level `key: value` lines. The result is validated first: "
         "on error the file is left as it was.",
     )
-    _config_option(setter)
+    add_config_option(setter)
     setter.add_argument("assignments", nargs="+", metavar="KEY=VALUE", help="e.g. nat=true public_ip=77.222.59.36")
     setter.set_defaults(func=cmd_config_set)
 
@@ -204,7 +193,7 @@ def summary(config: Config, base: Path, config_path: str, interfaces: list[docto
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    loaded = _load(args.config)
+    loaded = load_config(args.config)
     if loaded is None:
         return 2
     config, base = loaded

@@ -155,6 +155,21 @@ def start_source(sources, port: int, **kw) -> RtpSource:
     return source
 
 
+def stream_from_agent(janus: InProcClient, sources: list, **source_options: Any) -> tuple[Client, Any]:
+    """The agent's mountpoint (its exact create body) with a libx264 RTP source sending into it."""
+    agent = Client(janus)
+    port = agent.request(agent_create())["stream"]["video_port"]
+    return agent, start_source(sources, port, **source_options)
+
+
+async def open_viewer(janus: InProcClient, viewers: list) -> WebViewer:
+    """A decoding viewer watching the agent's mountpoint with its pin (closed by the `viewers` fixture)."""
+    viewer = WebViewer(janus)
+    viewers.append(viewer)
+    await viewer.open("48213077", "4321")
+    return viewer
+
+
 async def test_agent_create_reply_has_janus_shape_and_port_in_range(server, config):
     gateway, plugin = server
     agent = Client(InProcClient(gateway))
@@ -177,12 +192,8 @@ async def test_agent_create_reply_has_janus_shape_and_port_in_range(server, conf
 async def test_relay_end_to_end_no_frame_lost(server, config, viewers, sources):
     gateway, plugin = server
     janus = InProcClient(gateway)
-    agent = Client(janus)
-    port = agent.request(agent_create())["stream"]["video_port"]
-    source = start_source(sources, port, agent_markers=True)
-    viewer = WebViewer(janus)
-    viewers.append(viewer)
-    await viewer.open("48213077", "4321")
+    agent, source = stream_from_agent(janus, sources, agent_markers=True)
+    viewer = await open_viewer(janus, viewers)
     assert (await viewer.event(lambda d: "result" in d))["result"] == {"status": "started"}
     offer = viewer.offer["sdp"]
     assert "a=rtpmap:" in offer and "H264/90000" in offer and "packetization-mode=1" in offer
@@ -207,9 +218,7 @@ async def test_new_viewer_mid_stream_sees_a_picture_at_once(server, viewers, sou
     # Keyframes only every 4 s: without the kept GOP a new viewer would wait seconds.
     source = start_source(sources, port, keyframe_interval=4.0)
     await asyncio.sleep(1.5)
-    viewer = WebViewer(janus)
-    viewers.append(viewer)
-    await viewer.open("48213077", "4321")
+    viewer = await open_viewer(janus, viewers)
     asked = time.monotonic()
     await viewer.wait_frames(1, timeout=5)
     first_at, first_code = viewer.codes[0]
@@ -262,12 +271,9 @@ async def test_repeated_wrong_pins_are_slowed_down(server):
 async def test_garbage_and_foreign_source_dropped_without_harm(server, viewers, sources):
     gateway, plugin = server
     janus = InProcClient(gateway)
-    agent = Client(janus)
-    port = agent.request(agent_create())["stream"]["video_port"]
-    source = start_source(sources, port)
-    viewer = WebViewer(janus)
-    viewers.append(viewer)
-    await viewer.open("48213077", "4321")
+    agent, source = stream_from_agent(janus, sources)
+    port = source.addr[1]
+    viewer = await open_viewer(janus, viewers)
     await viewer.wait_frames(5)
     # Garbage from the latched source, and an intruder's well-formed RTP (a "frame" of its own).
     intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -297,12 +303,8 @@ async def test_nat_offer_carries_public_ip_and_the_lan_viewer_still_plays(viewer
     gateway = Gateway([plugin])
     try:
         janus = InProcClient(gateway)
-        agent = Client(janus)
-        port = agent.request(agent_create())["stream"]["video_port"]
-        start_source(sources, port)
-        viewer = WebViewer(janus)
-        viewers.append(viewer)
-        await viewer.open("48213077", "4321")
+        agent, _ = stream_from_agent(janus, sources)
+        viewer = await open_viewer(janus, viewers)
         found = candidates(viewer.offer["sdp"])
         public = [p for h, p in found if h == "203.0.113.7"]
         private = [p for h, p in found if h != "203.0.113.7" and ":" not in h]
@@ -316,9 +318,7 @@ async def test_nat_offer_carries_public_ip_and_the_lan_viewer_still_plays(viewer
 async def test_many_viewers_and_a_vanished_one(server, viewers, sources):
     gateway, plugin = server
     janus = InProcClient(gateway)
-    agent = Client(janus)
-    port = agent.request(agent_create())["stream"]["video_port"]
-    start_source(sources, port)
+    agent, _ = stream_from_agent(janus, sources)
     group = [WebViewer(janus) for _ in range(4)]
     viewers.extend(group)
     for v in group:
@@ -361,9 +361,7 @@ async def test_ownership_list_and_destroy(server, viewers, sources):
     # A viewer of a destroyed mountpoint gets `stopped`, and the port is released.
     port = agent.request({"request": "info", "id": "48213077"})["info"]["video_port"]
     start_source(sources, port)
-    viewer = WebViewer(janus)
-    viewers.append(viewer)
-    await viewer.open("48213077", "4321")
+    viewer = await open_viewer(janus, viewers)
     await viewer.wait_frames(3)
     assert agent.request({"request": "destroy", "id": "48213077"}) == {"streaming": "destroyed", "id": "48213077"}
     stopped = await viewer.event(lambda d: d.get("result") == {"status": "stopped"})
@@ -377,12 +375,8 @@ async def test_ownership_list_and_destroy(server, viewers, sources):
 async def test_owner_session_gone_destroys_the_mountpoint(server, viewers, sources):
     gateway, plugin = server
     janus = InProcClient(gateway)
-    agent = Client(janus)
-    port = agent.request(agent_create())["stream"]["video_port"]
-    start_source(sources, port)
-    viewer = WebViewer(janus)
-    viewers.append(viewer)
-    await viewer.open("48213077", "4321")
+    agent, _ = stream_from_agent(janus, sources)
+    viewer = await open_viewer(janus, viewers)
     await viewer.wait_frames(3)
     assert janus.request("destroy", agent.session)["janus"] == "success"
     await viewer.event(lambda d: d.get("result") == {"status": "stopped"})
@@ -396,12 +390,8 @@ async def test_pause_start_and_stop(server, viewers, sources):
     seen: list[tuple[str, dict]] = []
     gateway.observers.append(lambda name, fields: seen.append((name, fields)))
     janus = InProcClient(gateway, remote="192.0.2.7")
-    agent = Client(janus)
-    port = agent.request(agent_create())["stream"]["video_port"]
-    start_source(sources, port)
-    viewer = WebViewer(janus)
-    viewers.append(viewer)
-    await viewer.open("48213077", "4321")
+    agent, _ = stream_from_agent(janus, sources)
+    viewer = await open_viewer(janus, viewers)
     await viewer.wait_frames(5)
     assert janus.message(viewer.session, viewer.handle, {"request": "pause"})["janus"] == "ack"
     assert await viewer.event(lambda d: d.get("result", {}).get("status") == "pausing")
@@ -441,12 +431,8 @@ async def test_bad_requests(server):
 async def test_packets_lost_towards_a_viewer_are_resent_on_its_nack(server, viewers, sources):
     gateway, plugin = server
     janus = InProcClient(gateway)
-    agent = Client(janus)
-    port = agent.request(agent_create())["stream"]["video_port"]
-    start_source(sources, port)
-    viewer = WebViewer(janus)
-    viewers.append(viewer)
-    await viewer.open("48213077", "4321")
+    agent, _ = stream_from_agent(janus, sources)
+    viewer = await open_viewer(janus, viewers)
     await viewer.wait_frames(3)
     # The link to this viewer loses every 10th packet once (the retransmission gets through).
     relayed = plugin.watches[viewer.handle].viewer

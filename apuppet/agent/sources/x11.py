@@ -31,6 +31,8 @@ NAMED_KEYSYMS = {
 GLOBAL_KEYS = {"back": ["Escape"], "home": ["Super_L"], "recents": ["Alt_L", "Tab"]}
 #: How often the CLIPBOARD selection is read.
 CLIPBOARD_POLL = 0.5
+#: How long a keycode lent to a keysym the keymap lacks stays mapped after its last press.
+GIVE_BACK_AFTER = 0.5
 #: Clipboard text beyond this is cut, like any command (see `commands.MAX_TEXT`).
 MAX_CLIPBOARD = 60_000
 #: A swipe is played as this many pointer moves per second, so that applications see a drag.
@@ -48,6 +50,9 @@ class X11Source(Source):
         self._last: bytes | None = None
         self._monitor: dict[str, int] = {}
         self._clipboard: asyncio.Task[None] | None = None
+        #: Keysyms typed through a borrowed spare keycode → that keycode, until `_give_back`.
+        self._borrowed: dict[int, int] = {}
+        self._give_back_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         if not self.display_name:
@@ -71,6 +76,10 @@ class X11Source(Source):
         self._clipboard = asyncio.get_running_loop().create_task(self._watch_clipboard(), name="x11-clipboard")
 
     async def stop(self) -> None:
+        if self._give_back_timer is not None:
+            self._give_back_timer.cancel()
+        if self._display is not None:
+            self._give_back()
         if self._clipboard is not None:
             self._clipboard.cancel()
             await asyncio.gather(self._clipboard, return_exceptions=True)
@@ -198,26 +207,43 @@ class X11Source(Source):
             log.warning("the X keymap has no key for U+%04X and no spare keycode; skipped", ord(char))
 
     def _press_remapped(self, keysym: int) -> bool:
-        """Type a keysym the keymap lacks by lending it an unused keycode for one press (what xdotool does)."""
+        """Type a keysym the keymap lacks by lending it an unused keycode (what xdotool does).
+
+        The loan outlives the key press by `GIVE_BACK_AFTER`: X clients look the keycode up when they *handle* the
+        event, some time later, and one that found the keycode already given back would read nothing."""
         from Xlib import X
 
         d = self._display
-        first = d.display.info.min_keycode
-        count = d.display.info.max_keycode - first + 1
-        mapping = d.get_keyboard_mapping(first, count)
-        spare = next((first + i for i, syms in enumerate(mapping) if not any(syms)), None)
-        if spare is None:
-            return False
-        width = len(mapping[0])
-        d.change_keyboard_mapping(spare, [(keysym,) * width])
-        d.sync()
-        try:
-            self._fake(X.KeyPress, spare)
-            self._fake(X.KeyRelease, spare)
-        finally:
-            d.change_keyboard_mapping(spare, [(0,) * width])
+        code = self._borrowed.get(keysym)
+        if code is None:
+            first = d.display.info.min_keycode
+            count = d.display.info.max_keycode - first + 1
+            mapping = d.get_keyboard_mapping(first, count)
+            lent = set(self._borrowed.values())
+            code = next((first + i for i, syms in enumerate(mapping) if not any(syms) and first + i not in lent), None)
+            if code is None:
+                return False
+            d.change_keyboard_mapping(code, [(keysym,) * len(mapping[0])])
             d.sync()
+            self._borrowed[keysym] = code
+        self._fake(X.KeyPress, code)
+        self._fake(X.KeyRelease, code)
+        if self._give_back_timer is not None:
+            self._give_back_timer.cancel()
+        self._give_back_timer = asyncio.get_running_loop().call_later(GIVE_BACK_AFTER, self._give_back)
         return True
+
+    def _give_back(self) -> None:
+        """Return the borrowed keycodes to the keymap as they were (unmapped)."""
+        self._give_back_timer = None
+        if not self._borrowed or self._display is None:
+            return
+        d = self._display
+        width = len(d.get_keyboard_mapping(d.display.info.min_keycode, 1)[0])
+        for code in self._borrowed.values():
+            d.change_keyboard_mapping(code, [(0,) * width])
+        d.sync()
+        self._borrowed.clear()
 
     @staticmethod
     def _named(name: str) -> int:

@@ -15,6 +15,8 @@
 #   APUPPET_VENV=DIR       virtualenv (default: ./.venv)      APUPPET_USER=NAME     service user (default: apuppet)
 #   APUPPET_PYTHON=PROG    Python (3.11+) making the venv     APUPPET_VENV_ARGS / APUPPET_PIP_ARGS: extra arguments
 #   APUPPET_START_WAIT=SECONDS  how long to wait for the server to answer (default: 30)
+#   APUPPET_DEPS_SITE=DIR  a site-packages that already holds the dependencies: a new venv uses it (a .pth file)
+#                          instead of downloading them; with APUPPET_PIP_ARGS=--no-deps (the tests reuse theirs)
 #   Tests of the systemd path without systemd: APUPPET_SYSTEMD=1, APUPPET_UNIT_DIR=DIR
 set -euo pipefail
 umask 022
@@ -47,7 +49,7 @@ use_apt() { [ -z "${APUPPET_SKIP_APT:-}" ]; }
 if [ "$(id -u)" -ne 0 ] && { use_apt || use_systemd; }; then
     command -v sudo >/dev/null 2>&1 || die "run me as root (apt and systemd need it)"
     say "asking sudo for root rights (apt, systemd)"
-    exec sudo --preserve-env=APUPPET_SKIP_APT,APUPPET_NO_SYSTEMD,APUPPET_VENV,APUPPET_USER,APUPPET_PYTHON,APUPPET_VENV_ARGS,APUPPET_PIP_ARGS,APUPPET_CONFIG,APUPPET_SYSTEMD,APUPPET_UNIT_DIR \
+    exec sudo --preserve-env=APUPPET_SKIP_APT,APUPPET_NO_SYSTEMD,APUPPET_VENV,APUPPET_USER,APUPPET_PYTHON,APUPPET_VENV_ARGS,APUPPET_PIP_ARGS,APUPPET_DEPS_SITE,APUPPET_CONFIG,APUPPET_SYSTEMD,APUPPET_UNIT_DIR \
         "$REPO/install.sh" "${ORIGINAL_ARGS[@]}"
 fi
 [ -f "$CONFIG" ] || die "$CONFIG does not exist (the repository ships a config.yaml to start from)"
@@ -105,6 +107,11 @@ if [ ! -x "$VENV/bin/python" ] || ! python_ok "$VENV/bin/python"; then
     say "creating the virtualenv $VENV"
     # shellcheck disable=SC2086
     "$PYTHON" -m venv ${APUPPET_VENV_ARGS:-} "$VENV"
+    if [ -n "${APUPPET_DEPS_SITE:-}" ]; then
+        [ -d "$APUPPET_DEPS_SITE" ] || die "APUPPET_DEPS_SITE: $APUPPET_DEPS_SITE is not a folder"
+        site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+        printf '%s\n' "$APUPPET_DEPS_SITE" >"$site/apuppet-deps-site.pth"
+    fi
 fi
 STAMP="$VENV/.apuppet-installed"
 want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1) $("$VENV/bin/python" -V 2>&1)"

@@ -23,7 +23,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "== installing apuppet and test dependencies"
 .venv/bin/pip install -q --upgrade pip >/dev/null
-.venv/bin/pip install -q -e '.[test]'
+# A recent setuptools in the test venv lets tests/ops/test_install.py build apuppet without downloading one.
+.venv/bin/pip install -q -e '.[test]' 'setuptools>=77'
 
 echo "== ruff"
 .venv/bin/ruff check apuppet tests bench

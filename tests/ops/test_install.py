@@ -1,5 +1,7 @@
-"""./install.sh as CI can run it: no apt (APUPPET_SKIP_APT), a temporary virtualenv that borrows the installed
-dependencies (--system-site-packages, --no-deps: no downloads) and a temporary config.yaml.
+"""./install.sh as CI can run it: no apt (APUPPET_SKIP_APT), a temporary config.yaml and a temporary virtualenv
+made from a bare Python (no dependencies in its site) that borrows the test run's installed dependencies through
+APUPPET_DEPS_SITE with `pip --no-deps`: no downloads, and nothing taken from the system Python, whatever that has
+installed (a fresh Debian 12 has none of them).
 
 systemd cannot run in this container, so its path runs against stand-ins for `systemctl`, `runuser` and
 `journalctl` that record their calls (the only substitutes here); everything else is the real script."""
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import importlib.metadata
 import os
 import shutil
 import signal
@@ -15,6 +18,7 @@ import socket
 import stat
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,17 +27,25 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = (REPO / "config.yaml").read_text()
+DEPS_SITE = sysconfig.get_path("purelib")  # where this test run's aiohttp, aiortc... are installed
 
 
-def install(cfg: Path, venv: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def pip_args() -> str:
+    """The build backend too comes from the test run's site when it is recent enough for pyproject.toml; otherwise
+    pip builds in isolation, getting setuptools the way it is configured to (test.sh installs a recent one)."""
+    major = int(importlib.metadata.version("setuptools").split(".")[0])
+    return "--no-deps --no-build-isolation" if major >= 77 else "--no-deps"
+
+
+def install(cfg: Path, venv: Path, python: str = sys.executable, **env: str) -> subprocess.CompletedProcess[str]:
     full = {
         **os.environ,
         "APUPPET_SKIP_APT": "1",
         "APUPPET_NO_SYSTEMD": "1",
         "APUPPET_VENV": str(venv),
-        "APUPPET_PYTHON": sys.executable,
-        "APUPPET_VENV_ARGS": "--system-site-packages",
-        "APUPPET_PIP_ARGS": "--no-deps",
+        "APUPPET_PYTHON": python,
+        "APUPPET_DEPS_SITE": DEPS_SITE,
+        "APUPPET_PIP_ARGS": pip_args(),
         **env,
     }
     return subprocess.run(
@@ -49,16 +61,37 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
     }
 
 
+def can_import(python: Path | str, module: str) -> bool:
+    return subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, timeout=60).returncode == 0
+
+
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Installed by install.sh from a Python whose site holds none of the dependencies, as on a fresh machine."""
     folder = tmp_path_factory.mktemp("venv")
+    bare = folder / "bare"
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    assert not can_import(bare / "bin" / "python", "aiohttp")
     cfg = folder / "config.yaml"
     cfg.write_text(SHIPPED)
-    out = install(cfg, folder / "venv")
+    out = install(cfg, folder / "venv", python=str(bare / "bin" / "python"))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "creating the virtualenv" in out.stdout
     assert (folder / "venv" / "bin" / "apuppet").exists()
     return folder / "venv"
+
+
+def test_venv_takes_nothing_from_the_system_python(venv: Path) -> None:
+    """The guard against a test venv that only works where the system Python happens to have the dependencies:
+    each of them resolves to the site given by APUPPET_DEPS_SITE, apuppet to this checkout."""
+    assert "include-system-site-packages = false" in (venv / "pyvenv.cfg").read_text()
+    modules = ["aiohttp", "aiortc", "av", "yaml", "apuppet"]
+    probe = f"import {', '.join(modules)}; print({', '.join(m + '.__file__' for m in modules)})"
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    *deps, own = out.stdout.split()
+    assert all(Path(d).is_relative_to(DEPS_SITE) for d in deps), deps
+    assert Path(own).is_relative_to(REPO)
 
 
 def test_fallback_path_is_idempotent(tmp_path: Path, venv: Path) -> None:

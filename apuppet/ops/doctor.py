@@ -75,6 +75,8 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     #: config.yaml lines to set, in order (key -> YAML value).
     advice: dict[str, str] = field(default_factory=dict)
+    #: How to find a value the doctor could not find itself (the advice then holds a <placeholder>).
+    how_to_find: list[str] = field(default_factory=list)
     firewall: list[str] = field(default_factory=list)
 
     @property
@@ -204,9 +206,12 @@ def diagnose(config: Config, facts: Facts) -> Report:
         else:
             report.add(
                 WARN,
-                "only private addresses on the interfaces: the host is behind a NAT unless it serves a LAN only; "
-                "set hostname (or stun_server) and run the doctor again to get the public address",
+                "only private addresses on the interfaces: the host is behind a NAT unless it serves a LAN only, "
+                "and the address the Internet sees could not be found from here",
             )
+            # The user still needs the two lines; only the value is missing, so say where it comes from.
+            report.advice.update({"nat": "true", "public_ip": f'"{PUBLIC_IP_PLACEHOLDER}"'})
+            report.how_to_find = _how_to_find_public_ip(config, facts)
     elif (_ip(public) or public) in local:
         report.add(OK, f"{public} ({source}) is on interface {by_address[_ip(public) or public]}: not behind a NAT")
         if config.nat:
@@ -240,6 +245,25 @@ def diagnose(config: Config, facts: Facts) -> Report:
                 f"{config.web_http_port}; set web_http_port: 80 (and web_https_port: 443)",
             )
     return report
+
+
+PUBLIC_IP_PLACEHOLDER = "<address the Internet sees>"
+
+
+def _how_to_find_public_ip(config: Config, facts: Facts) -> list[str]:
+    ways = []
+    if facts.stun_server:
+        ways.append(
+            f"{facts.stun_server} did not answer ({facts.stun_error or 'not checked'}): check that it is reachable"
+        )
+    ways.append("ask a public STUN server: apuppet doctor --config {config} --stun stun:stun.l.google.com:19302")
+    if not config.hostname:
+        ways.append("or set hostname: to the DNS name phones and browsers use, and run the doctor again")
+    ways += [
+        "or read the instance's public IP in the cloud console (AWS: Elastic IP; Oracle: reserved public IP)",
+        "or run `curl -4 https://ifconfig.me` on this host",
+    ]
+    return ways
 
 
 def _port_finding(report: Report, config: Config, check: PortCheck) -> None:
@@ -278,7 +302,16 @@ def render(report: Report, config_path: str) -> str:
     marks = {OK: "ok  ", WARN: "warn", FAIL: "FAIL", SKIP: "skip"}
     lines = [f"apuppet doctor ({config_path})", ""]
     lines += [f"  {marks[f.level]}  {f.text}" for f in report.findings]
-    if report.advice:
+    if report.advice and report.how_to_find:
+        lines += [
+            "",
+            f"If the Internet reaches this host, put these lines in {config_path}, then run ./install.sh:",
+            "",
+        ]
+        lines += [f"  {key}: {value}" for key, value in report.advice.items()]
+        lines += ["", f"The doctor could not find the {PUBLIC_IP_PLACEHOLDER}; to find it:"]
+        lines += [f"  - {way.replace('{config}', config_path)}" for way in report.how_to_find]
+    elif report.advice:
         lines += ["", f"Put these lines in {config_path}, then run ./install.sh:", ""]
         lines += [f"  {key}: {value}" for key, value in report.advice.items()]
     lines += ["", "Inbound openings for the firewall and the cloud security group (not checked from here):"]

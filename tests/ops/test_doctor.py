@@ -101,6 +101,39 @@ def test_offline_says_what_it_could_not_check() -> None:
     assert "2 check(s) could not be made" in out
 
 
+def test_private_host_without_public_address_still_names_the_lines() -> None:
+    report = doctor.diagnose(validate({}), Facts(interfaces=PRIVATE))
+    assert report.fits  # a LAN-only server is fine; the lines are for a host the Internet reaches
+    assert report.advice == {"nat": "true", "public_ip": '"<address the Internet sees>"'}
+    out = doctor.render(report, "/etc/apuppet.yaml")
+    assert 'put these lines in /etc/apuppet.yaml, then run ./install.sh:\n\n  nat: true\n  public_ip: "<address' in out
+    assert "apuppet doctor --config /etc/apuppet.yaml --stun stun:" in out
+    assert "set hostname:" in out and "cloud console" in out
+    # With a hostname set, the doctor does not tell to set it.
+    with_name = doctor.diagnose(config(), Facts(resolve_error="unknown", interfaces=PRIVATE))
+    assert not any("set hostname" in way for way in with_name.how_to_find)
+
+
+def test_private_host_finds_its_public_address_through_stun() -> None:
+    """Real STUN on loopback, made-up private interfaces: the address the responder reports is the one to add."""
+    with StunResponder(mapped="198.51.100.23") as responder:
+        facts = doctor.gather(validate({"stun_server": responder.url}), interfaces=lambda: PRIVATE, check_ports=False)
+    report = doctor.diagnose(validate({}), facts)
+    out = doctor.render(report, "config.yaml")
+    assert '  nat: true\n  public_ip: "198.51.100.23"' in out
+    assert "could not find" not in out and report.how_to_find == []
+
+
+def test_private_host_with_silent_stun_says_how_to_find_the_address() -> None:
+    with StunResponder(silent=True) as responder:
+        cfg = validate({"stun_server": responder.url})
+        facts = doctor.gather(cfg, interfaces=lambda: PRIVATE, check_ports=False)
+    assert responder.requests >= 1
+    out = doctor.render(doctor.diagnose(cfg, facts), "config.yaml")
+    assert '  nat: true\n  public_ip: "<address the Internet sees>"' in out
+    assert f"{responder.url} did not answer" in out
+
+
 def test_etc_hosts_loopback_is_not_trusted() -> None:
     report = doctor.diagnose(config(), Facts(resolved=["127.0.1.1"], interfaces=PRIVATE))
     assert "on this host (an /etc/hosts entry?)" in text(report)

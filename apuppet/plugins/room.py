@@ -159,11 +159,13 @@ class Rooms:
         its joins of rooms that do not exist count as guesses, so room ids cannot be enumerated quickly."""
         if not isinstance(message, dict):
             return Outcome(error(TextRoomError.INVALID_JSON, "JSON error: not an object"))
-        transaction = message.get("transaction")
-        if verb_key == "textroom" and not isinstance(transaction, str):
+        given = message.get("transaction")
+        # Only a string is echoed back: anything else (a deeply nested list…) would have to be serialized again.
+        transaction = given if isinstance(given, str) else None
+        if verb_key == "textroom" and transaction is None:
             # Janus requires a string transaction on the data channel; a reply without one can't be matched.
-            code = TextRoomError.MISSING_ELEMENT if transaction is None else TextRoomError.INVALID_ELEMENT
-            return Outcome(error(code, "Missing or invalid element (transaction)", transaction))
+            code = TextRoomError.MISSING_ELEMENT if given is None else TextRoomError.INVALID_ELEMENT
+            return Outcome(error(code, "Missing or invalid element (transaction)"))
         verb = message.get(verb_key)
         try:
             if not isinstance(verb, str):

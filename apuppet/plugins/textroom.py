@@ -21,6 +21,7 @@ from ..api.plugin import JSON, Plugin, PluginResult
 from ..api.session import Handle
 from ..config import Config
 from ..media.peer import create_peer_connection, local_description
+from .contain import contained, report_failure
 from .room import Outcome, Peer, Rooms, TextRoomError, error
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,8 @@ class Link:
             # A channel closed before it was announced leaves no trace but the SCTP transport, which is what
             # puts the data m-line in the offer; the real server channel is opened on demand.
             pc.createDataChannel(SERVER_LABEL).close()
-            pc.on("datachannel", lambda channel: self._listen(pc, channel))
-            pc.on("connectionstatechange", self._state_changed)
+            pc.on("datachannel", contained(lambda channel: self._listen(pc, channel), "textroom datachannel"))
+            pc.on("connectionstatechange", contained(self._state_changed, "textroom connection state"))
             gathering = self.gathering = asyncio.get_running_loop().create_task(self._gather(pc))
             gathering.add_done_callback(_retrieve)
             await asyncio.shield(gathering)
@@ -167,9 +168,20 @@ class Link:
     # -- data in ---------------------------------------------------------------------------------------------
     def _listen(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
         # Bound to its PeerConnection: a message still in flight from a hung-up one must not rejoin a room.
-        channel.on("message", lambda data: self.receive(data) if self.pc is pc else None)
+        channel.on(
+            "message",
+            contained(
+                lambda data: self.receive(data) if self.pc is pc else None,
+                "textroom data channel message",
+                on_error=lambda _exc: self.send(error(TextRoomError.UNKNOWN_ERROR, "Internal error")),
+            ),
+        )
 
     def receive(self, data: str | bytes) -> None:
+        if not isinstance(data, str | bytes):
+            self.plugin.invalid += 1
+            self.send(error(TextRoomError.INVALID_JSON, "JSON error: not text"))
+            return
         if len(data) > MAX_REQUEST_BYTES:
             self.plugin.invalid += 1
             self.send(error(TextRoomError.INVALID_ELEMENT, f"Request larger than {MAX_REQUEST_BYTES} bytes"))
@@ -180,7 +192,18 @@ class Link:
             self.plugin.invalid += 1
             self.send(error(TextRoomError.INVALID_JSON, f"JSON error: {exc}"))
             return
-        self.plugin.dispatch(self.handle.session.remote, self.handle, message)
+        except RecursionError:
+            self.plugin.invalid += 1
+            self.send(error(TextRoomError.INVALID_JSON, "JSON error: nested too deeply"))
+            return
+        try:
+            self.plugin.dispatch(self.handle.session.remote, self.handle, message)
+        except Exception as exc:
+            # A bug of ours, not the client's: the request still gets its answer, the channel stays.
+            report_failure("textroom request", exc)
+            given = message.get("transaction") if isinstance(message, dict) else None
+            transaction = given if isinstance(given, str) else None
+            self.send(error(TextRoomError.UNKNOWN_ERROR, "Internal error", transaction))
 
     # -- data out --------------------------------------------------------------------------------------------
     def send(self, message: JSON) -> None:
@@ -192,7 +215,7 @@ class Link:
         if channel is None or channel.readyState in ("closing", "closed"):
             # Opened on first use, and again if the client closed it, as Janus' SCTP stack does.
             channel = self.channel = pc.createDataChannel(SERVER_LABEL)
-            channel.on("open", self._flush)
+            channel.on("open", contained(self._flush, "textroom channel open"))
             # janus.js adopts a server channel with its default label for sending: listen on it too.
             self._listen(pc, channel)
         if channel.readyState != "open":

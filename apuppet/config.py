@@ -79,6 +79,13 @@ class Config(BaseModel):
     use_ipv6: bool = True
     max_request_bytes: int = Field(1 << 20, ge=1024)
     log_level: str = "info"
+    # -- media abuse limits (docs/deployment.md) ------------------------------------------------------------
+    #: Seconds a mountpoint waits for RTP from its creator's IP address before another source may latch it.
+    rtp_latch_grace: float = Field(10.0, ge=0)
+    #: WebRTC peer connections (each holds UDP ports of `rtp_port_range`) per Janus session and per client
+    #: address; 0 means no limit.
+    max_peers_per_session: int = Field(4, ge=0)
+    max_peers_per_address: int = Field(16, ge=0)
 
     @field_validator("password_chars", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from .ice import bind_udp
+from .latch import DEFAULT_GRACE
 from .relay import RelayViewer, StreamRelay
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,19 @@ class RtpIngest:
     """One mountpoint's UDP socket (inside `rtp_port_range` unless a port was asked for) and its relay.
 
     With `dual_stack`, a socket for all IPv4 addresses ("0.0.0.0") listens on "::" instead, so that an agent
-    whose server name resolves to an IPv6 address reaches it too.
+    whose server name resolves to an IPv6 address reaches it too. `creator` (the IP address that created the
+    mountpoint through the API) and `grace` decide which source is latched (`latch.SourceLatch`).
     """
 
-    def __init__(self, host: str, port_range: tuple[int, int], port: int = 0, dual_stack: bool = False) -> None:
+    def __init__(
+        self,
+        host: str,
+        port_range: tuple[int, int],
+        port: int = 0,
+        dual_stack: bool = False,
+        creator: str | None = None,
+        grace: float = DEFAULT_GRACE,
+    ) -> None:
         ports = (port, port) if port else port_range
         sock = None
         if dual_stack and host == "0.0.0.0" and socket.has_ipv6:
@@ -54,8 +64,10 @@ class RtpIngest:
         self.sock: socket.socket = sock or bind_udp(host, ports)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
         self.port: int = self.sock.getsockname()[1]
-        self.relay = StreamRelay()
+        self.relay = StreamRelay(creator, grace)
         self.relay.on_keyframe_needed = self._request_keyframe
+        #: When the latched source's last RTP packet was accepted (garbage and strangers do not count: a dead
+        #: device must not look live).
         self.last_packet_at: float | None = None
         self.dropped_out = 0
         self._outbox: deque[tuple[Sender, bytes]] = deque()
@@ -96,6 +108,9 @@ class RtpIngest:
     def _readable(self) -> None:
         feed = self.relay.feed
         recv = self.sock.recvfrom
+        now = time.monotonic()
+        accepted = False
+        latched = self.relay.source is not None
         for _ in range(READ_BATCH):
             try:
                 data, addr = recv(2048)
@@ -104,8 +119,17 @@ class RtpIngest:
             except OSError as exc:  # e.g. ICMP port unreachable reported on a later read
                 log.debug("ingest %s: %s", self.port, exc)
                 break
-            feed(data, addr)
-        self.last_packet_at = time.monotonic()
+            accepted = feed(data, addr, now) or accepted
+        if accepted:
+            self.last_packet_at = now
+        if not latched and self.relay.latch.fell_back:
+            log.warning(
+                "RTP on port %s: nothing from the creator's address %s for %.0f s; latched to %s instead",
+                self.port,
+                self.relay.latch.creator,
+                self.relay.latch.grace,
+                _endpoint(self.relay.latch.source),
+            )
         self._kick()
 
     def _kick(self) -> None:
@@ -147,3 +171,9 @@ class RtpIngest:
         self.sock.close()
         self._pump.cancel()
         self._outbox.clear()
+
+
+def _endpoint(addr: tuple[str, int] | tuple[str, int, int, int] | None) -> str:
+    if addr is None:
+        return "nothing"
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"

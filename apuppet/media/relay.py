@@ -9,7 +9,8 @@ timestamp and payload type rewritten per viewer, as Janus does. Beside the forwa
   the newest picture shows immediately;
 * the marker bit of a packet that holds only parameter sets (the agent's SPS/PPS STAP-A) is cleared, so that
   browsers see the keyframe as one frame (spec §4.3);
-* only the first source address that sends valid RTP is accepted (no injection from other hosts).
+* one source address is accepted (`latch.SourceLatch`: the creator's address first, never a stranger's
+  early packets; no injection from other hosts afterwards).
 
 The I/O adapters (`apuppet.media.ingest`, `apuppet.media.viewer`) give datagrams to `StreamRelay.feed` and
 send what each `RelayViewer.sink` receives.
@@ -18,10 +19,12 @@ send what each `RelayViewer.sink` receives.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .h264 import NAL_FU_A, NAL_STAP_A, NON_VCL, AccessUnit, H264Assembler
+from .latch import DEFAULT_GRACE, Address, SourceLatch, latchable
 from .rtp import RtpPacket, is_rtcp, pack_header, seq_diff, ts_diff
 
 #: Packets kept per viewer to answer NACKs (about 3 s of a 1.5 Mbit/s stream).
@@ -31,8 +34,6 @@ RESTART_JUMP = 3000
 #: Bound on the kept GOP; a longer one is dropped and new viewers wait for the next keyframe.
 MAX_GOP_PACKETS = 4096
 MAX_GOP_BYTES = 4 << 20
-
-Address = tuple[str, int] | tuple[str, int, int, int]
 
 
 def parameter_sets_only(payload: bytes) -> bool:
@@ -55,9 +56,9 @@ def parameter_sets_only(payload: bytes) -> bool:
 class RelayStats:
     packets_in: int = 0
     bytes_in: int = 0
-    #: Datagrams from other addresses than the latched source.
+    #: Datagrams from other addresses than the latched source (or, before the latch, than the creator's).
     foreign: int = 0
-    #: Datagrams that are not RTP (garbage, or RTCP).
+    #: Datagrams that are not RTP (garbage, or RTCP), or, before the latch, not RTP carrying H.264.
     malformed: int = 0
     packets_out: int = 0
     replays: int = 0
@@ -129,12 +130,12 @@ class RelayViewer:
 
 
 class StreamRelay:
-    """One mountpoint's ingest and fan-out."""
+    """One mountpoint's ingest and fan-out. `creator` and `grace` choose the source (`latch.SourceLatch`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, creator: str | None = None, grace: float = DEFAULT_GRACE) -> None:
         self.assembler = H264Assembler()
         self.stats = RelayStats()
-        self.source: Address | None = None
+        self.latch = SourceLatch(creator, grace)
         self.viewers: list[RelayViewer] = []
         #: Viewers that get the next keyframe (nothing usable kept yet, or the kept one was lost).
         self.waiting: list[RelayViewer] = []
@@ -146,6 +147,11 @@ class StreamRelay:
         self.on_keyframe_needed: Callable[[int], None] | None = None
         #: Called with each complete access unit (bench/relay.py's aiortc `av.Packet` route uses it).
         self.unit_listeners: list[Callable[[AccessUnit], None]] = []
+
+    @property
+    def source(self) -> Address | None:
+        """The latched source address (None until one is chosen)."""
+        return self.latch.source
 
     # -- viewers -------------------------------------------------------------------------------------------
     def add_viewer(self, viewer: RelayViewer) -> None:
@@ -174,25 +180,32 @@ class StreamRelay:
                 self.on_keyframe_needed(self.assembler.ssrc)
 
     # -- ingest --------------------------------------------------------------------------------------------
-    def feed(self, data: bytes, addr: Address) -> None:
-        """One datagram from the ingest socket."""
+    def feed(self, data: bytes, addr: Address, now: float | None = None) -> bool:
+        """One datagram from the ingest socket; True when it was accepted as the source's RTP (`now`, a
+        monotonic time, only matters before the latch)."""
         stats = self.stats
-        if self.source is not None and addr != self.source:
+        latch = self.latch
+        if latch.source is not None and addr != latch.source:
             stats.foreign += 1
-            return
+            return False
         if is_rtcp(data):
             stats.malformed += 1
-            return
+            return False
         try:
             packet = RtpPacket.parse(data)
         except ValueError:
             stats.malformed += 1
-            return
+            return False
         if not packet.payload:
             stats.malformed += 1
-            return
-        if self.source is None:
-            self.source = addr
+            return False
+        if latch.source is None:
+            if not latchable(packet):
+                stats.malformed += 1
+                return False
+            if not latch.offer(addr, time.monotonic() if now is None else now):
+                stats.foreign += 1
+                return False
         stats.packets_in += 1
         stats.bytes_in += len(data)
         if packet.marker and parameter_sets_only(packet.payload):
@@ -217,6 +230,7 @@ class StreamRelay:
                 listener(unit)
         if self.assembler.waiting_for_keyframe and self.gop_valid:
             self.gop_valid = False
+        return True
 
     def _restarted(self) -> None:
         """The source restarted (the agent's new sender: new SSRC, new numbering). Viewers continue their own

@@ -140,7 +140,15 @@ class StreamingPlugin(Plugin):
         opened: list[RtpIngest] = []
 
         def bind(port: int) -> int:
-            ingest = RtpIngest(self.config.bind, self.config.port_range, port, dual_stack=self.config.use_ipv6)
+            ingest = RtpIngest(
+                self.config.bind,
+                self.config.port_range,
+                port,
+                dual_stack=self.config.use_ipv6,
+                # The device's RTP is expected from the address that created the mountpoint (media/latch.py).
+                creator=handle.session.remote,
+                grace=self.config.rtp_latch_grace,
+            )
             opened.append(ingest)
             return ingest.port
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from aiortc import RTCIceCandidate
 
 from ..api.plugin import JSON, Plugin, PluginResult
 from ..api.session import Handle
 from ..config import Config
 from ..media.ingest import RtpIngest
 from ..media.viewer import Viewer, check_aiortc
+from .contain import contained, report_failure
 from .streaming_mountpoints import (
     Mountpoint,
     Mountpoints,
@@ -30,9 +33,12 @@ from .streaming_mountpoints import (
     error,
     mountpoint_key,
 )
+from .textroom import MAX_EARLY_CANDIDATES, parse_candidate
 
 log = logging.getLogger(__name__)
 
+#: A viewer that cannot say goodbye must not hold up the server's shutdown longer than this.
+CLOSE_TIMEOUT = 5.0
 SYNC_REQUESTS = {"create", "destroy", "list", "info", "edit"}
 ASYNC_REQUESTS = {"watch", "start", "pause", "stop"}
 
@@ -47,6 +53,8 @@ class Watch:
 
     key: str
     viewer: Viewer
+    #: Trickled candidates kept until the answer arrives (janus.js trickles as soon as it has answered).
+    early: list[RTCIceCandidate] = field(default_factory=list)
 
 
 class StreamingPlugin(Plugin):
@@ -64,6 +72,8 @@ class StreamingPlugin(Plugin):
         self.created: dict[int, set[str]] = {}
         self.watches: dict[int, Watch] = {}
         self.handles: dict[int, Handle] = {}
+        #: Viewers being closed; owned here because the handle (and its tasks) may already be gone.
+        self._closing: set[asyncio.Task[None]] = set()
 
     # -- plugin hooks ----------------------------------------------------------------------------------------
     def attach(self, handle: Handle) -> None:
@@ -92,18 +102,40 @@ class StreamingPlugin(Plugin):
             return PluginResult(error(StreamingError.MISSING_ELEMENT, "Missing mandatory element (request)"))
         return PluginResult(error(StreamingError.INVALID_REQUEST, f"Unknown request '{str(request)[:32]}'"))
 
+    def trickle(self, handle: Handle, candidates: list[JSON]) -> None:
+        """The web-admin's candidates (janus.js trickles them): without them a viewer whose checks cannot reach the
+        server never connects."""
+        watch = self.watches.get(handle.id)
+        parsed = [c for c in map(parse_candidate, candidates) if c is not None]
+        if watch is None or not parsed:
+            return
+        if watch.viewer.pc.remoteDescription is None:
+            room = MAX_EARLY_CANDIDATES - len(watch.early)
+            watch.early += parsed[: max(room, 0)]
+            return
+        handle.spawn(self._add_candidates(handle, watch, parsed), name=f"streaming-trickle-{handle.id}")
+
+    async def _add_candidates(self, handle: Handle, watch: Watch, candidates: list[RTCIceCandidate]) -> None:
+        for candidate in candidates:
+            if self.watches.get(handle.id) is not watch:
+                return
+            try:
+                await watch.viewer.pc.addIceCandidate(candidate)
+            except Exception as exc:  # a candidate for a transport already gone; the others may still help
+                log.debug("handle %s: remote candidate refused: %s", handle.id, type(exc).__name__)
+
     def hangup(self, handle: Handle) -> None:
         watch = self._unwatch(handle.id, "hangup")
         if watch is not None:
             # Not a handle task: a detach right after the hangup would cancel it and leak the peer connection.
-            _spawn_free(self._close_viewer(handle, watch, notify=False))
+            self._spawn_close(self._close_viewer(handle, watch, notify=False))
 
     def detach(self, handle: Handle) -> None:
         watch = self._unwatch(handle.id, "detached")
         self.handles.pop(handle.id, None)
         if watch is not None:
             watch.viewer.on_closed = None
-            _spawn_free(watch.viewer.close())
+            self._spawn_close(watch.viewer.close())
         for key in self.created.pop(handle.id, set()):
             mountpoint = self.mountpoints.mountpoints.get(key)
             if mountpoint is not None:
@@ -116,6 +148,9 @@ class StreamingPlugin(Plugin):
             self.detach(handle)
         for key in list(self.ingests):
             self.ingests.pop(key).close()
+        if self._closing:
+            # Bounded: a peer connection that cannot say goodbye must not hold up the server's shutdown.
+            await asyncio.wait(list(self._closing), timeout=CLOSE_TIMEOUT)
 
     def metrics(self) -> dict[str, float]:
         totals: dict[str, float] = {
@@ -140,15 +175,7 @@ class StreamingPlugin(Plugin):
         opened: list[RtpIngest] = []
 
         def bind(port: int) -> int:
-            ingest = RtpIngest(
-                self.config.bind,
-                self.config.port_range,
-                port,
-                dual_stack=self.config.use_ipv6,
-                # The device's RTP is expected from the address that created the mountpoint (media/latch.py).
-                creator=handle.session.remote,
-                grace=self.config.rtp_latch_grace,
-            )
+            ingest = RtpIngest(self.config.bind, self.config.port_range, port, dual_stack=self.config.use_ipv6)
             opened.append(ingest)
             return ingest.port
 
@@ -216,6 +243,11 @@ class StreamingPlugin(Plugin):
             await getattr(self, f"_{verb}")(handle, transaction, body, jsep)
         except RequestError as exc:
             handle.push_event(error(exc.code, exc.reason), transaction=transaction)
+        except Exception as exc:
+            # Not the client's fault, but the client waits for an event all the same (it got an `ack`).
+            report_failure(f"streaming {verb}", exc)
+            reason = f"Could not {verb}: internal error ({type(exc).__name__})"
+            handle.push_event(error(StreamingError.UNKNOWN_ERROR, reason), transaction=transaction)
         finally:
             self._drain_reports()
 
@@ -227,10 +259,18 @@ class StreamingPlugin(Plugin):
             await self._close_viewer(handle, previous, notify=False)
         viewer = Viewer(self.config, self.ingests[key])
         watch = Watch(key, viewer)
-        viewer.on_started = lambda: handle.push_event(status("started"))
-        viewer.on_closed = lambda: self._viewer_gone(handle, watch)
+        viewer.on_started = contained(lambda: handle.push_event(status("started")), "streaming viewer started")
+        viewer.on_closed = contained(lambda: self._viewer_gone(handle, watch), "streaming viewer closed")
         self.watches[handle.id] = watch
-        offer = await viewer.offer()
+        try:
+            offer = await viewer.offer()
+        except BaseException:
+            # Nothing of a failed watch stays: not the entry, not the peer connection (the caller sends the error).
+            if self.watches.get(handle.id) is watch:
+                self._unwatch(handle.id, "watch failed")
+            viewer.on_closed = None
+            self._spawn_close(viewer.close())
+            raise
         if self.watches.get(handle.id) is not watch:
             return  # stopped or replaced meanwhile
         self.emit("viewer_watching", mountpoint=key, handle=handle.id, remote=handle.session.remote)
@@ -248,6 +288,9 @@ class StreamingPlugin(Plugin):
                 await viewer.accept(jsep)
             except Exception as exc:
                 raise RequestError(StreamingError.INVALID_ELEMENT, f"Invalid SDP answer: {exc}") from None
+            early, watch.early = watch.early, []
+            if early:
+                handle.spawn(self._add_candidates(handle, watch, early), name=f"streaming-trickle-{handle.id}")
         else:
             viewer.resume()
         handle.push_event(status("starting"), transaction=transaction)
@@ -301,7 +344,7 @@ class StreamingPlugin(Plugin):
             if handle is not None:
                 handle.push_event(status("stopped"))
                 handle.push_hangup()
-            _spawn_free(watch.viewer.close())
+            self._spawn_close(watch.viewer.close())
         for created in self.created.values():
             created.discard(key)
         ingest = self.ingests.pop(key, None)
@@ -312,12 +355,14 @@ class StreamingPlugin(Plugin):
         for name, fields in self.mountpoints.take_reports():
             self.emit(name, **fields)
 
+    def _spawn_close(self, coro: Any) -> None:
+        """Run a viewer's close, which must outlive the handle that started it; `close` awaits it."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        task.add_done_callback(_retrieve)
 
-_background: set[Any] = set()
 
-
-def _spawn_free(coro: Any) -> None:
-    """Run a cleanup coroutine that must outlive the handle that started it."""
-    task = asyncio.get_running_loop().create_task(coro)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        report_failure("streaming viewer close", task.exception())  # type: ignore[arg-type]

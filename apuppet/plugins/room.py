@@ -174,12 +174,16 @@ class Rooms:
             if handler is None:
                 raise RequestError(TextRoomError.INVALID_REQUEST, f"Unsupported request {verb[:32]}")
             if not trusted:
-                self.access.check_viewer(verb.lower(), remote)
+                self.access.check_viewer(verb.lower())
             outcome = handler(self, peer, message, remote)
         except RequestError as exc:
+            refusal = exc
             if not trusted and exc.code == TextRoomError.NO_SUCH_ROOM:
-                self.access.viewer_missed(remote)
-            return Outcome(error(exc.code, exc.reason, transaction))
+                try:
+                    self.access.viewer_missed(remote)
+                except RequestError as blocked:
+                    refusal = blocked
+            return Outcome(error(refusal.code, refusal.reason, transaction))
         if outcome.reply is not None and transaction is not None:
             outcome.reply["transaction"] = transaction
         return outcome
@@ -210,7 +214,7 @@ class Rooms:
 
     # -- requests -----------------------------------------------------------------------------------------------
     def _list(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
-        admin = self.access.is_admin(msg)
+        admin = self.access.is_admin(msg, remote)
         listed = [
             {
                 "room": room.id,
@@ -346,7 +350,7 @@ class Rooms:
 
     def _listparticipants(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
         room = self._room(msg)
-        if room.protected() and not (room.owner == peer or room.member(peer) or self.access.is_admin(msg)):
+        if room.protected() and not (room.owner == peer or room.member(peer) or self.access.is_admin(msg, remote)):
             self.access.check_pin(room, room_key(room.id), msg, remote)
         participants = [p.describe() for p in room.participants.values()]
         return Outcome({"textroom": "success", "room": room.id, "participants": participants})

@@ -175,7 +175,15 @@ class StreamingPlugin(Plugin):
         opened: list[RtpIngest] = []
 
         def bind(port: int) -> int:
-            ingest = RtpIngest(self.config.bind, self.config.port_range, port, dual_stack=self.config.use_ipv6)
+            ingest = RtpIngest(
+                self.config.bind,
+                self.config.port_range,
+                port,
+                dual_stack=self.config.use_ipv6,
+                # The device's RTP is expected from the address that created the mountpoint (media/latch.py).
+                creator=handle.session.remote,
+                grace=self.config.rtp_latch_grace,
+            )
             opened.append(ingest)
             return ingest.port
 
@@ -198,7 +206,7 @@ class StreamingPlugin(Plugin):
         return {"streaming": "edited", "id": mountpoint.id, "permanent": False}
 
     def _list(self, handle: Handle, body: JSON) -> JSON:
-        listed = self.mountpoints.listing(handle.session.id, body, lambda m: self._age(m))
+        listed = self.mountpoints.listing(handle.session.id, body, lambda m: self._age(m), handle.session.remote)
         return {"streaming": "list", "list": listed}
 
     def _info(self, handle: Handle, body: JSON) -> JSON:
@@ -214,7 +222,7 @@ class StreamingPlugin(Plugin):
             "viewers": len(ingest.relay.viewers),
             **self._age(mountpoint),
         }
-        if self.mountpoints.privileged(mountpoint, handle.session.id, body):
+        if self.mountpoints.privileged(mountpoint, handle.session.id, body, handle.session.remote):
             relay = ingest.relay
             info.update(
                 video_port=mountpoint.video_port,

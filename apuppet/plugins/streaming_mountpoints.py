@@ -216,8 +216,8 @@ class Mountpoints:
         self._report("mountpoint_edited", id=mountpoint_key(mountpoint.id), remote=remote)
         return mountpoint
 
-    def listing(self, owner: Owner, msg: JSON, extra: Callable[[Mountpoint], JSON]) -> list[JSON]:
-        admin = self.access.is_admin(msg)
+    def listing(self, owner: Owner, msg: JSON, extra: Callable[[Mountpoint], JSON], remote: str = "") -> list[JSON]:
+        admin = self.access.is_admin(msg, remote)
         return [
             {"id": m.id, "type": "live", "description": m.description, "enabled": True, **extra(m)}
             for m in self.mountpoints.values()
@@ -227,23 +227,23 @@ class Mountpoints:
     def visible(self, owner: Owner, msg: JSON, remote: str) -> Mountpoint:
         """`info`: others see a protected mountpoint only with its pin (a wrong one counts as a guess)."""
         mountpoint = self.get(msg)
-        if self.access.privileged(mountpoint, owner, msg):
+        if self.access.privileged(mountpoint, owner, msg, remote):
             return mountpoint
         if mountpoint.is_private and not mountpoint.pin:
             raise RequestError(StreamingError.NO_SUCH_MOUNTPOINT, f"No such mountpoint/stream {mountpoint.id}")
         self.access.check_pin(mountpoint, mountpoint_key(mountpoint.id), msg, remote)
         return mountpoint
 
-    def privileged(self, mountpoint: Mountpoint, owner: Owner, msg: JSON) -> bool:
+    def privileged(self, mountpoint: Mountpoint, owner: Owner, msg: JSON, remote: str) -> bool:
         """Whether `info` may show the ingest details (port, payload type) to this requester."""
-        return self.access.privileged(mountpoint, owner, msg)
+        return self.access.privileged(mountpoint, owner, msg, remote)
 
     # -- watching ---------------------------------------------------------------------------------------------
     def watchable(self, msg: JSON, remote: str, trusted: bool = True) -> Mountpoint:
         """`watch`: the mountpoint and its pin. For a viewer session, watching one that does not exist counts as a
         wrong guess too, so that mountpoint ids cannot be enumerated quickly."""
         if not trusted:
-            self.access.check_viewer("watch", remote)
+            self.access.check_viewer("watch")
         try:
             mountpoint = self.get(msg)
         except RequestError:

@@ -86,6 +86,22 @@ class Config(BaseModel):
     #: address; 0 means no limit.
     max_peers_per_session: int = Field(4, ge=0)
     max_peers_per_address: int = Field(16, ge=0)
+    # -- API limits per client address (docs/deployment.md "Security model") --------------------------------
+    #: Sized for hundreds of phones behind one carrier-NAT address (one session, two handles, one poll each).
+    limit_sessions_per_address: int = Field(1000, ge=1)
+    #: Viewer sessions (no API secret) alive per address, and how fast an address may create them.
+    limit_viewer_sessions_per_address: int = Field(100, ge=1)
+    limit_viewer_sessions_per_second: float = Field(5.0, gt=0)
+    limit_viewer_session_burst: int = Field(50, ge=1)
+    limit_handles_per_session: int = Field(32, ge=1)
+    limit_polls_per_session: int = Field(4, ge=1)
+    limit_polls_per_address: int = Field(1000, ge=1)
+    limit_websockets_per_address: int = Field(500, ge=1)
+    limit_connections_per_address: int = Field(2000, ge=1)
+    #: Seconds a connection may sit idle between requests, and to send a request head or body.
+    http_idle_timeout: float = Field(30.0, gt=0)
+    http_header_timeout: float = Field(10.0, gt=0)
+    http_body_timeout: float = Field(30.0, gt=0)
 
     @field_validator("password_chars", mode="before")
     @classmethod

@@ -15,8 +15,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .api.gateway import Gateway
-from .api.http import RestTransport, remote_of
+from .api.connguard import ConnectionGuard, GuardedSite
+from .api.errors import ErrorCode
+from .api.gateway import Gateway, error_reply
+from .api.http import RestTransport, json_response, remote_of
+from .api.limits import Limits
 from .api.plugin import Plugin
 from .api.throttle import Throttle
 from .api.websocket import WebSocketTransport
@@ -66,6 +69,20 @@ class Listener:
     tls: bool
 
 
+def limits_of(config: Config) -> Limits:
+    return Limits(
+        sessions_per_address=config.limit_sessions_per_address,
+        viewer_sessions_per_address=config.limit_viewer_sessions_per_address,
+        viewer_session_rate=config.limit_viewer_sessions_per_second,
+        viewer_session_burst=config.limit_viewer_session_burst,
+        handles_per_session=config.limit_handles_per_session,
+        polls_per_session=config.limit_polls_per_session,
+        polls_per_address=config.limit_polls_per_address,
+        websockets_per_address=config.limit_websockets_per_address,
+        connections_per_address=config.limit_connections_per_address,
+    )
+
+
 def listeners(config: Config) -> list[Listener]:
     """The ports to open. aPuppet's legacy Janus ports answer too when enabled, so old settings keep working;
     the TLS ones only when a certificate is configured (Janus: `wss = api_wss and ssl_enabled`)."""
@@ -109,6 +126,7 @@ class Server:
             api_secret=config.api_secret,
             session_timeout=config.session_timeout,
             viewer_access=config.viewer_access,
+            limits=limits_of(config),
         )
         self.events = metrics.EventCounter()
         self.gateway.observers += [EventLog(), self.events]
@@ -117,7 +135,10 @@ class Server:
             self.audit = Audit(AuditStore(self.data_dir / "audit.sqlite3"))
             self.gateway.observers.append(self.audit)
         self.admin_throttle = Throttle()
-        self.rest = RestTransport(self.gateway)
+        self.rest = RestTransport(self.gateway, body_timeout=config.http_body_timeout)
+        self.guard = ConnectionGuard(
+            config.limit_connections_per_address, config.http_idle_timeout, config.http_header_timeout
+        )
         self.websocket = WebSocketTransport(self.gateway, max_message_bytes=config.max_request_bytes)
         self.housekeeping_interval = housekeeping_interval
         self.ssl_context: ssl.SSLContext | None = None
@@ -128,7 +149,10 @@ class Server:
 
     # -- application -------------------------------------------------------------------------------------------
     def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_request_bytes, middlewares=[self._https_redirect])
+        app = web.Application(
+            client_max_size=self.config.max_request_bytes,
+            middlewares=[self._backstop, self.guard.middleware, self._https_redirect],
+        )
         self.rest.add_routes(app, websocket_handler=self.websocket.handle)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/.well-known/acme-challenge/{token}", self._acme)
@@ -152,16 +176,22 @@ class Server:
         return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        """Prometheus scrape, only with the admin secret (``Authorization: Bearer …``)."""
+        """Prometheus scrape, only with the admin secret (``Authorization: Bearer …``).
+
+        The right secret always passes; only wrong ones are counted and, past a few, answered 429 without being
+        compared, so a misconfigured scraper sharing the address cannot lock the operator out."""
         remote = remote_of(request)
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        # Header bytes that are not UTF-8 arrive as surrogate escapes; they must compare unequal, not raise.
+        secret = self.config.admin_secret
+        if secret and hmac.compare_digest(given.encode("utf-8", "surrogateescape"), secret.encode()):
+            return web.Response(
+                text=metrics.render(self.gateway, self.events, self.guard), content_type="text/plain", charset="utf-8"
+            )
         if self.admin_throttle.blocked_for(remote) > 0:
             return web.Response(status=429, text="too many failed attempts\n")
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not self.config.admin_secret or not hmac.compare_digest(given.encode(), self.config.admin_secret.encode()):
-            self.admin_throttle.failure(remote)
-            return web.Response(status=401, text="admin secret required\n", headers={"WWW-Authenticate": "Bearer"})
-        self.admin_throttle.success(remote)
-        return web.Response(text=metrics.render(self.gateway, self.events), content_type="text/plain", charset="utf-8")
+        self.admin_throttle.failure(remote)
+        return web.Response(status=401, text="admin secret required\n", headers={"WWW-Authenticate": "Bearer"})
 
     async def _acme(self, request: web.Request) -> web.StreamResponse:
         """HTTP-01 challenges for certbot --webroot <data_dir>/acme."""
@@ -170,6 +200,24 @@ class Server:
         if not token.replace("-", "").replace("_", "").isalnum() or not path.is_file():
             return web.Response(status=404)
         return web.FileResponse(path)
+
+    @web.middleware
+    async def _backstop(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+        """Whatever a request makes fail unexpectedly is answered (a Janus error on the API, 400 elsewhere) and
+        logged as one short, rate-limited line: hostile input must neither get a 500 nor fill the disk with
+        tracebacks. Root causes are fixed where they are found; this catches the ones not found yet."""
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            # The route pattern, not the path: a path carries session ids, which are bearer tokens.
+            info = request.match_info
+            route = info.route.resource.canonical if info.route.resource is not None else "?"
+            self.gateway.log_unexpected(exc, f"{request.method} {route}", remote_of(request))
+            if request.path.startswith("/janus"):
+                return json_response(error_reply(ErrorCode.UNKNOWN, "Unexpected error handling the request"), 400)
+            return web.Response(status=400, text="bad request\n")
 
     @web.middleware
     async def _https_redirect(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
@@ -207,14 +255,23 @@ class Server:
 
     async def start(self) -> None:
         self.load_tls()
-        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        # No body decompression: Janus clients never compress, and undecodable gzip/deflate/br bodies made aiohttp
+        # log a traceback per request (decompression bombs aside). Idle keep-alive ends at http_idle_timeout.
+        self.runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            shutdown_timeout=1.0,
+            auto_decompress=False,
+            keepalive_timeout=self.config.http_idle_timeout,
+        )
         await self.runner.setup()
         try:
             for item in listeners(self.config):
-                site = web.TCPSite(
+                site = GuardedSite(
                     self.runner,
                     self.config.bind,
                     item.port,
+                    guard=self.guard,
                     ssl_context=self.ssl_context if item.tls else None,
                     reuse_address=True,
                 )
@@ -246,6 +303,7 @@ class Server:
             await asyncio.sleep(self.housekeeping_interval)
             try:
                 self.gateway.expire()
+                self.guard.sweep()
             except Exception:
                 log.exception("housekeeping failed")
 

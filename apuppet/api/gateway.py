@@ -17,6 +17,8 @@ from typing import Any
 
 from .. import __version__
 from .errors import ErrorCode, JanusError
+from .idtag import ID_FIELDS, tag
+from .limits import Limits, LogLimiter, Slots, TokenBucket
 from .plugin import JSON, Plugin, PluginResult
 from .session import Handle, Owner, Session
 from .throttle import Throttle
@@ -31,6 +33,12 @@ OPEN_VERBS = {"info", "ping"}
 
 #: Janus issues ids below 2^53 so that JavaScript numbers hold them exactly.
 MAX_ID = 2**53 - 1
+#: Nesting the JSON parser refuses before Python's recursion limit would (a RecursionError is not a reply).
+MAX_JSON_DEPTH = 64
+#: Sessions whose `timeout` event waits for the next long poll (the client was between two polls): how many,
+#: and for how long at least (the session timeout if longer).
+MAX_TIMED_OUT_KEPT = 1000
+TIMED_OUT_KEPT_FOR = 60.0
 
 
 def new_id(taken: Iterable[int] | dict[int, Any]) -> int:
@@ -41,14 +49,41 @@ def new_id(taken: Iterable[int] | dict[int, Any]) -> int:
 
 
 def parse_id(value: Any) -> int | None:
-    """Ids arrive as JSON numbers from janus.js and as strings from the aPuppet agent."""
+    """Ids arrive as JSON numbers from janus.js and as strings from the aPuppet agent. Only ASCII digits count:
+    `str.isdigit` also accepts '²', which `int()` then refuses."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_ID:
         return value
-    if isinstance(value, str) and value.isdigit() and len(value) < 20:
-        return int(value)
     return None
+
+
+def json_depth_exceeds(data: bytes | str, limit: int) -> bool:
+    """Whether brackets outside strings nest deeper than `limit`; cheap enough to run before parsing."""
+    text = data.decode("latin-1") if isinstance(data, bytes) else data
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 def error_reply(code: int, reason: str, transaction: Any = None, session_id: int | None = None) -> JSON:
@@ -73,6 +108,7 @@ class Gateway:
         clock: Callable[[], float] = time.monotonic,
         secret_throttle: Throttle | None = None,
         viewer_access: bool = True,
+        limits: Limits | None = None,
     ) -> None:
         self.plugins: dict[str, Plugin] = {p.name: p for p in plugins}
         self.api_secret = api_secret
@@ -80,7 +116,15 @@ class Gateway:
         self.session_timeout = session_timeout
         self.clock = clock
         self.sessions: dict[int, Session] = {}
-        self.throttle = secret_throttle or Throttle(clock=clock)
+        # `is None`, not `or`: an injected throttle with no entries yet is falsy (it has __len__).
+        self.throttle = Throttle(clock=clock) if secret_throttle is None else secret_throttle
+        self.limits = Limits() if limits is None else limits
+        self.sessions_by_address = Slots()
+        self.viewers_by_address = Slots()
+        self.viewer_rate = TokenBucket(self.limits.viewer_session_rate, self.limits.viewer_session_burst, clock)
+        #: Destroyed sessions whose `timeout` event has not reached a long poll yet.
+        self.timed_out: dict[int, Session] = {}
+        self._errors_logged = LogLimiter(lines=1, clock=clock)
         #: Callbacks for operators' logs and metrics: (event name, fields).
         self.observers: list[Callable[[str, JSON], None]] = []
         for plugin in self.plugins.values():
@@ -98,10 +142,12 @@ class Gateway:
         owner: Owner | None = None,
     ) -> JSON:
         """Parse raw bytes and dispatch; malformed JSON gets Janus' 454 and changes nothing."""
+        if json_depth_exceeds(data, MAX_JSON_DEPTH):
+            return error_reply(ErrorCode.INVALID_JSON, f"JSON error: nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             message = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return error_reply(ErrorCode.INVALID_JSON, f"JSON error: {exc}")
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            return error_reply(ErrorCode.INVALID_JSON, f"JSON error: {str(exc)[:200]}")
         return self.handle(message, session_id=session_id, handle_id=handle_id, remote=remote, owner=owner)
 
     def handle(
@@ -122,20 +168,42 @@ class Gateway:
         except JanusError as exc:
             sid = session_id if session_id is not None else parse_id(message.get("session_id"))
             return error_reply(exc.code, exc.reason, transaction, sid)
+        except Exception as exc:
+            # A request nobody foresaw must not take the transport down nor write a traceback per request.
+            self.log_unexpected(exc, "request", remote)
+            return error_reply(ErrorCode.UNKNOWN, "Unexpected error while handling the request", transaction)
+
+    def log_unexpected(self, exc: BaseException, what: str, remote: str) -> None:
+        """One short line per place and address, rate-limited: a client that triggers a bug again and again
+        must not fill the disk."""
+        frame = exc.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        where = f"{frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}" if frame else "?"
+        suppressed = self._errors_logged.allow((where, remote))
+        if suppressed is not None:
+            more = f" ({suppressed} more not logged)" if suppressed else ""
+            log.warning("%s from %s failed: %s at %s%s", what, remote, type(exc).__name__, where, more)
 
     def check_secret(self, secret: Any, remote: str = "") -> None:
-        """Constant-time API secret check, slowed down per address after repeated failures."""
+        """Constant-time API secret check; wrong secrets are counted and slowed down per address.
+
+        The right secret always passes, even from a throttled address: hundreds of phones share one carrier-NAT
+        address, and one misconfigured agent must not lock out all of them. Generated secrets are far too long
+        to guess, so the throttle only has to slow guessing down, which refusing wrong answers does."""
         if not self.api_secret:
             return
-        wait = self.throttle.blocked_for(("apisecret", remote))
-        if wait > 0:
-            raise JanusError(ErrorCode.UNAUTHORIZED, f"Too many failed attempts, retry in {wait:.0f} s")
-        if not isinstance(secret, str) or not hmac.compare_digest(
+        if isinstance(secret, str) and hmac.compare_digest(
             secret.encode("utf-8", "surrogatepass"), self.api_secret.encode()
         ):
-            self.throttle.failure(("apisecret", remote))
-            self._observe("unauthorized", {"remote": remote})
-            raise JanusError(ErrorCode.UNAUTHORIZED, "Unauthorized request (wrong or missing secret/token)")
+            return
+        key = ("apisecret", remote)
+        wait = self.throttle.blocked_for(key)
+        if wait > 0:
+            raise JanusError(ErrorCode.UNAUTHORIZED, f"Too many failed attempts, retry in {wait:.0f} s")
+        self.throttle.failure(key)
+        self._observe("unauthorized", {"remote": remote})
+        raise JanusError(ErrorCode.UNAUTHORIZED, "Unauthorized request (wrong or missing secret/token)")
 
     def authorize(self, secret: Any, remote: str, session: Session | None = None) -> bool:
         """Whether a request is trusted (it carries the API secret).
@@ -156,28 +224,60 @@ class Gateway:
         return True
 
     def poll_session(self, session_id: int | None, secret: Any, remote: str = "") -> Session:
-        """Check a long poll (GET /janus/S): the secret, the session; a poll keeps the session alive."""
+        """Check a long poll (GET /janus/S): the secret, the session; a poll keeps the session alive.
+
+        A session that timed out since the client's last poll is returned once more, destroyed, holding only
+        its `timeout` event, so that the client learns why (as in Janus) instead of a bare "no such session"."""
         if secret:
             self.check_secret(secret, remote)
-        session = self.sessions.get(session_id) if session_id is not None else None
+        session = self._find(session_id, remote, None)
+        if session is None and session_id is not None:
+            gone = self.timed_out.get(session_id)
+            if gone is not None and self._reachable(gone, remote, None):
+                del self.timed_out[session_id]
+                return gone
         if session is None:
             raise JanusError(ErrorCode.SESSION_NOT_FOUND, f"No such session {session_id}")
         self.authorize(secret, remote, session)
         session.touch(self.clock(), remote)
         return session
 
+    def _find(self, session_id: int | None, remote: str, owner: Owner | None) -> Session | None:
+        session = self.sessions.get(session_id) if session_id is not None else None
+        return session if session is not None and self._reachable(session, remote, owner) else None
+
+    @staticmethod
+    def _reachable(session: Session, remote: str, owner: Owner | None) -> bool:
+        """Whether a request may address the session at all.
+
+        Session ids are bearer tokens. A viewer session (no API secret behind it) is bound to where it was made:
+        its WebSocket if it has one, else its creator's address; from elsewhere it does not exist (458), so a
+        leaked id is no use. Trusted sessions stay reachable from anywhere: agents roam between networks."""
+        if session.trusted:
+            return True
+        if session.owner is not None:
+            return owner is session.owner
+        return owner is None and remote == session.creator
+
     def idle_for(self, session_id: int) -> float | None:
+        """Seconds since the session was last heard from; 0 while its WebSocket is open (a live connection is
+        not a vanished creator, however quiet)."""
         session = self.sessions.get(session_id)
-        return None if session is None else self.clock() - session.last_activity
+        if session is None:
+            return None
+        if session.owner is not None:
+            return 0.0
+        return self.clock() - session.last_activity
 
     def expire(self) -> list[int]:
         """Destroy sessions idle for longer than `session_timeout`; transports call this periodically."""
         now = self.clock()
         expired = [s for s in self.sessions.values() if now - s.last_activity > self.session_timeout]
         for session in expired:
-            log.info("session %s timed out", session.id)
-            session.push({"janus": "timeout", "session_id": session.id})
             self.destroy_session(session, reason="timeout")
+        cutoff = now - max(TIMED_OUT_KEPT_FOR, self.session_timeout)
+        for sid in [sid for sid, s in self.timed_out.items() if s.last_activity < cutoff]:
+            del self.timed_out[sid]
         return [s.id for s in expired]
 
     def destroy_session(self, session: Session, reason: str = "destroy") -> None:
@@ -188,7 +288,22 @@ class Gateway:
             self._detach(handle, notify=False)
         session.destroyed = True
         session.events.clear()
-        self.sessions.pop(session.id, None)
+        if self.sessions.pop(session.id, None) is not None:
+            self.sessions_by_address.release(session.creator)
+            if not session.trusted:
+                self.viewers_by_address.release(session.creator)
+        if reason == "timeout":
+            # Janus tells the client why its session went; a long-poll client gets it on its waiting (or next)
+            # poll, which finds the destroyed session here.
+            timeout = {"janus": "timeout", "session_id": session.id}
+            if session.sink is not None:
+                session.sink(timeout)
+            else:
+                session.events.append(timeout)
+                session.last_activity = self.clock()
+                if len(self.timed_out) >= MAX_TIMED_OUT_KEPT:
+                    del self.timed_out[next(iter(self.timed_out))]
+                self.timed_out[session.id] = session
         session.wake_listeners()
         self._observe("session_destroyed", {"session": session.id, "reason": reason, "remote": session.remote})
 
@@ -242,7 +357,7 @@ class Gateway:
         secret = msg.get("apisecret")
         if secret:
             self.check_secret(secret, remote)
-        session = self.sessions.get(session_id)
+        session = self._find(session_id, remote, owner)
         if session is None:
             raise JanusError(ErrorCode.SESSION_NOT_FOUND, f"No such session {session_id}")
         self.authorize(secret, remote, session)
@@ -279,6 +394,16 @@ class Gateway:
         return self._message(handle, msg, transaction, base)
 
     def _create(self, transaction: str, remote: str, owner: Owner | None, trusted: bool) -> JSON:
+        limits = self.limits
+        if not trusted:
+            if self.viewers_by_address.held(remote) >= limits.viewer_sessions_per_address:
+                self._refuse(remote, "viewer_sessions_per_address")
+            if not self.viewer_rate.take(remote):
+                self._refuse(remote, "viewer_session_rate")
+        if not self.sessions_by_address.acquire(remote, limits.sessions_per_address):
+            self._refuse(remote, "sessions_per_address")
+        if not trusted:
+            self.viewers_by_address.acquire(remote, limits.viewer_sessions_per_address)
         session = Session(new_id(self.sessions), self.clock(), remote, owner)
         session.trusted = trusted
         self.sessions[session.id] = session
@@ -292,6 +417,8 @@ class Gateway:
         plugin = self.plugins.get(name)
         if plugin is None:
             raise JanusError(ErrorCode.PLUGIN_NOT_FOUND, f"No such plugin '{name}'")
+        if len(session.handles) >= self.limits.handles_per_session:
+            self._refuse(session.remote, "handles_per_session")
         opaque = msg.get("opaque_id")
         handle = Handle(new_id(session.handles), session, plugin, opaque if isinstance(opaque, str) else None)
         session.handles[handle.id] = handle
@@ -309,7 +436,7 @@ class Gateway:
         try:
             handle.plugin.detach(handle)
         except Exception:
-            log.exception("plugin %s failed to detach handle %s", handle.plugin.name, handle.id)
+            log.exception("plugin %s failed to detach handle %s", handle.plugin.name, tag(handle.id))
         if notify:
             handle._push({"janus": "detached", "session_id": handle.session.id, "sender": handle.id})
         handle.detached = True
@@ -392,6 +519,18 @@ class Gateway:
             reply["transaction"] = transaction
         return reply
 
+    def note_limit(self, limit: str, remote: str) -> None:
+        """Report a request refused by a limit (transports call it for theirs); logged rate-limited."""
+        self._observe("limit_reached", {"limit": limit, "remote": remote})
+
+    def _refuse(self, remote: str, limit: str) -> None:
+        self.note_limit(limit, remote)
+        raise JanusError(ErrorCode.TOO_MANY_REQUESTS, f"Too many requests: over the limit {limit}")
+
     def _observe(self, event: str, fields: JSON) -> None:
+        """Pass an operator event on, ids replaced by tags: the event stream is logged, and an id is a bearer
+        token. Plugins' events come through here too."""
+        if ID_FIELDS.intersection(fields):
+            fields = {k: tag(v) if k in ID_FIELDS and isinstance(v, int | str) else v for k, v in fields.items()}
         for observer in self.observers:
             observer(event, fields)

@@ -17,6 +17,8 @@ from aiohttp import web
 
 from .errors import ErrorCode, JanusError
 from .gateway import Gateway, error_reply, parse_id
+from .limits import Slots
+from .session import Session
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,8 @@ CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
 #: Janus holds an idle long poll this long before answering with a keepalive.
 POLL_TIMEOUT = 30.0
 MAX_EVENTS_PER_POLL = 100
+#: A request body must arrive within this many seconds (a client dribbling bytes holds a connection otherwise).
+BODY_TIMEOUT = 30.0
 
 
 def remote_of(request: web.BaseRequest) -> str:
@@ -31,6 +35,9 @@ def remote_of(request: web.BaseRequest) -> str:
 
 
 def json_response(payload: Any, status: int = 200) -> web.Response:
+    if isinstance(payload, dict) and payload.get("janus") == "error" and status == 200:
+        if payload["error"]["code"] == ErrorCode.TOO_MANY_REQUESTS:
+            status = 429
     return web.Response(
         body=json.dumps(payload, separators=(",", ":")).encode(),
         status=status,
@@ -40,9 +47,14 @@ def json_response(payload: Any, status: int = 200) -> web.Response:
 
 
 class RestTransport:
-    def __init__(self, gateway: Gateway, poll_timeout: float = POLL_TIMEOUT) -> None:
+    def __init__(
+        self, gateway: Gateway, poll_timeout: float = POLL_TIMEOUT, body_timeout: float = BODY_TIMEOUT
+    ) -> None:
         self.gateway = gateway
         self.poll_timeout = poll_timeout
+        self.body_timeout = body_timeout
+        #: Long polls waiting now, per address and per session.
+        self.polls = Slots()
 
     def add_routes(self, app: web.Application, websocket_handler: Any = None) -> None:
         app.router.add_route("OPTIONS", "/janus{tail:.*}", self.preflight)
@@ -71,9 +83,14 @@ class RestTransport:
         if session_id == -1 or handle_id == -1:
             return json_response(error_reply(ErrorCode.INVALID_REQUEST_PATH, "Invalid path"), status=404)
         try:
-            data = await request.read()
+            async with asyncio.timeout(self.body_timeout):
+                data = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return json_response(error_reply(ErrorCode.TRANSPORT_SPECIFIC, "Request too large"), status=413)
+        except TimeoutError:
+            response = json_response(error_reply(ErrorCode.TRANSPORT_SPECIFIC, "Request body too slow"), status=408)
+            response.force_close()
+            return response
         reply = self.gateway.receive(data, session_id=session_id, handle_id=handle_id, remote=remote_of(request))
         return json_response(reply)
 
@@ -90,7 +107,24 @@ class RestTransport:
         if maxev_text is not None:
             maxev = parse_id(maxev_text) or 1
             maxev = min(maxev, MAX_EVENTS_PER_POLL)
+        remote = remote_of(request)
+        limits = self.gateway.limits
+        if not self.polls.acquire(("address", remote), limits.polls_per_address):
+            return self._too_many("polls_per_address", remote)
+        if not self.polls.acquire(("session", session.id), limits.polls_per_session):
+            self.polls.release(("address", remote))
+            return self._too_many("polls_per_session", remote)
+        try:
+            return await self._wait_events(request, session, maxev)
+        finally:
+            self.polls.release(("address", remote))
+            self.polls.release(("session", session.id))
 
+    def _too_many(self, limit: str, remote: str) -> web.Response:
+        self.gateway.note_limit(limit, remote)
+        return json_response(error_reply(ErrorCode.TOO_MANY_REQUESTS, f"Too many requests: over the limit {limit}"))
+
+    async def _wait_events(self, request: web.Request, session: Session, maxev: int | None) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.poll_timeout
         while True:
@@ -98,13 +132,14 @@ class RestTransport:
             if transport is None or transport.is_closing():
                 # The client vanished: leave its events queued for the next poll.
                 return web.Response(status=499)
+            # Events first: a session that timed out still hands over its `timeout` event.
+            if session.events:
+                events = session.pop_events(maxev or 1)
+                return json_response(events if maxev is not None else events[0])
             if session.destroyed:
                 return json_response(
                     error_reply(ErrorCode.SESSION_NOT_FOUND, f"No such session {session.id}"), status=404
                 )
-            if session.events:
-                events = session.pop_events(maxev or 1)
-                return json_response(events if maxev is not None else events[0])
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return json_response({"janus": "keepalive"})

@@ -12,6 +12,8 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .idtag import tag
+
 if TYPE_CHECKING:
     from .plugin import Plugin
 
@@ -36,6 +38,9 @@ class Session:
         self.last_activity = now
         #: Address of the client's latest request; plugins key their guess throttles on it.
         self.remote = remote
+        #: Address the session was created from: per-address limits count it there, and a viewer session
+        #: answers only there.
+        self.creator = remote
         #: The transport connection that created the session (a WebSocket), or None for HTTP.
         self.owner: Owner | None = None
         self.events: deque[JSON] = deque(maxlen=MAX_QUEUED_EVENTS)
@@ -148,7 +153,7 @@ class Handle:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("handle %s: background task %s failed", self.id, task.get_name(), exc_info=task.exception())
+            log.error("handle %s: background task %s failed", tag(self.id), task.get_name(), exc_info=task.exception())
 
     def cancel_tasks(self) -> None:
         for task in list(self.tasks):

@@ -15,7 +15,8 @@ from aiohttp import WSMsgType, web
 
 from .errors import ErrorCode
 from .gateway import Gateway, error_reply
-from .http import remote_of
+from .http import json_response, remote_of
+from .limits import Slots
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class WebSocketTransport:
         self.max_message_bytes = max_message_bytes
         self.heartbeat = heartbeat
         self.connections: set[Connection] = set()
+        self.per_address = Slots()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(
@@ -73,12 +75,26 @@ class WebSocketTransport:
                 error_reply(ErrorCode.TRANSPORT_SPECIFIC, "Use POST, or a WebSocket with subprotocol janus-protocol"),
                 status=405,
             )
+        remote = remote_of(request)
+        cap = self.gateway.limits.websockets_per_address
+        if not self.per_address.acquire(remote, cap):
+            self.gateway.note_limit("websockets_per_address", remote)
+            return json_response(
+                error_reply(ErrorCode.TOO_MANY_REQUESTS, "Too many requests: over the limit websockets_per_address")
+            )
+        try:
+            return await self._serve(request, ws, remote)
+        finally:
+            self.per_address.release(remote)
+
+    async def _serve(self, request: web.Request, ws: web.WebSocketResponse, remote: str) -> web.WebSocketResponse:
         await ws.prepare(request)
         conn = Connection(ws)
         self.connections.add(conn)
         writer = asyncio.get_running_loop().create_task(conn.writer())
-        remote = remote_of(request)
         try:
+            # Frames over `max_message_bytes` or text that is not UTF-8 end the connection (close codes 1009 and
+            # 1007, as RFC 6455 requires); anything else gets an error reply and the connection goes on.
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     self._on_text(conn, msg.data, remote)

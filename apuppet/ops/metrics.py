@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from ..api.connguard import ConnectionGuard
 from ..api.gateway import Gateway
 
 
@@ -24,7 +25,7 @@ def _name(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_]", "_", text)
 
 
-def render(gateway: Gateway, events: EventCounter) -> str:
+def render(gateway: Gateway, events: EventCounter, guard: ConnectionGuard | None = None) -> str:
     lines = [
         "# HELP apuppet_sessions Janus sessions alive.",
         "# TYPE apuppet_sessions gauge",
@@ -37,6 +38,17 @@ def render(gateway: Gateway, events: EventCounter) -> str:
     ]
     for event, count in sorted(events.counts.items()):
         lines.append(f'apuppet_events_total{{event="{_name(event)}"}} {count}')
+    if guard is not None:
+        lines += [
+            "# HELP apuppet_connections Open HTTP and WebSocket connections.",
+            "# TYPE apuppet_connections gauge",
+            f"apuppet_connections {len(guard.conns)}",
+            "# HELP apuppet_connections_closed_total Connections closed or refused by the limits, by reason.",
+            "# TYPE apuppet_connections_closed_total counter",
+            f'apuppet_connections_closed_total{{reason="idle"}} {guard.closed_idle}',
+            f'apuppet_connections_closed_total{{reason="slow_head"}} {guard.closed_slow}',
+            f'apuppet_connections_closed_total{{reason="over_limit"}} {guard.refused}',
+        ]
     for plugin in gateway.plugins.values():
         short = _name(plugin.name.rsplit(".", 1)[-1])
         for key, value in sorted(plugin.metrics().items()):

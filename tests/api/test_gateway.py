@@ -126,12 +126,24 @@ def test_secret_guessing_is_slowed_down(gw: Gateway, clock: Clock) -> None:
     gw.throttle = Throttle(free=3, base_delay=2.0, clock=clock)
     for _ in range(4):
         assert req(gw, "create", apisecret="bad", remote="6.6.6.6")["error"]["code"] == 403
-    # Blocked now, even with the right secret, but only for that address.
-    blocked = req(gw, "create", remote="6.6.6.6")
+    # Wrong guesses from that address are refused without being checked now...
+    blocked = req(gw, "create", apisecret="guess", remote="6.6.6.6")
     assert blocked["error"]["code"] == 403 and "retry" in blocked["error"]["reason"]
-    assert req(gw, "create", remote="7.7.7.7")["janus"] == "success"
-    clock.now += 3
+    # ...but the right secret still passes (many phones share one carrier-NAT address).
     assert req(gw, "create", remote="6.6.6.6")["janus"] == "success"
+    assert req(gw, "create", remote="7.7.7.7")["janus"] == "success"
+    # The right one did not clear the count of wrong ones.
+    assert "retry" in req(gw, "create", apisecret="guess", remote="6.6.6.6")["error"]["reason"]
+    clock.now += 3
+    assert "retry" not in req(gw, "create", apisecret="guess", remote="6.6.6.6")["error"]["reason"]
+
+
+def test_injected_empty_throttle_is_kept(clock: Clock) -> None:
+    """An empty Throttle has len() 0; `secret_throttle or Throttle()` used to swap it for a default one."""
+    throttle = Throttle(free=1, clock=clock)
+    assert len(throttle) == 0
+    gw = Gateway([EchoPlugin()], api_secret=SECRET, clock=clock, secret_throttle=throttle)
+    assert gw.throttle is throttle
 
 
 def test_malformed_and_unknown(gw: Gateway) -> None:

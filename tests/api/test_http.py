@@ -196,6 +196,10 @@ async def test_session_expiry_over_http(http: aiohttp.ClientSession) -> None:
         )
         await asyncio.sleep(1.2)
         assert sid not in server.gateway.sessions and not plugin.attached
+        # The next poll learns why, as from Janus; the one after finds no session.
+        async with http.get(f"{base}/{sid}", params={"apisecret": SECRET}) as resp:
+            assert resp.status == 200
+            assert await resp.json() == {"janus": "timeout", "session_id": sid}
         async with http.get(f"{base}/{sid}", params={"apisecret": SECRET}) as resp:
             assert resp.status == 404
 

@@ -131,6 +131,7 @@ if ! settings=$("$APUPPET" config check --config "$CONFIG" --shell); then
     die "$CONFIG is not valid (see above); nothing was changed. Fix it and run ./install.sh again."
 fi
 eval "$settings"
+"$APUPPET" config secrets --config "$CONFIG" || die "could not write the secrets (see above)"
 
 final_message() {
     local udp=${UDP_RANGE/-/:} ufw_cmd="" port

@@ -241,12 +241,32 @@ def generate_secret(alphabet: str, length: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
+SECRET_LENGTHS = {"api_secret": API_SECRET_LENGTH, "admin_secret": ADMIN_SECRET_LENGTH}
+
+
+def read_secrets(config: Config, base: Path) -> tuple[Config, list[Path]]:
+    """Empty secrets filled from `credentials_dir` without writing anything (what `config check` may do), and the
+    files `ensure_secrets` would still have to generate."""
+    folder = resolve(base, config.credentials_dir)
+    updates: dict[str, str] = {}
+    missing: list[Path] = []
+    for key in SECRET_LENGTHS:
+        if getattr(config, key):
+            continue
+        file = folder / key
+        value = file.read_text(encoding="utf-8").strip() if file.exists() else ""
+        if value:
+            updates[key] = value
+        else:
+            missing.append(file)
+    return (config.model_copy(update=updates) if updates else config), missing
+
+
 def ensure_secrets(config: Config, base: Path) -> Config:
     """Fill empty secrets from `credentials_dir`, generating them (mode 0600) on first start."""
     folder = resolve(base, config.credentials_dir)
-    wanted = {"api_secret": API_SECRET_LENGTH, "admin_secret": ADMIN_SECRET_LENGTH}
     updates: dict[str, str] = {}
-    for key, length in wanted.items():
+    for key, length in SECRET_LENGTHS.items():
         if getattr(config, key):
             continue
         file = folder / key

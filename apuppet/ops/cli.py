@@ -1,4 +1,4 @@
-"""Operator commands: `apuppet doctor`, `apuppet config check|set`, `apuppet tls self-signed`.
+"""Operator commands: `apuppet doctor`, `apuppet config check|secrets|set`, `apuppet tls self-signed`.
 
 `./install.sh` drives the server through these commands, so that validation, secret generation and the summary it
 prints are the same Python code the server runs, not a second reading of config.yaml in shell.
@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from ..cli import add_config_option, load_config
-from ..config import Config, ConfigError, ensure_secrets, resolve, validate
+from ..config import Config, ConfigError, ensure_secrets, read_secrets, resolve, validate
 from . import doctor, tls
 
 
@@ -79,15 +79,24 @@ def _register_config(subparsers: Any) -> None:
 
     check = sub.add_parser(
         "check",
-        help="validate config.yaml, generate missing secrets, print the URLs and firewall openings",
-        description="Validate config.yaml (and the TLS certificate and key it names) without starting the server. "
-        "When it is valid, generate the missing secrets into credentials_dir and print a summary. "
-        "Exit status 2 and nothing written when it is not.",
+        help="validate config.yaml, print the URLs and firewall openings (changes nothing)",
+        description="Validate config.yaml (and the TLS certificate and key it names) without starting the server, "
+        "and print a summary. A check writes nothing: missing secrets are only named (`apuppet config secrets`, "
+        "./install.sh or the server's first start generate them). Exit status 2 when it is not valid.",
     )
     add_config_option(check)
     check.add_argument("--show-secret", action="store_true", help="print the API secret (to enter in the agents)")
     check.add_argument("--shell", action="store_true", help="print KEY=value lines for a shell (install.sh)")
     check.set_defaults(func=cmd_config_check)
+
+    secrets = sub.add_parser(
+        "secrets",
+        help="generate the missing secrets into credentials_dir (mode 0600)",
+        description="Generate api_secret and admin_secret when config.yaml leaves them empty and credentials_dir "
+        "holds none yet; existing ones are kept. Nothing is written when config.yaml is not valid.",
+    )
+    add_config_option(secrets)
+    secrets.set_defaults(func=cmd_config_secrets)
 
     setter = sub.add_parser(
         "set",
@@ -203,9 +212,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         return 2
     inline_secret = bool(config.api_secret)
     try:
-        config = ensure_secrets(config, base)
+        config, missing = read_secrets(config, base)
     except OSError as exc:
-        print(f"apuppet: cannot write the secrets into {config.credentials_dir}: {exc.strerror}", file=sys.stderr)
+        print(f"apuppet: cannot read the secrets in {config.credentials_dir}: {exc.strerror}", file=sys.stderr)
         return 2
     facts = summary(config, base, args.config, doctor.local_interfaces())
     for warning in warnings:
@@ -223,7 +232,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         f"  web-admin:          {facts['URL']}",
         f"  agents' Server URL: {facts['AGENT_URL']}",
     ]
-    if args.show_secret:
+    if not config.api_secret:
+        lines.append(f"  API secret:         not generated yet; would be written to {where}")
+    elif args.show_secret:
         lines.append(f"  API secret:         {config.api_secret}   (agents' 'Secret' setting; kept in {where})")
     else:
         lines.append(f"  API secret:         kept in {where} (--show-secret prints it)")
@@ -237,7 +248,30 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         lines.append(f"  NAT:                advertising {config.public_ip} in ICE candidates")
     lines += ["", "Open these inbound ports (firewall and cloud security group), nothing else:"]
     lines += [f"  {line}" for line in facts["FIREWALL"].splitlines()]
+    if missing:
+        lines += ["", "Nothing was written. To generate the missing secrets (mode 0600), run"]
+        lines += [f"  apuppet config secrets --config {args.config}", "which would create:"]
+        lines += [f"  {file}" for file in missing]
+        lines.append("(./install.sh and the server's first start do it too.)")
     print("\n".join(lines))
+    return 0
+
+
+def cmd_config_secrets(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config)
+    if loaded is None:
+        return 2
+    config, base = loaded
+    try:
+        _, missing = read_secrets(config, base)
+        ensure_secrets(config, base)
+    except OSError as exc:
+        print(f"apuppet: cannot write the secrets into {config.credentials_dir}: {exc.strerror}", file=sys.stderr)
+        return 2
+    for file in missing:
+        print(f"generated {file} (mode 0600)")
+    if not missing:
+        print("every secret is set already: nothing generated")
     return 0
 
 

@@ -20,20 +20,47 @@ def parse_shell(stdout: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in shlex.split(stdout))
 
 
-def test_check_generates_secrets_once_and_summarises(tmp_path: Path) -> None:
+def tree(folder: Path) -> dict[str, tuple[bytes, int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"", p.stat().st_mode, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def test_check_changes_nothing_and_says_what_secrets_would_do(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
         'web_http_port: 8080\nrtp_port_range: "20000-20099"\nhostname: srv.example.org\nis_certbot_enabled: false\n'
     )
+    before = tree(tmp_path)
+    for extra in ((), ("--show-secret",), ("--shell",), ("--shell", "--show-secret")):
+        out = run("config", "check", "--config", str(cfg), *extra)
+        assert out.returncode == 0, out.stderr
+        assert tree(tmp_path) == before, extra  # a check writes nothing, whatever its options
     out = run("config", "check", "--config", str(cfg))
-    assert out.returncode == 0, out.stderr
     assert "http://srv.example.org:8080/web-admin/" in out.stdout
     assert "UDP 20000-20099" in out.stdout and "TCP 8080" in out.stdout
     secret_file = tmp_path / "credentials" / "api_secret"
+    assert f"not generated yet; would be written to {secret_file}" in out.stdout
+    assert "Nothing was written" in out.stdout and f"apuppet config secrets --config {cfg}" in out.stdout
+    assert str(tmp_path / "credentials" / "admin_secret") in out.stdout
+
+
+def test_secrets_generated_once_then_check_reads_them(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text('web_http_port: 8080\nrtp_port_range: "20000-20099"\nis_certbot_enabled: false\n')
+    out = run("config", "secrets", "--config", str(cfg))
+    assert out.returncode == 0, out.stderr
+    secret_file = tmp_path / "credentials" / "api_secret"
     secret = secret_file.read_text().strip()
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
-    assert secret not in out.stdout
+    assert f"generated {secret_file} (mode 0600)" in out.stdout and secret not in out.stdout
+    before = tree(tmp_path)
+    out = run("config", "secrets", "--config", str(cfg))
+    assert "nothing generated" in out.stdout and tree(tmp_path) == before
 
+    out = run("config", "check", "--config", str(cfg))
+    assert secret not in out.stdout and "Nothing was written" not in out.stdout
     out = run("config", "check", "--config", str(cfg), "--shell", "--show-secret")
     values = parse_shell(out.stdout)
     assert values["API_SECRET"] == secret  # not regenerated
@@ -41,6 +68,15 @@ def test_check_generates_secrets_once_and_summarises(tmp_path: Path) -> None:
     assert values["ACME_DIR"] == str(tmp_path / "data" / "acme")
     assert values["UDP_RANGE"] == "20000-20099" and values["TLS"] == "0" and values["CERTBOT"] == "0"
     assert values["FIREWALL"].splitlines()[-1].startswith("UDP 20000-20099")
+    assert tree(tmp_path) == before
+
+
+def test_secrets_refuses_a_bad_config_without_writing(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("nat: true\n")
+    out = run("config", "secrets", "--config", str(cfg))
+    assert out.returncode == 2 and "nat: true needs public_ip" in out.stderr
+    assert not (tmp_path / "credentials").exists()
 
 
 def test_check_refuses_without_writing(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiortc import RTCIceCandidate
 
+from ..api.idtag import tag
 from ..api.plugin import JSON, Plugin, PluginResult
 from ..api.session import Handle
 from ..config import Config
@@ -122,7 +123,7 @@ class StreamingPlugin(Plugin):
             try:
                 await watch.viewer.pc.addIceCandidate(candidate)
             except Exception as exc:  # a candidate for a transport already gone; the others may still help
-                log.debug("handle %s: remote candidate refused: %s", handle.id, type(exc).__name__)
+                log.debug("handle %s: remote candidate refused: %s", tag(handle.id), type(exc).__name__)
 
     def hangup(self, handle: Handle) -> None:
         watch = self._unwatch(handle.id, "hangup")

@@ -17,6 +17,7 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
+from ..api.idtag import tag
 from ..api.plugin import JSON, Plugin, PluginResult
 from ..api.session import Handle
 from ..config import Config
@@ -85,7 +86,7 @@ class Link:
         try:
             pc = self.pc = create_peer_connection(self.plugin.config)
         except Exception as exc:
-            log.warning("handle %s: cannot create a PeerConnection: %s", self.handle.id, exc)
+            log.warning("handle %s: cannot create a PeerConnection: %s", tag(self.handle.id), exc)
             self._event_error(TextRoomError.UNKNOWN_ERROR, f"Could not set up the PeerConnection: {exc}", transaction)
             return
         try:
@@ -101,7 +102,7 @@ class Link:
             if self.pc is not pc:
                 return  # hung up meanwhile: the close made the offer fail, nobody waits for it
             # The agent waits for this event without a timeout: it must hear about the failure.
-            log.warning("handle %s: textroom offer failed: %s", self.handle.id, exc)
+            log.warning("handle %s: textroom offer failed: %s", tag(self.handle.id), exc)
             self.plugin.close_link(self)
             self._event_error(TextRoomError.UNKNOWN_ERROR, f"Could not set up the PeerConnection: {exc}", transaction)
             return
@@ -150,7 +151,7 @@ class Link:
             try:
                 await pc.addIceCandidate(candidate)
             except Exception as exc:  # a candidate for a transport already gone; the others may still help
-                log.debug("handle %s: remote candidate refused: %s", self.handle.id, exc)
+                log.debug("handle %s: remote candidate refused: %s", tag(self.handle.id), exc)
 
     def _event_error(self, code: int, reason: str, transaction: str) -> None:
         self.handle.push_event({"textroom": "event", "error_code": int(code), "error": reason}, transaction=transaction)
@@ -335,7 +336,7 @@ class TextRoomPlugin(Plugin):
         link = self.links.get(handle)
         if link is None or link.pc is None:
             return
-        log.debug("handle %s: textroom PeerConnection gone (%s)", handle.id, reason)
+        log.debug("handle %s: textroom PeerConnection gone (%s)", tag(handle.id), reason)
         self._deliver(self.rooms.drop_peer(handle))
         self.close_link(link)
         handle.push_hangup(reason)

@@ -3,16 +3,19 @@ ids, idle and slow connections. Each test is the outside reviewer's reproduction
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import logging
 import time
 import zlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+import apuppet
 from apuppet.api.idtag import tag
 from apuppet.server import Server
 
@@ -449,3 +452,27 @@ async def test_idle_and_slow_connections_are_closed(server: Server, http: aiohtt
     _, created = await post(http, server.url + "janus", {"janus": "create", "transaction": "t", "apisecret": SECRET})
     async with http.get(f"{server.url}janus/{created['data']['id']}", params={"apisecret": SECRET}) as resp:
         assert resp.status == 200 and (await resp.json()) == {"janus": "keepalive"}
+
+
+def test_no_log_call_passes_a_raw_id() -> None:
+    """Every log call in the server passes session and handle ids through `tag()`: a raw `x.id`,
+    `session_id` or `handle_id` argument to a logger is a bearer token in the log file."""
+    root = Path(apuppet.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        if "agent" in path.relative_to(root).parts:
+            continue  # the agent logs its own ids on the phone, not on the server
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr not in {"debug", "info", "warning", "error", "exception", "critical", "log"}:
+                continue
+            if not (isinstance(node.func.value, ast.Name) and node.func.value.id in {"log", "logger", "logging"}):
+                continue
+            for arg in node.args[1:]:
+                raw = (isinstance(arg, ast.Attribute) and arg.attr == "id") or (
+                    isinstance(arg, ast.Name) and arg.id in {"session_id", "handle_id", "sid", "hid"}
+                )
+                if raw:
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not offenders

@@ -102,3 +102,14 @@ def test_secrets_generated_once_with_mode_0600(tmp_path: Path) -> None:
 def test_shipped_config_is_valid() -> None:
     config, _ = load(REPO / "config.yaml")
     assert config.web_http_port == 8080 and config.port_range == (10000, 10500)
+
+
+def test_api_limits_reach_the_gateway_and_refuse_nonsense() -> None:
+    from apuppet.server import limits_of
+
+    limits = limits_of(validate({"limit_sessions_per_address": 7, "limit_viewer_sessions_per_second": 0.5}))
+    assert limits.sessions_per_address == 7 and limits.viewer_session_rate == 0.5
+    assert limits_of(validate({})).handles_per_session == validate({}).limit_handles_per_session == 32
+    for key in ("limit_sessions_per_address", "limit_websockets_per_address", "http_idle_timeout"):
+        with pytest.raises(ConfigError, match=f"^{key}: 0 is not valid"):
+            validate({key: 0})

@@ -36,6 +36,8 @@ MAX_ROOM_ID = 2**63 - 1
 MAX_ROOMS = 10_000
 MAX_ROOMS_PER_OWNER = 16
 MAX_PARTICIPANTS = 64
+#: Usernames that speak for the device: agents obey them and `apuppet sessions` names the device after them.
+DEVICE_PREFIX = "device:"
 #: What a viewer session (one created without the API secret) may ask: reaching a device with its password.
 VIEWER_REQUESTS = frozenset({"join", "message", "leave"})
 
@@ -270,6 +272,10 @@ class Rooms:
             raise RequestError(TextRoomError.MISSING_ELEMENT, "Missing mandatory element (username)")
         display = _text(msg, "display", MAX_NAME)
         self.access.check_pin(room, room_key(room.id), msg, remote)
+        if username.lower().startswith(DEVICE_PREFIX) and room.owner != peer:
+            # The pin lets a viewer in, not speak as the device (which obeys everybody but itself).
+            reason = f"Unauthorized (the '{DEVICE_PREFIX}' names are the room creator's)"
+            raise RequestError(TextRoomError.UNAUTHORIZED, reason)
         if room.member(peer) is not None:
             raise RequestError(TextRoomError.ALREADY_IN_ROOM, f"Already in room {room.id}")
         if username in room.participants:

@@ -111,16 +111,18 @@ def test_errors_use_janus_codes(rooms: Rooms) -> None:
     assert code(dc(rooms, ADMIN, textroom="join", room="NOPE", username="a")) == 417
     assert code(dc(rooms, OTHER, textroom="create", room="SESSION1")) == 418
     assert code(dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="0000", username="a")) == 419
-    assert code(dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", username="device:Pixel")) == 420
-    assert code(dc(rooms, AGENT, textroom="join", room="SESSION1", pin="4321", username="again")) == 421
-    assert code(dc(rooms, ADMIN, textroom="message", room="SESSION1", text="x")) == 422
+    assert code(dc(rooms, AGENT, textroom="join", room="SESSION1", pin="4321", username="device:Pixel")) == 421
+    dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", username="admin:S")
+    assert code(dc(rooms, OTHER, textroom="join", room="SESSION1", pin="4321", username="admin:S")) == 420
+    assert code(dc(rooms, OTHER, textroom="join", room="SESSION1", pin="4321", username="device:Pixel")) == 419
+    assert code(dc(rooms, OTHER, textroom="message", room="SESSION1", text="x")) == 422
     assert code(dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321")) == 413
     assert code(dc(rooms, ADMIN, textroom="join", room=["x"], username="a")) == 414
     assert code(dc(rooms, ADMIN, textroom="frobnicate")) == 415
     assert code(rooms.request(ADMIN, {"textroom": "list"})) == 413  # no transaction on the data channel
     assert code(rooms.request(ADMIN, ["not", "an", "object"])) == 412
     # Nothing of that changed the room.
-    assert list(rooms.rooms["SESSION1"].participants) == ["device:Pixel"]
+    assert list(rooms.rooms["SESSION1"].participants) == ["device:Pixel", "admin:S"]
 
 
 def test_text_size_is_limited(rooms: Rooms) -> None:
@@ -352,3 +354,6 @@ def test_a_gone_creators_room_is_reclaimed_with_its_pin(clock: FakeClock) -> Non
     # Whoever was in the old room hears it go.
     assert to(out, ADMIN) == [{"textroom": "destroyed", "room": "SESSION1"}]
     assert rooms.rooms["SESSION1"].owner == OTHER and not rooms.rooms["SESSION1"].participants
+    # The reclaiming agent is the creator now: it may join as the device.
+    joined = dc(rooms, OTHER, textroom="join", room="SESSION1", pin="4321", username="device:Pixel 7")
+    assert joined.reply is not None and joined.reply["textroom"] == "success"

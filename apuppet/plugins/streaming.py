@@ -67,7 +67,7 @@ class StreamingPlugin(Plugin):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         check_aiortc()
-        self.mountpoints = Mountpoints(config.admin_secret, owner_gone=self.owner_gone)
+        self.mountpoints = Mountpoints(config.admin_secret, owner_gone=self.owner_gone, port_range=config.port_range)
         self.ingests: dict[str, RtpIngest] = {}
         #: Handle id → keys of the mountpoints it created.
         self.created: dict[int, set[str]] = {}

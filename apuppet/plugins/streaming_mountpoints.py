@@ -108,8 +108,11 @@ class Mountpoints:
         address_throttle: Throttle | None = None,
         mountpoint_throttle: Throttle | None = None,
         owner_gone: Callable[[Any], bool] | None = None,
+        port_range: tuple[int, int] | None = None,
     ) -> None:
         self.mountpoints: dict[str, Mountpoint] = {}
+        #: Where a requested `videoport` must lie (the firewall's UDP range); None: anywhere.
+        self.port_range = port_range
         self.reports: list[tuple[str, JSON]] = []
         self.access = Access(
             "streaming",
@@ -151,6 +154,11 @@ class Mountpoints:
         if len(self.mountpoints) >= MAX_MOUNTPOINTS or len(self.owned_by(owner)) >= MAX_MOUNTPOINTS_PER_OWNER:
             raise RequestError(StreamingError.CANT_CREATE, "Too many mountpoints")
         videoport = _int(msg, "videoport", 0, 0, 65535)
+        if videoport and self.port_range is not None and not self.port_range[0] <= videoport <= self.port_range[1]:
+            low, high = self.port_range
+            raise RequestError(
+                StreamingError.INVALID_ELEMENT, f"Invalid element (videoport should be 0 or {low} to {high})"
+            )
         videopt = _int(msg, "videopt", DEFAULT_VIDEO_PT, 0, 127)
         rtpmap = _text(msg, "videortpmap", MAX_NAME) or DEFAULT_RTPMAP
         if not rtpmap.upper().startswith("H264/"):

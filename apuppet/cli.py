@@ -8,6 +8,7 @@ import importlib
 import logging
 import signal
 import sys
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,12 +18,42 @@ from .config import Config, ConfigError, ensure_secrets, load
 log = logging.getLogger("apuppet")
 
 
+#: Characters a terminal acts on instead of showing: C0/C1 controls and DEL (Cc), invisible format characters such
+#: as the bidirectional overrides (Cf), and the Unicode line and paragraph separators (Zl, Zp).
+_HIDDEN = {"Cc", "Cf", "Zl", "Zp"}
+
+
+def printable(text: object) -> str:
+    """`text` safe to print on an operator's terminal: usernames, display names, addresses and reasons come from
+    clients, and a raw ESC or newline in one would clear the screen, recolour it or forge a row. Such characters
+    (and the backslash, so that an escape cannot be faked either) are shown as Python-style escapes."""
+    out = []
+    for ch in str(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif unicodedata.category(ch) in _HIDDEN:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class PrintableFormatter(logging.Formatter):
+    """Escapes the message part of each log line (which may quote client input); tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def setup_logging(level: str = "info") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter(LOG_FORMAT))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     # aiortc/aioice are chatty at INFO about every ICE pair; keep operators' logs readable.
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -110,7 +141,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         return 0
     store = AuditStore(path)
     try:
-        print(format_records(store.records(args.limit)))
+        print(format_records(store.records(args.limit)))  # escapes the clients' text (printable)
     finally:
         store.close()
     return 0

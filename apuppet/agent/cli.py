@@ -99,9 +99,9 @@ def _video_settings(args: argparse.Namespace) -> VideoSettings:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aioice", "aiortc"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    from ..cli import setup_logging  # the server's: client text in log lines is escaped (printable)
+
+    setup_logging(level)
 
 
 def qr_text(data: str) -> str:

@@ -120,14 +120,23 @@ class Audit:
         self.store.close()
 
 
+def _fit(text: str, width: int) -> str:
+    """`text` in a column of `width`, cut with an ellipsis so that a cut name does not pass for a whole one."""
+    return f"{text:{width}}" if len(text) <= width else text[: width - 1] + "…"
+
+
 def format_records(records: list[Record]) -> str:
+    """The table of `apuppet sessions`. Every field but the times comes from clients (names, display names,
+    reasons), so each goes through `printable` before it is cut to its column."""
+    from ..cli import printable
+
     header = f"{'started (UTC)':19}  {'duration':>9}  {'room':12}  {'device':20}  {'viewer':24}  {'address':39}  ended"
     lines = [header]
     for r in records:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.started))
         duration = "ongoing" if r.duration is None else f"{r.duration:.0f} s"
-        lines.append(
-            f"{started:19}  {duration:>9}  {r.room[:12]:12}  {(r.device or '?')[:20]:20}  {r.viewer[:24]:24}  "
-            f"{(r.viewer_address or '?')[:39]:39}  {r.end_reason or ''}"
-        )
+        room, device, viewer = printable(r.room), printable(r.device or "?"), printable(r.viewer)
+        address, reason = printable(r.viewer_address or "?"), printable(r.end_reason or "")
+        columns = f"{_fit(room, 12)}  {_fit(device, 20)}  {_fit(viewer, 24)}  {_fit(address, 39)}"
+        lines.append(f"{started:19}  {duration:>9}  {columns}  {reason}")
     return "\n".join(lines)

@@ -299,9 +299,11 @@ def _port_finding(report: Report, config: Config, check: PortCheck) -> None:
 
 
 def render(report: Report, config_path: str) -> str:
+    from ..cli import printable  # findings quote DNS answers and a STUN server's error text
+
     marks = {OK: "ok  ", WARN: "warn", FAIL: "FAIL", SKIP: "skip"}
     lines = [f"apuppet doctor ({config_path})", ""]
-    lines += [f"  {marks[f.level]}  {f.text}" for f in report.findings]
+    lines += [f"  {marks[f.level]}  {printable(f.text)}" for f in report.findings]
     if report.advice and report.how_to_find:
         lines += [
             "",
@@ -310,7 +312,7 @@ def render(report: Report, config_path: str) -> str:
         ]
         lines += [f"  {key}: {value}" for key, value in report.advice.items()]
         lines += ["", f"The doctor could not find the {PUBLIC_IP_PLACEHOLDER}; to find it:"]
-        lines += [f"  - {way.replace('{config}', config_path)}" for way in report.how_to_find]
+        lines += [f"  - {printable(way.replace('{config}', config_path))}" for way in report.how_to_find]
     elif report.advice:
         lines += ["", f"Put these lines in {config_path}, then run ./install.sh:", ""]
         lines += [f"  {key}: {value}" for key, value in report.advice.items()]

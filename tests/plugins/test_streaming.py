@@ -494,6 +494,6 @@ async def test_a_viewer_session_may_only_watch_with_the_pin(config, viewers, sou
         for i in range(6):
             assert (await guesser.watch(f"guess-{i}", "0000"))["error_code"] == 455
         blocked = await guesser.watch("48213077", "4321")
-        assert blocked["error_code"] == 457 and "Too many failed attempts" in blocked["error"]
+        assert blocked["error_code"] == 457 and "Too many wrong pins" in blocked["error"]
     finally:
         await gateway.close()

@@ -27,10 +27,11 @@ async def test_a_videoport_outside_the_range_is_refused(server: Server, clients:
     agent = await connect(server, clients, "127.0.0.1", SECRET)
     low, high = server.config.port_range
     outside = [999, low - 1, high + 1, 65535]
+    free = [port for port in outside if bindable(port)]  # (a neighbour of the range may be another test's)
     for i, port in enumerate(outside):
         data = await agent.request({**mountpoint(f"mp{i}", WEAK_PIN), "videoport": port})
         assert data["error_code"] == 454 and f"videoport should be 0 or {low} to {high}" in data["error"], data
-    assert all(bindable(port) for port in outside[1:]), "a refused port was bound anyway"
+    assert free and all(bindable(port) for port in free), "a refused port was bound anyway"
     streaming = next(p for p in server.plugins if p.name == "janus.plugin.streaming")
     assert streaming.mountpoints.mountpoints == {} and streaming.ingests == {}
     # Inside the range (its edges included) the port asked for is the port bound.

@@ -89,6 +89,7 @@ def serve_apuppet(port: int, rtp_range: str, packet_route: bool) -> None:
         admin_secret="benchadmin",
         rtp_port_range=rtp_range,
         log_level="warning",
+        max_peers_per_address=0,  # up to 50 viewers, all from 127.0.0.1
     )
     server = Server(config)
     if os.environ.get("BENCH_PROFILE"):  # where the server's time goes: BENCH_PROFILE=/tmp/relay.prof

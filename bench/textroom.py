@@ -32,7 +32,8 @@ def summary(name: str, samples_ms: list[float]) -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
-    plugin = TextRoomPlugin(Config(rtp_port_range="20000-40000"))
+    # Every peer comes from 127.0.0.1: no per-address cap on peer connections here.
+    plugin = TextRoomPlugin(Config(rtp_port_range="20000-40000", max_peers_per_address=0))
     gateway = Gateway([plugin])
     peers: list[DataPeer] = []
     try:

@@ -90,12 +90,15 @@ class Viewer:
         ingest: RtpIngest,
         on_started: Callable[[], None] | None = None,
         on_closed: Callable[[], None] | None = None,
+        session: Any = None,
+        address: str = "",
     ) -> None:
         self.config = config
         self.ingest = ingest
         self.on_started = on_started
         self.on_closed = on_closed
-        self.pc = create_peer_connection(config)
+        # Counted against the watching client's caps (`peer.PeerBudget`); raises `TooManyPeerConnections`.
+        self.pc = create_peer_connection(config, session, address)
         self.track = IdleTrack()
         self.transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
         self.transceiver.setCodecPreferences([h264_capability()])

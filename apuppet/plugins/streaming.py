@@ -24,6 +24,7 @@ from ..api.plugin import JSON, Plugin, PluginResult
 from ..api.session import Handle
 from ..config import Config
 from ..media.ingest import RtpIngest
+from ..media.peer import TooManyPeerConnections
 from ..media.viewer import Viewer, check_aiortc
 from .contain import contained, report_failure
 from .streaming_mountpoints import (
@@ -266,7 +267,10 @@ class StreamingPlugin(Plugin):
         previous = self._unwatch(handle.id, "watching another")
         if previous is not None:
             await self._close_viewer(handle, previous, notify=False)
-        viewer = Viewer(self.config, self.ingests[key])
+        try:
+            viewer = Viewer(self.config, self.ingests[key], session=handle.session.id, address=handle.session.remote)
+        except TooManyPeerConnections as exc:
+            raise RequestError(StreamingError.UNKNOWN_ERROR, str(exc)) from None
         watch = Watch(key, viewer)
         viewer.on_started = contained(lambda: handle.push_event(status("started")), "streaming viewer started")
         viewer.on_closed = contained(lambda: self._viewer_gone(handle, watch), "streaming viewer closed")

@@ -21,7 +21,7 @@ from ..api.idtag import tag
 from ..api.plugin import JSON, Plugin, PluginResult
 from ..api.session import Handle
 from ..config import Config
-from ..media.peer import create_peer_connection, local_description
+from ..media.peer import TooManyPeerConnections, add_remote_candidate, create_peer_connection, local_description
 from .contain import contained, report_failure
 from .room import Outcome, Peer, Rooms, TextRoomError, error
 
@@ -84,7 +84,11 @@ class Link:
             self._event_error(TextRoomError.ALREADY_SETUP, "PeerConnection already set up", transaction)
             return
         try:
-            pc = self.pc = create_peer_connection(self.plugin.config)
+            session = self.handle.session
+            pc = self.pc = create_peer_connection(self.plugin.config, session.id, session.remote)
+        except TooManyPeerConnections as exc:  # the client's doing: told, not logged as a server problem
+            self._event_error(TextRoomError.UNKNOWN_ERROR, str(exc), transaction)
+            return
         except Exception as exc:
             log.warning("handle %s: cannot create a PeerConnection: %s", tag(self.handle.id), exc)
             self._event_error(TextRoomError.UNKNOWN_ERROR, f"Could not set up the PeerConnection: {exc}", transaction)
@@ -149,9 +153,12 @@ class Link:
             if self.pc is not pc:
                 return
             try:
-                await pc.addIceCandidate(candidate)
+                # Checked first: loopback, multicast or unspecified addresses, and too many (media/ice.py).
+                refused = await add_remote_candidate(pc, candidate)
             except Exception as exc:  # a candidate for a transport already gone; the others may still help
-                log.debug("handle %s: remote candidate refused: %s", tag(self.handle.id), exc)
+                refused = str(exc)
+            if refused is not None:
+                log.debug("handle %s: remote candidate refused: %s", tag(self.handle.id), refused)
 
     def _event_error(self, code: int, reason: str, transaction: str) -> None:
         self.handle.push_event({"textroom": "event", "error_code": int(code), "error": reason}, transaction=transaction)

@@ -2,6 +2,8 @@
 
 import asyncio
 import ipaddress
+import os
+import socket
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
@@ -116,3 +118,47 @@ async def test_client_that_sends_no_candidates_connects():
 
 async def test_client_without_candidates_connects_with_nat_configured():
     await connect_client_without_candidates(config(nat=True, public_ip="203.0.113.7"))
+
+
+async def test_a_specific_bind_address_is_the_only_host_candidate():
+    cfg = config(bind="127.0.0.1")
+    pc, jsep = await offer_from_server(cfg)
+    try:
+        found = candidates(jsep["sdp"])
+        assert found and {h for h, _, _ in found} == {"127.0.0.1"}, found
+        owned = _udp_sockets_in_range(cfg.port_range)
+        assert owned and {host for host, *_ in owned} == {"127.0.0.1"}, owned
+    finally:
+        await pc.close()
+
+
+async def test_the_nat_mapping_follows_a_specific_bind_address():
+    cfg = config(bind="127.0.0.1", nat=True, public_ip="203.0.113.7")
+    pc, jsep = await offer_from_server(cfg)
+    try:
+        found = candidates(jsep["sdp"])
+        assert {(h, typ) for h, _, typ in found} == {("127.0.0.1", "host"), ("203.0.113.7", "srflx")}, found
+    finally:
+        await pc.close()
+
+
+async def test_a_client_connects_to_a_server_bound_to_loopback():
+    await connect_client_without_candidates(config(bind="127.0.0.1"))
+
+
+def _udp_sockets_in_range(port_range: tuple[int, int]) -> list[tuple[str, int]]:
+    """Addresses of this process' UDP sockets bound inside `port_range` (the server's ICE sockets)."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=int(name))
+        except OSError:
+            continue
+        try:
+            if sock.type == socket.SOCK_DGRAM and port_range[0] <= sock.getsockname()[1] <= port_range[1]:
+                found.append(sock.getsockname()[:2])
+        except OSError:
+            pass
+        finally:
+            sock.detach()
+    return found

@@ -390,7 +390,8 @@ async def test_pause_start_and_stop(server, viewers, sources):
     seen: list[tuple[str, dict]] = []
     gateway.observers.append(lambda name, fields: seen.append((name, fields)))
     janus = InProcClient(gateway, remote="192.0.2.7")
-    agent, _ = stream_from_agent(janus, sources)
+    # The agent's API requests come from where its RTP does (the ingest waits for the creator's address).
+    agent, _ = stream_from_agent(InProcClient(gateway), sources)
     viewer = await open_viewer(janus, viewers)
     await viewer.wait_frames(5)
     assert janus.message(viewer.session, viewer.handle, {"request": "pause"})["janus"] == "ack"

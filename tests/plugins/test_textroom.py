@@ -622,7 +622,7 @@ async def test_failed_setup_is_reported_not_left_hanging(
     session = janus.create()
     handle = janus.attach(session, PLUGIN)
 
-    def no_ports(config: Config) -> RTCPeerConnection:
+    def no_ports(config: Config, *owner: object) -> RTCPeerConnection:
         raise OSError("no free UDP port")
 
     monkeypatch.setattr(textroom, "create_peer_connection", no_ports)

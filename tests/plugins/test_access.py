@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from apuppet.api.throttle import Throttle
-from apuppet.plugins.access import Access, is_weak, strength_bits
+from apuppet.plugins.access import Access, guess_source, is_weak, strength_bits
 from apuppet.plugins.fields import RequestError
 
 
@@ -116,6 +116,18 @@ def test_a_blocked_address_gets_in_with_a_strong_pin_only() -> None:
     for i in range(10):
         refused(lambda i=i: access.check_pin(strong, "s", {"pin": "guess"}, f"10.0.0.{i}"))
     access.check_pin(strong, "s", {"pin": "Kp7qX2mz"}, "10.0.0.1")
+
+
+def test_an_ipv6_prefix_guesses_as_one_address() -> None:
+    """Rotating through the 2^64 addresses of one's own IPv6 prefix gains nothing."""
+    assert guess_source("2001:db8:1:2:aaaa::1") == guess_source("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert guess_source("::ffff:192.0.2.1") == "192.0.2.1" and guess_source("not-an-ip") == "not-an-ip"
+    access, _ = make(Clock())
+    thing = Thing("alice", pin="Kp7qX2mz")
+    for i in range(3):
+        refused(lambda i=i: access.check_pin(thing, "t1", {"pin": "guess"}, f"2001:db8:1:2::{i}"))
+    assert "retry" in refused(lambda: access.check_pin(thing, "t1", {"pin": "guess"}, "2001:db8:1:2::ffff"))
+    assert "wrong pin" in refused(lambda: access.check_pin(thing, "t1", {"pin": "guess"}, "2001:db8:1:3::1"))
 
 
 def test_viewer_gate_and_guessing() -> None:

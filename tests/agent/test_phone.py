@@ -167,7 +167,19 @@ def test_frame_key_changes_only_with_the_picture():
 
 
 def test_out_of_screen_coordinates_are_clamped():
+    """A viewer's click outside the picture (letterbox, rounding) acts at the nearest edge of the screen."""
     p = Phone()
+    p.tap(70, 150)
+    assert p.screen == "counter"
+    # Far below and left of the screen: the nearest point is the nav bar's left third, Back. Unclamped, x // third
+    # would be negative and pick the last button (Recents).
     p.tap(-50, 10_000)
+    assert (p.screen, p.overlay) == ("home", None)
+    assert (p.marks[-1].x, p.marks[-1].y) == (0, ph.HEIGHT - 1)
+
     p.swipe(-1, -1, 99_999, 99_999, 10)
-    p.render()
+    m = p.marks[-1]
+    assert (m.x0, m.y0, m.x, m.y) == (0, 0, ph.WIDTH - 1, ph.HEIGHT - 1)
+    img = p.render()
+    # The trace runs corner to corner of the screen, so its middle is the screen's middle.
+    assert close(mean(img, ph.WIDTH // 2 - 1, ph.HEIGHT // 2 - 1, ph.WIDTH // 2 + 1, ph.HEIGHT // 2 + 1), ph.MARK, 40)

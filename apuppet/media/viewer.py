@@ -30,6 +30,7 @@ from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPa
 from aiortc.sdp import SessionDescription
 
 from ..config import Config
+from ..plugins.contain import contained, report_failure
 from .ingest import RtpIngest
 from .peer import create_peer_connection, local_description
 from .relay import RelayViewer
@@ -109,7 +110,7 @@ class Viewer:
         self.closed = False
         self._last_pli = 0.0
         self._closing: asyncio.Task[None] | None = None
-        self.pc.on("connectionstatechange", self._state_changed)
+        self.pc.on("connectionstatechange", contained(self._state_changed, "viewer connection state"))
 
     async def offer(self) -> dict[str, Any]:
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -136,12 +137,16 @@ class Viewer:
             original = self.sender._handle_rtcp_packet
 
             async def handle_rtcp(packet: Any) -> None:
-                if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-                    self._nack(packet.lost)
-                elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-                    self._picture_loss()
-                else:
-                    await original(packet)
+                # Called from aiortc's DTLS receive loop, which an exception would end (plugins/contain.py).
+                try:
+                    if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                        self._nack(packet.lost)
+                    elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                        self._picture_loss()
+                    else:
+                        await original(packet)
+                except Exception as exc:
+                    report_failure("viewer RTCP", exc)
 
             self.sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
         if self.output not in self.ingest.relay.viewers:

@@ -137,3 +137,29 @@ async def test_a_hung_up_viewer_is_closed_before_shutdown_returns(
     assert janus.request("hangup", viewer.session, viewer.handle)["janus"] == "success"
     await plugin.close()
     assert server_side.pc.connectionState == "closed"
+
+
+async def test_a_failure_handling_the_viewers_rtcp_does_not_end_its_connection(
+    server: tuple[Gateway, StreamingPlugin], viewers: list[WebViewer], sources: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The viewer's RTCP is handled inside aiortc's DTLS receive loop: an exception there would end the loop and
+    the video. Here handling its PLI fails; the failure is counted and the frames keep coming."""
+    gateway, plugin = server
+    janus = InProcClient(gateway)
+    stream_from_agent(janus, sources)
+    viewer = await open_viewer(janus, viewers)
+    await viewer.wait_frames(3)
+
+    def broken(self: Viewer) -> None:
+        raise ZeroDivisionError
+
+    monkeypatch.setattr(Viewer, "_picture_loss", broken)
+    contain.failures.clear()
+    ssrc = plugin.watches[viewer.handle].viewer.sender._ssrc
+    receiver = viewer.pc.getReceivers()[0]
+    for _ in range(3):
+        await receiver._send_rtcp_pli(ssrc)
+    await asyncio.sleep(0.3)
+    seen = len(viewer.codes)
+    await viewer.wait_frames(seen + 10, timeout=5)
+    assert contain.failures.get("viewer RTCP") == 3

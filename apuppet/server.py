@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .api.connguard import ConnectionGuard, GuardedSite
+from .api.connguard import ConnectionGuard, GuardedSite, QuietServerLogger
 from .api.errors import ErrorCode
 from .api.gateway import Gateway, error_reply
 from .api.http import RestTransport, json_response, remote_of
@@ -263,6 +263,7 @@ class Server:
             shutdown_timeout=1.0,
             auto_decompress=False,
             keepalive_timeout=self.config.http_idle_timeout,
+            logger=QuietServerLogger(logging.getLogger("aiohttp.server")),
         )
         await self.runner.setup()
         try:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .limits import LogLimiter, Slots
 
@@ -156,6 +157,31 @@ class ConnectionGuard:
     def close_all(self) -> None:
         for conn in list(self.conns.values()):
             conn.transport.close()
+
+
+class QuietServerLogger(logging.LoggerAdapter):
+    """The logger given to aiohttp's request handler. aiohttp logs a traceback at ERROR for every malformed
+    request (a bad request line, an overlong header, a broken chunk): anyone could fill the disk with them. A
+    client's malformed HTTP becomes one short line per address and minute; anything else keeps its traceback,
+    once a minute per exception type."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+        self._limiter = LogLimiter(lines=1)
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else None
+        client_fault = isinstance(exc, HttpProcessingError | ConnectionError | asyncio.IncompleteReadError)
+        remote = str(args[0]) if args and str(msg).endswith("from %s") else ""
+        key = (type(exc).__name__, remote if client_fault else "")
+        suppressed = self._limiter.allow(key)
+        if suppressed is None:
+            return
+        more = f" ({suppressed} more not logged)" if suppressed else ""
+        if client_fault:
+            self.logger.warning("malformed HTTP request from %s: %s%s", remote, type(exc).__name__, more)
+        else:
+            self.logger.error("%s%s", str(msg) % args if args else msg, more, exc_info=exc_info)
 
 
 class GuardedSite(web.TCPSite):

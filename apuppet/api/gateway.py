@@ -426,7 +426,7 @@ class Gateway:
             plugin.attach(handle)
         except Exception as exc:
             session.handles.pop(handle.id, None)
-            log.exception("plugin %s failed to attach", name)
+            self.log_unexpected(exc, f"attach to {name}", session.remote)
             raise JanusError(ErrorCode.PLUGIN_ATTACH, f"Couldn't attach to plugin: {exc}") from exc
         return {"janus": "success", **base, "data": {"id": handle.id}}
 
@@ -435,8 +435,8 @@ class Gateway:
             return
         try:
             handle.plugin.detach(handle)
-        except Exception:
-            log.exception("plugin %s failed to detach handle %s", handle.plugin.name, tag(handle.id))
+        except Exception as exc:
+            self.log_unexpected(exc, f"detach from {handle.plugin.name}", handle.session.remote)
         if notify:
             handle._push({"janus": "detached", "session_id": handle.session.id, "sender": handle.id})
         handle.detached = True
@@ -474,7 +474,7 @@ class Gateway:
         except JanusError:
             raise
         except Exception as exc:
-            log.exception("plugin %s failed on a message", handle.plugin.name)
+            self.log_unexpected(exc, f"message to {handle.plugin.name}", handle.session.remote)
             raise JanusError(ErrorCode.PLUGIN_MESSAGE, "Plugin error while handling the message") from exc
         if result is None:
             return {"janus": "ack", **base}

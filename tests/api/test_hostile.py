@@ -94,6 +94,24 @@ async def test_hostile_http_input_gets_4xx_and_one_short_line(
     assert_quiet_log(caplog, max_lines=3)
 
 
+async def test_malformed_http_is_one_short_line_not_a_traceback(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp logs a traceback at ERROR for each malformed request; repeated, that fills the disk."""
+    caplog.set_level(logging.INFO)
+    malformed = (
+        b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 20000 + b"\r\n\r\n",
+        b"POST /janus HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /janus HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"GET /web-admin/\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    for _ in range(5):
+        for request in malformed:
+            assert (await raw(server.port, request)).startswith(b"HTTP/1.0 400")
+    assert_quiet_log(caplog, max_lines=len(malformed))
+    assert "malformed HTTP request from 127.0.0.1" in caplog.text
+
+
 async def test_metrics_with_a_non_utf8_authorization_header(server: Server, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\xc3\r\nConnection: close\r\n\r\n"
@@ -128,13 +146,19 @@ async def test_backstop_answers_an_unforeseen_error_with_one_line(
         status, reply = await post(http, f"{base}/{sid}/{hid}", trickle)
         assert status == 200 and reply["error"]["code"] == 490
     assert len([r for r in caplog.records if "KeyError" in r.getMessage()]) == 1
+    # A plugin that raises on a message: Janus error 462, one short line.
+    crash = {"janus": "message", "transaction": "m", "apisecret": SECRET, "body": {"crash": True}}
+    for _ in range(10):
+        status, reply = await post(http, f"{base}/{sid}/{hid}", crash)
+        assert status == 200 and reply["error"]["code"] == 462
+    assert len([r for r in caplog.records if "RuntimeError" in r.getMessage()]) == 1
     # Outside the Janus core (a transport's own code), the server's middleware does the same.
     server.gateway.info = broken  # type: ignore[assignment,method-assign]
     for _ in range(10):
         async with http.get(base + "/info") as resp:
             assert resp.status == 400 and (await resp.json())["error"]["code"] == 490
     assert len([r for r in caplog.records if "GET /janus/info" in r.getMessage()]) == 1
-    assert_quiet_log(caplog, max_lines=3)
+    assert_quiet_log(caplog, max_lines=4)
 
 
 async def test_hostile_websocket_frames(

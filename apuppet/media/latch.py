@@ -30,13 +30,20 @@ MAX_CANDIDATE_SOURCES = 64
 
 
 def ip_key(host: str) -> str:
-    """A host as one canonical string: "::ffff:192.0.2.1" (a dual-stack socket's view) equals "192.0.2.1"."""
+    """Which client a host address stands for, as one canonical string.
+
+    "::ffff:192.0.2.1" (a dual-stack socket's view) is "192.0.2.1". An IPv6 address stands for its /64: one
+    device's connections may leave from different temporary addresses of its /64 (RFC 8981), and whoever holds
+    a /64 can send from any of its addresses, so caps per address must count the /64 anyway.
+    """
     try:
         ip = ipaddress.ip_address(host.split("%")[0])
     except ValueError:
         return host
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
 
 

@@ -88,6 +88,9 @@ def test_valid_h264_payloads_and_garbage():
     assert latchable(RtpPacket.parse(rtp(1)))
     assert not latchable(RtpPacket.parse(rtp(1, pt=0)))  # a static payload type is not H.264
     assert ip_key("::ffff:127.0.0.1") == ip_key("127.0.0.1") == "127.0.0.1"
+    # One device's IPv6 connections may use different temporary addresses of its /64.
+    assert ip_key("2001:db8:1:2::aa") == ip_key("2001:db8:1:2:abcd::1%eth0") == "2001:db8:1:2::/64"
+    assert ip_key("2001:db8:1:3::aa") != ip_key("2001:db8:1:2::aa")
 
 
 def test_the_creator_wins_even_after_a_strangers_packets():
@@ -97,6 +100,12 @@ def test_the_creator_wins_even_after_a_strangers_packets():
     assert latch.offer(("::ffff:127.0.0.1", 40000, 0, 0), now=9.95)  # as a dual-stack socket reports it
     assert latch.source == ("::ffff:127.0.0.1", 40000, 0, 0) and not latch.fell_back
     assert not latch.offer((STRANGER, 5000), now=100.0)
+
+
+def test_an_ipv6_creator_is_recognised_by_its_64():
+    latch = SourceLatch("2001:db8:1:2::10", grace=10)
+    assert not latch.offer(("2001:db8:1:3::10", 5000, 0, 0), now=0.0)
+    assert latch.offer(("2001:db8:1:2:9f3e:1c2a:77b0:4d11", 41000, 0, 0), now=0.1)  # a temporary address
 
 
 def test_fallback_after_the_grace_period_goes_to_the_busiest_source():

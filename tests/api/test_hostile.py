@@ -471,6 +471,10 @@ async def test_idle_and_slow_connections_are_closed(server: Server, http: aiohtt
     assert results[2] == b"" or b"408" in results[2].split(b"\r\n", 1)[0]
     assert results[3].startswith(b"HTTP/1.1 200")
     assert not server.guard.conns
+    headers = {"Authorization": "Bearer admin-secret-for-tests"}
+    async with http.get(server.url + "metrics", headers=headers) as resp:
+        text = await resp.text()
+    assert 'apuppet_connections_closed_total{reason="slow_head"} 1' in text
     # A long poll outlasting the idle timeout is a request being handled, not an idle connection.
     server.rest.poll_timeout = 2.0
     _, created = await post(http, server.url + "janus", {"janus": "create", "transaction": "t", "apisecret": SECRET})

@@ -110,7 +110,8 @@ class RtpIngest:
         recv = self.sock.recvfrom
         now = time.monotonic()
         accepted = False
-        latched = self.relay.source is not None
+        latch = self.relay.latch
+        before = (latch.source, latch.fell_back, latch.taken_over)
         for _ in range(READ_BATCH):
             try:
                 data, addr = recv(2048)
@@ -122,13 +123,17 @@ class RtpIngest:
             accepted = feed(data, addr, now) or accepted
         if accepted:
             self.last_packet_at = now
-        if not latched and self.relay.latch.fell_back:
+        if latch.fell_back and not before[1]:
             log.warning(
                 "RTP on port %s: nothing from the creator's address %s for %.0f s; latched to %s instead",
                 self.port,
-                self.relay.latch.creator,
-                self.relay.latch.grace,
-                _endpoint(self.relay.latch.source),
+                latch.creator,
+                latch.grace,
+                _endpoint(latch.source),
+            )
+        if latch.taken_over and not before[2]:
+            log.warning(
+                "RTP on port %s: the creator's address sends now; latched to %s", self.port, _endpoint(latch.source)
             )
         self._kick()
 

@@ -5,7 +5,8 @@ moment later. Whoever sends first must not win that race: a stranger spraying on
 range would otherwise capture every new mountpoint and the device's own packets would be dropped as foreign.
 
 So the latch prefers the creator: a phone's API connection (TCP) and its RTP (UDP) leave through the same NAT,
-which maps both to the same public IP address (RFC 4787 §4.1, "paired" pooling). Valid RTP from the IP address
+which maps both to the same public IP address (RFC 4787 §4.1 "paired" pooling; RFC 6888 REQ-2 asks it of
+carrier-grade NATs across TCP and UDP). Valid RTP from the IP address
 that created the mountpoint latches at once, whatever arrived before it. Only when that address has sent
 nothing for `grace` seconds while other sources send valid RTP (a device whose UDP leaves by another route than
 its API requests, e.g. behind an HTTP proxy) does the latch fall back, to the source that sent the most valid
@@ -86,7 +87,9 @@ class SourceLatch:
     """The one source address a mountpoint accepts, chosen as the module docstring explains.
 
     `creator` is the IP address that created the mountpoint through the API (None or "": unknown, the first
-    latchable source wins, as does any source with `grace` 0).
+    latchable source wins, as does any source with `grace` 0). After a fall-back the creator's address may
+    still take the mountpoint over, once: a device that is merely slow to start (its user still granting the
+    screen capture) must not lose its mountpoint for good to whoever sprayed packets meanwhile.
     """
 
     def __init__(self, creator: str | None = None, grace: float = DEFAULT_GRACE) -> None:
@@ -95,14 +98,29 @@ class SourceLatch:
         self.source: Address | None = None
         #: Set when the latch fell back to another address than the creator's (the adapter logs it once).
         self.fell_back = False
+        #: Set when the creator's address took the mountpoint over after a fall-back.
+        self.taken_over = False
         self._others: dict[Address, int] = {}
         self._others_since: float | None = None
 
+    def from_creator(self, addr: Address) -> bool:
+        return self.creator is not None and ip_key(addr[0]) == self.creator
+
+    def may_take_over(self, addr: Address) -> bool:
+        """Whether a packet from `addr`, not the latched source, is still worth offering (`offer`)."""
+        return self.fell_back and not self.taken_over and self.from_creator(addr)
+
     def offer(self, addr: Address, now: float) -> bool:
-        """A latchable packet from `addr` while nothing is latched: True if `addr` is now the source."""
+        """A latchable packet from `addr`, which is not the source: True if `addr` is now the source."""
         if self.source is not None:
-            return addr == self.source
-        if self.creator is None or self.grace <= 0 or ip_key(addr[0]) == self.creator:
+            if addr == self.source:
+                return True
+            if not self.may_take_over(addr):
+                return False
+            self.source = addr
+            self.taken_over = True
+            return True
+        if self.creator is None or self.grace <= 0 or self.from_creator(addr):
             self.source = addr
             return True
         if addr in self._others:

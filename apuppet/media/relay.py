@@ -185,7 +185,7 @@ class StreamRelay:
         monotonic time, only matters before the latch)."""
         stats = self.stats
         latch = self.latch
-        if latch.source is not None and addr != latch.source:
+        if latch.source is not None and addr != latch.source and not latch.may_take_over(addr):
             stats.foreign += 1
             return False
         if is_rtcp(data):
@@ -199,7 +199,7 @@ class StreamRelay:
         if not packet.payload:
             stats.malformed += 1
             return False
-        if latch.source is None:
+        if addr != latch.source:
             if not latchable(packet):
                 stats.malformed += 1
                 return False

@@ -197,6 +197,33 @@ async def test_a_device_on_another_address_is_latched_after_the_grace_period_and
         ingest.close()
 
 
+async def test_a_slow_device_takes_its_mountpoint_back_from_a_stranger_who_won_the_fallback(stranger, caplog):
+    """The device's user took longer than the grace period to allow screen capture, a stranger sprayed meanwhile."""
+    ingest = RtpIngest(CREATOR, free_range(10), creator=CREATOR, grace=0.2)
+    caplog.set_level(logging.WARNING, logger="apuppet.media.ingest")
+    device = RtpSource(ingest.port)
+    try:
+        for seq in range(20):
+            stranger.sendto(rtp(seq), (CREATOR, ingest.port))
+            await asyncio.sleep(0.02)
+        await until(lambda: ingest.relay.source == stranger.getsockname())
+        await device.run(frames=10)
+        await until(lambda: ingest.relay.source == (CREATOR, device.sock.getsockname()[1]))
+        await until(lambda: ingest.relay.has_keyframe)
+        # Only once: the stranger cannot take it back, and neither can another creator-side port.
+        foreign = ingest.relay.stats.foreign
+        stranger.sendto(rtp(99), (CREATOR, ingest.port))
+        other = udp(CREATOR)
+        other.sendto(rtp(100), (CREATOR, ingest.port))
+        other.close()
+        await until(lambda: ingest.relay.stats.foreign == foreign + 2)
+        assert ingest.relay.source == (CREATOR, device.sock.getsockname()[1])
+        assert len([r for r in caplog.records if "sends now" in r.getMessage()]) == 1, caplog.text
+    finally:
+        device.close()
+        ingest.close()
+
+
 # -- the attack through the streaming plugin ---------------------------------------------------------------------
 def agent_create(mp_id: str) -> dict[str, object]:
     return {"request": "create", "type": "rtp", "id": mp_id, "pin": "4321", "video": True, "videoport": 0}

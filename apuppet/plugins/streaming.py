@@ -24,7 +24,7 @@ from ..api.plugin import JSON, Plugin, PluginResult
 from ..api.session import Handle
 from ..config import Config
 from ..media.ingest import RtpIngest
-from ..media.peer import TooManyPeerConnections
+from ..media.peer import TooManyPeerConnections, add_remote_candidate
 from ..media.viewer import Viewer, check_aiortc
 from .contain import contained, report_failure
 from .streaming_mountpoints import (
@@ -122,9 +122,12 @@ class StreamingPlugin(Plugin):
             if self.watches.get(handle.id) is not watch:
                 return
             try:
-                await watch.viewer.pc.addIceCandidate(candidate)
+                # Checked first: loopback, multicast or unspecified addresses, and too many (media/ice.py).
+                refused = await add_remote_candidate(watch.viewer.pc, candidate)
             except Exception as exc:  # a candidate for a transport already gone; the others may still help
-                log.debug("handle %s: remote candidate refused: %s", tag(handle.id), type(exc).__name__)
+                refused = type(exc).__name__
+            if refused is not None:
+                log.debug("handle %s: remote candidate refused: %s", tag(handle.id), refused)
 
     def hangup(self, handle: Handle) -> None:
         watch = self._unwatch(handle.id, "hangup")

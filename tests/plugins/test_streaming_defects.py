@@ -13,6 +13,7 @@ from aiortc import RTCSessionDescription
 
 from apuppet.api.gateway import Gateway
 from apuppet.config import Config
+from apuppet.media.ice import ice_connections
 from apuppet.media.viewer import Viewer
 from apuppet.plugins import contain
 from apuppet.plugins.streaming import StreamingPlugin
@@ -73,10 +74,15 @@ async def test_a_viewer_reachable_only_through_trickled_candidates_connects(
     )
     assert start["janus"] == "ack"
     assert (await viewer.event(lambda d: "result" in d))["result"] == {"status": "starting"}
-    extra = [{"candidate": "candidate:garbage"}, {"completed": True}]
+    unspecified = "candidate:9 1 udp 2122260223 0.0.0.0 40000 typ host"
+    extra = [{"candidate": "candidate:garbage"}, {"candidate": unspecified, "sdpMid": "0"}, {"completed": True}]
     assert janus.request("trickle", viewer.session, viewer.handle, candidates=trickles[1:] + extra)["janus"] == "ack"
     assert await connects(viewer, timeout=15), viewer.pc.connectionState
     await viewer.wait_frames(3)
+    # Trickled candidates pass the same checks as the others (media/ice.py): the unspecified address is refused.
+    (connection,) = ice_connections(plugin.watches[viewer.handle].viewer.pc)
+    hosts = {c.host for c in connection.remote_candidates}
+    assert hosts and "0.0.0.0" not in hosts
 
 
 async def test_a_watch_that_fails_unexpectedly_answers_and_leaves_nothing(

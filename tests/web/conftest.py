@@ -54,14 +54,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 class DemoProcess:
     """A server (with or without a demo phone) in a child process; `info` holds its JSON line."""
 
-    def __init__(self, with_agent: bool, external: str = "", secret: str = "") -> None:
+    def __init__(
+        self, with_agent: bool, external: str = "", secret: str = "", port: int = 0, still: bool = False
+    ) -> None:
+        """`port`: a given one (a server restarted where it was); `still`: the phone's screen changes only when it
+        is touched, like an Android phone's (whose agent then sends no frames)."""
         self.secret = secret or secrets.token_urlsafe(12)
-        self.port = free_port()
+        self.port = port or free_port()
         args = [sys.executable, str(HERE / "demo_server.py"), str(self.port)]
         if not with_agent:
             args.append("--no-agent")
         if external:
             args.append(f"--external={external}")
+        if still:
+            args.append("--still")
         env = {**os.environ, "APUPPET_TEST_SECRET": self.secret}
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""

@@ -4,7 +4,8 @@ Like `apuppet demo`, but with an API secret the tests know (they hand it to the 
 JSON line that also carries the server URL. Usage: ``python demo_server.py PORT [--no-agent] [--external=URL]``;
 ``--external`` runs the phone alone against another server (the real Janus). The secret comes from
 ``$APUPPET_TEST_SECRET``. Prints one JSON line once ready, then runs until SIGTERM; SIGUSR1 stops only the phone,
-SIGUSR2 cuts the phone's control connection.
+SIGUSR2 cuts the phone's control connection. ``--still``: the phone's clock stands still and the agent sends no
+periodic refresh, so the picture changes (and frames flow) only when the phone is touched, as with aPuppet's agent.
 """
 
 from __future__ import annotations
@@ -15,8 +16,25 @@ import os
 import signal
 import sys
 
+import numpy as np
+
+from apuppet.agent.sources.demo import DemoSource
 from apuppet.config import Config
 from apuppet.server import Server
+
+#: The still phone's clock: it never ticks, so its status bar never changes and touch marks stay.
+STILL_CLOCK = 1_700_000_000.0
+
+
+class StillSource(DemoSource):
+    """The demo source reading the phone's own (stopped) clock rather than the wall clock."""
+
+    def grab(self, force: bool = False) -> np.ndarray | None:
+        key = self.phone.frame_key()
+        if not force and key == self._key:
+            return None
+        self._key = key
+        return self.phone.render()
 
 
 async def drop_control(agent: object) -> None:
@@ -26,7 +44,7 @@ async def drop_control(agent: object) -> None:
         await pc.close()
 
 
-async def main(port: int, with_agent: bool, external: str = "") -> None:
+async def main(port: int, with_agent: bool, external: str = "", still: bool = False) -> None:
     secret = os.environ.get("APUPPET_TEST_SECRET", "")
     server: Server | None = None
     if external:
@@ -47,14 +65,17 @@ async def main(port: int, with_agent: bool, external: str = "") -> None:
     try:
         if with_agent:
             from apuppet.agent.agent import Agent, AgentOptions
-            from apuppet.agent.sources.base import create_source
+            from apuppet.agent.phone import Phone
+            from apuppet.agent.video import VideoSettings
 
             connected = asyncio.Event()
-            agent = Agent(
-                AgentOptions(server_url=f"{url}web-admin/", secret=secret, name="Demo phone"),
-                create_source("demo"),
-                on_connected=lambda _agent: connected.set(),
-            )
+            options = AgentOptions(server_url=f"{url}web-admin/", secret=secret, name="Demo phone")
+            if still:
+                options.video = VideoSettings(refresh=3600.0, keyframe_interval=3600.0)
+                source = StillSource(Phone(clock=lambda: STILL_CLOCK))
+            else:
+                source = DemoSource()
+            agent = Agent(options, source, on_connected=lambda _agent: connected.set())
             task = loop.create_task(agent.run())
             # SIGUSR1: the phone goes away (its agent stops) while the server keeps running.
             loop.add_signal_handler(signal.SIGUSR1, agent.stop)
@@ -75,4 +96,4 @@ async def main(port: int, with_agent: bool, external: str = "") -> None:
 
 if __name__ == "__main__":
     external = next((a.removeprefix("--external=") for a in sys.argv if a.startswith("--external=")), "")
-    asyncio.run(main(int(sys.argv[1]), "--no-agent" not in sys.argv, external))
+    asyncio.run(main(int(sys.argv[1]), "--no-agent" not in sys.argv, external, "--still" in sys.argv))

@@ -37,6 +37,8 @@ const ui = {
   fps: $("st-fps"),
   resolution: $("st-resolution"),
   transport: $("st-transport"),
+  /** What drives the device: useless, and so disabled, whenever there is no live connection. */
+  deviceControls: [...document.querySelectorAll("[data-command], #text-form input, #text-form button")],
 };
 
 const remote = new Remote({
@@ -154,9 +156,16 @@ function overlay(title, text, { busy = false } = {}) {
   if (!busy) $("overlay-retry").focus();
 }
 
+function clearFigures() {
+  ui.rtt.textContent = ui.bitrate.textContent = ui.fps.textContent = "–";
+  ui.fps.parentElement.title = "Frames per second";
+}
+
 remote.addEventListener("state", ({ detail }) => {
   const { state } = detail;
   document.body.dataset.state = state;
+  for (const control of ui.deviceControls) control.disabled = state !== "connected";
+  if (state !== "connected") clearFigures(); // no stale figures under a dialog
   ui.state.textContent = STATE_TEXT[state] ?? state;
   ui.state.className = `state ${state}`;
   ui.transport.textContent = remote.transport === "websocket" ? "WebSocket" : remote.transport ? "HTTP long poll" : "";
@@ -168,7 +177,11 @@ remote.addEventListener("state", ({ detail }) => {
       if (detail.reconnected) toast("Reconnected.");
       break;
     case "reconnecting":
-      overlay("Reconnecting…", `${sentence(detail.reason)} Trying again (attempt ${detail.attempt})…`, { busy: true });
+      overlay(
+        detail.serverLost ? "The server stopped or restarted" : "Reconnecting…",
+        `${sentence(detail.reason)} Trying again (attempt ${detail.attempt})…`,
+        { busy: true },
+      );
       break;
     case "device-left":
       overlay("The device left the session", detail.message ?? "");
@@ -406,8 +419,15 @@ setInterval(async () => {
   if (ui.remoteView.hidden) return;
   const sample = await stats.sample(remote.videoPeer).catch(() => null);
   if (!sample) return;
+  if (remote.state !== "connected") return;
   ui.bitrate.textContent = formatBitrate(sample.bitrate);
-  ui.fps.textContent = Math.round(sample.fps);
+  // Agents send frames only while the screen changes: no new frame under a picture means a still screen, not
+  // broken video ("0 fps" read as the latter).
+  const still = Math.round(sample.fps) === 0 && sample.framesDecoded > 0;
+  ui.fps.textContent = still ? "still picture" : `${Math.round(sample.fps)} fps`;
+  ui.fps.parentElement.title = still
+    ? "The device sends no new frames while its screen does not change"
+    : "Frames per second";
   if (ui.video.videoWidth) ui.resolution.textContent = `${ui.video.videoWidth}×${ui.video.videoHeight}`;
 }, 1000);
 

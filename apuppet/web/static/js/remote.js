@@ -5,6 +5,8 @@
  * States: "idle" → "connecting" → "connected" ⇄ "reconnecting"; and the ends "device-left", "closed" (the
  * session is gone) or "idle" again after `disconnect()`. A network hiccup (WebSocket or poll lost, ICE failed,
  * no pong for too long) rebuilds everything with the same Session ID and password without reloading the page.
+ * A server that stops or restarts is told apart from a device that ends its session (both first close the room
+ * and the video), and the page waits for the device to bring the same session back to the restarted server.
  */
 
 import * as commands from "./commands.js";
@@ -17,6 +19,8 @@ const PONG_DEAD_MS = 30000;
 const ICE_GRACE_MS = 4000;
 const WAIT_MS = 15000;
 const WATCH_RETRIES = 6;
+/** How long "the room or the video was closed" waits to see whether the server connection goes too. */
+export const END_GRACE_MS = 1500;
 
 /** A failure to connect, with a `kind` the page words for people and tests can check. */
 export class ConnectError extends Error {
@@ -86,6 +90,8 @@ export class Remote extends EventTarget {
     this.device = null;
     this.resolution = null;
     this.reconnects = 0;
+    /** The server went away (stopped, restarted, unreachable) since the last good connection. */
+    this.serverLost = false;
   }
 
   _emit(type, detail = {}) {
@@ -108,6 +114,7 @@ export class Remote extends EventTarget {
     this.sessionId = String(sessionId).trim();
     this.pin = String(pin).trim();
     this.reconnects = 0;
+    this.serverLost = false;
     this._setState("connecting");
     try {
       await this._open({ force });
@@ -128,7 +135,7 @@ export class Remote extends EventTarget {
     }
     const link = { janus, pending: new Map(), channels: new Set(), timers: [] };
     this.link = link;
-    janus.onlost = () => this._hiccup(link, "lost the connection to the server");
+    janus.onlost = () => this._hiccup(link, "lost the connection to the server", { server: true });
     try {
       link.textroom = await janus.attach("janus.plugin.textroom");
       link.textroom.onhangup = () => this._hiccup(link, "control channel hung up");
@@ -267,7 +274,7 @@ export class Remote extends EventTarget {
   _streamingEvent(link, data) {
     if (link !== this.link) return;
     const status = data.result?.status;
-    if (status === "stopped") this._end(link, "closed", "The session was closed on the device.");
+    if (status === "stopped") this._ended(link, "closed", "The session was closed on the device.");
     if (status) this._emit("stream", { status });
   }
 
@@ -292,14 +299,14 @@ export class Remote extends EventTarget {
         if (msg.from === deviceName) this._deviceSays(link, msg.text);
         break;
       case "leave":
-        if (msg.username === deviceName) this._end(
+        if (msg.username === deviceName) this._ended(
             link,
             "device-left",
             "The device disconnected: it may have lost its network, or its app was stopped.",
           );
         break;
       case "destroyed":
-        this._end(link, "closed", "The session was closed on the device.");
+        this._ended(link, "closed", "The session was closed on the device.");
         break;
       case "kicked":
         if (msg.username === link.username) this._end(link, "closed", "You were removed from the session.");
@@ -353,6 +360,16 @@ export class Remote extends EventTarget {
     return true;
   }
 
+  /**
+   * The room or the video ended. A device ending its session and a server shutting down look the same at first
+   * (the server closes rooms and mountpoints before its sockets): wait a moment, and if the server connection is
+   * lost meanwhile, `_hiccup` takes over and says what really happened.
+   */
+  _ended(link, state, message) {
+    if (link !== this.link || link.ending) return;
+    link.ending = setTimeout(() => this._end(link, state, message), END_GRACE_MS);
+  }
+
   _end(link, state, message) {
     if (link !== this.link) return;
     this._teardown(link, { polite: false });
@@ -360,12 +377,19 @@ export class Remote extends EventTarget {
     this._setState(state, { message });
   }
 
-  _hiccup(link, reason) {
+  _hiccup(link, reason, { server = false } = {}) {
     if (link !== this.link || link.closing) return;
     if (this.state !== "connected") {
       // Still connecting: the attempt fails on its own and the caller decides.
       return;
     }
+    if (link.ending) {
+      // The session is ending: its peers going down is part of that, unless the server itself went away.
+      if (!server) return;
+      clearTimeout(link.ending);
+      reason = "the server stopped or restarted";
+    }
+    if (server) this.serverLost = true;
     this._teardown(link);
     this.link = null;
     this._reconnectLoop(reason);
@@ -376,16 +400,29 @@ export class Remote extends EventTarget {
     let delay = 500;
     for (let attempt = 1; ; attempt++) {
       this.reconnects = attempt;
-      this._setState("reconnecting", { reason, attempt });
+      this._setState("reconnecting", { reason, attempt, serverLost: this.serverLost });
       await sleep(delay);
       if (this.epoch !== epoch || this.state !== "reconnecting") return;
       try {
         await this._open({ force: true });
+        this.serverLost = false;
         this._setState("connected", { reconnected: true });
         return;
       } catch (err) {
         if (this.epoch !== epoch || this.state !== "reconnecting") return;
         const failure = classify(err, this.sessionId);
+        if (failure.kind === "unreachable") {
+          this.serverLost = true;
+          reason = "the server cannot be reached: it stopped or is restarting, or the network is down";
+          delay = Math.min(delay * 2, 5000);
+          continue;
+        }
+        if (this.serverLost && (failure.kind === "unknown-session" || failure.kind === "no-device")) {
+          // A restarted server knows no session until the device reconnects to it, with the same ID.
+          reason = `the server is back; waiting for the device to reconnect session ${this.sessionId}`;
+          delay = Math.min(delay * 2, 5000);
+          continue;
+        }
         if (FINAL.has(failure.kind)) {
           this._setState(failure.kind === "unknown-session" ? "closed" : "idle", {
             message: failure.kind === "unknown-session" ? "The session no longer exists." : failure.message,
@@ -402,6 +439,7 @@ export class Remote extends EventTarget {
   _teardown(link, { polite = true } = {}) {
     if (!link || link.closing) return;
     link.closing = true;
+    clearTimeout(link.ending);
     if (link === this.link) this._emit("ending"); // last chance to keep the picture before the track ends
     for (const t of link.timers) clearInterval(t);
     for (const { reject } of link.pending.values()) reject(new ConnectError("cancelled", "cancelled"));

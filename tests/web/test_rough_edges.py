@@ -47,15 +47,17 @@ def test_a_page_load_logs_no_error(page: Page, server: DemoProcess) -> None:
     assert errors == []  # settings.json is optional: its absence is no error
 
 
-def test_a_stopped_server_is_named_and_the_session_comes_back(context_page: Page) -> None:
+@pytest.mark.parametrize("transport", ["websocket", "http"])
+def test_a_stopped_server_is_named_and_the_session_comes_back(context_page: Page, transport: str) -> None:
     """The phone (a process of its own, as a real phone) stays; the server stops, then starts again on its port:
     the page says the server went away, not the device, and reconnects once the phone has rejoined."""
     page = context_page
     server = DemoProcess(with_agent=False)
     phone_process = DemoProcess(with_agent=True, external=server.base, secret=server.secret)
     try:
-        login(page, phone_process)
+        login(page, phone_process, transport=transport)
         wait_playing(page)
+        assert page.evaluate("() => window.apuppet.remote.transport") == transport
         page.evaluate(RECORD_STATES)
         assert not any(controls_disabled(page))
         server.stop()

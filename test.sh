@@ -23,7 +23,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "== installing apuppet and test dependencies"
 .venv/bin/pip install -q --upgrade pip >/dev/null
-# A recent setuptools in the test venv lets tests/ops/test_install.py build apuppet without downloading one.
+# A recent setuptools in the test venv lets tests/ops/test_install.py install apuppet without downloading anything.
 .venv/bin/pip install -q -e '.[test]' 'setuptools>=77'
 
 echo "== ruff"

@@ -30,11 +30,18 @@ SHIPPED = (REPO / "config.yaml").read_text()
 DEPS_SITE = sysconfig.get_path("purelib")  # where this test run's aiohttp, aiortc... are installed
 
 
-def pip_args() -> str:
-    """The build backend too comes from the test run's site when it is recent enough for pyproject.toml; otherwise
-    pip builds in isolation, getting setuptools the way it is configured to (test.sh installs a recent one)."""
-    major = int(importlib.metadata.version("setuptools").split(".")[0])
-    return "--no-deps --no-build-isolation" if major >= 77 else "--no-deps"
+def offline() -> dict[str, str]:
+    """How the new venv gets pip and the build backend. With a setuptools recent enough for pyproject.toml in the
+    test run's site (test.sh installs one), the venv is made without pip and uses the test run's pip and setuptools
+    through APUPPET_DEPS_SITE: nothing is downloaded (PIP_NO_INDEX). Otherwise pip builds in isolation, getting
+    setuptools as it is configured to."""
+    if int(importlib.metadata.version("setuptools").split(".")[0]) >= 77:
+        return {
+            "APUPPET_VENV_ARGS": "--without-pip",
+            "APUPPET_PIP_ARGS": "--no-deps --no-build-isolation",
+            "PIP_NO_INDEX": "1",
+        }
+    return {"APUPPET_VENV_ARGS": "", "APUPPET_PIP_ARGS": "--no-deps"}
 
 
 def install(cfg: Path, venv: Path, python: str = sys.executable, **env: str) -> subprocess.CompletedProcess[str]:
@@ -45,7 +52,7 @@ def install(cfg: Path, venv: Path, python: str = sys.executable, **env: str) -> 
         "APUPPET_VENV": str(venv),
         "APUPPET_PYTHON": python,
         "APUPPET_DEPS_SITE": DEPS_SITE,
-        "APUPPET_PIP_ARGS": pip_args(),
+        **offline(),
         **env,
     }
     return subprocess.run(

@@ -187,6 +187,9 @@ def systemd(tmp_path: Path) -> Iterator[dict[str, str]]:
         "STUB_LOG": str(tmp_path / "systemctl.log"),
         "STUB_PID": str(tmp_path / "server.pid"),
         "STUB_SERVER_LOG": str(tmp_path / "server.log"),
+        # install.sh restarts when the checkout's HEAD moves (new code). In a work tree that others commit to
+        # while the test runs, that would be a restart the test did not ask for: no repository, no HEAD.
+        "GIT_DIR": str(tmp_path / "no-repository"),
     }
     yield env
     pid_file = tmp_path / "server.pid"

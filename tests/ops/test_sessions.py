@@ -4,6 +4,7 @@ device and a viewer joining its room over real data channels, then the command a
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 from apuppet.agent.janus import JanusClient
 from apuppet.agent.textroom import TextRoomPeer
-from apuppet.cli import printable
+from apuppet.cli import LOG_FORMAT, PrintableFormatter, printable
 
 from ..ports import free_port
 from .test_doctor import free_udp_range
@@ -36,6 +37,19 @@ def test_printable_escapes_what_terminals_act_on() -> None:
     assert printable("a\\x1b") == "a\\\\x1b"  # a typed escape stays distinguishable from a real one
     assert printable("Pixel 7 é ☃") == "Pixel 7 é ☃"
     assert raw_controls(printable("".join(map(chr, range(0x20))) + "\x7f\x85\x9b\u2028\u202e")) == []
+
+
+def test_log_lines_escape_client_text_but_keep_tracebacks() -> None:
+    formatter = PrintableFormatter(LOG_FORMAT)
+    record = logging.LogRecord("apuppet.x", logging.WARNING, __file__, 1, "viewer %s joined", (HOSTILE_VIEWER,), None)
+    line = formatter.format(record)
+    assert raw_controls(line) == [] and "\n" not in line
+    assert line.endswith("viewer \\x1b[2J\\x1b[31mX\\x0aFAKE ROW joined")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("apuppet.x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    assert "\nTraceback (most recent call last):\n" in formatter.format(record)
 
 
 async def join(url: str, room: str, pin: str, username: str, display: str, create: bool = False) -> TextRoomPeer:

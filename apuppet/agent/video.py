@@ -13,14 +13,15 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ..media.encoder import H264Encoder
 from ..media.h264 import H264Packetizer, split_annexb
 from ..media.rtp import VIDEO_CLOCK_RATE
 from .rtpsender import RtpSender
 from .sources.base import Geometry, Source
+
+if TYPE_CHECKING:  # PyAV and numpy load when the agent encodes, not with `apuppet serve`'s argument parser
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ class VideoStreamer:
     async def _frames(self) -> None:
         s = self.settings
         g = self.geometry
+        from ..media.encoder import H264Encoder
+
         encoder = H264Encoder(g.width, g.height, fps=s.fps, bitrate=s.bitrate, keyframe_interval=s.keyframe_interval)
         period = 1 / s.fps
         last_frame = last_key = float("-inf")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is for the sources that grab frames; `apuppet serve` never loads it
+    import numpy as np
 
 #: aPuppet scales the stream so that its longest side is at most 800 pixels (spec §4.3).
 MAX_STREAM_SIDE = 800

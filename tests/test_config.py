@@ -105,7 +105,7 @@ def test_shipped_config_is_valid() -> None:
 
 
 def test_api_limits_reach_the_gateway_and_refuse_nonsense() -> None:
-    from apuppet.server import limits_of
+    from apuppet.server.app import limits_of
 
     limits = limits_of(validate({"limit_sessions_per_address": 7, "limit_viewer_sessions_per_second": 0.5}))
     assert limits.sessions_per_address == 7 and limits.viewer_session_rate == 0.5

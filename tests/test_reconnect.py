@@ -12,7 +12,7 @@ import aiohttp
 
 from apuppet.server import Server
 
-from .api.conftest import SECRET, make_config
+from .server.conftest import SECRET, make_config
 
 ROOM, PIN = "48151623", "7391"
 MOUNTPOINT = {

@@ -121,7 +121,7 @@ def _join(items: Sequence[str]) -> str:
 
 def tcp_ports(config: Config) -> list[tuple[int, str]]:
     """(port, purpose) of every TCP port the server opens, as the server decides it."""
-    from ..server import listeners
+    from ..listeners import listeners
 
     return [(item.port, item.purpose) for item in listeners(config)]
 

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from apuppet.server import Server
-from tests.api.conftest import SECRET, make_config
 from tests.media.test_ice import free_range
+from tests.server.conftest import SECRET, make_config
 
 JSON = dict[str, Any]
 PLUGIN = "janus.plugin.streaming"

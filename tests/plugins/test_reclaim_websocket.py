@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 
 from apuppet.server import Server
-from tests.api.conftest import SECRET, make_config
 from tests.media.test_ice import free_range
 from tests.plugins.test_access_attacks import WEAK_PIN, mountpoint
+from tests.server.conftest import SECRET, make_config
 
 JSON = dict[str, Any]
 ROOM = "48213077"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import socket
 
 from apuppet.server import Server
-from tests.api.conftest import SECRET
 from tests.plugins import test_access_attacks
 from tests.plugins.test_access_attacks import WEAK_PIN, Janus, connect, mountpoint
+from tests.server.conftest import SECRET
 
 # A real server with a free port range of its own, and the clients closed after each test.
 server, clients = test_access_attacks.server, test_access_attacks.clients

@@ -7,7 +7,7 @@ import pytest
 from apuppet.config import Config
 from apuppet.server import Server
 
-from .echo import EchoPlugin
+from ..api.echo import EchoPlugin
 
 SECRET = "K7pQx9Zt"
 

@@ -1,4 +1,4 @@
-"""The server process: one aiohttp application (Janus REST + WebSocket, the web-admin) on every configured port,
+"""The server: one aiohttp application (Janus REST + WebSocket, the web-admin) on every configured port,
 the Janus core with its plugins, and the housekeeping loop that expires idle sessions.
 """
 
@@ -10,27 +10,27 @@ import importlib
 import inspect
 import logging
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-from .api.connguard import ConnectionGuard, GuardedSite, QuietServerLogger
-from .api.errors import ErrorCode
-from .api.gateway import Gateway, error_reply
-from .api.http import RestTransport, json_response, remote_of
-from .api.limits import Limits
-from .api.plugin import Plugin
-from .api.throttle import Throttle
-from .api.websocket import WebSocketTransport
-from .config import Config, resolve
-from .ops import metrics
-from .ops.audit import Audit, AuditStore
-from .ops.eventlog import EventLog
+from ..api.errors import ErrorCode
+from ..api.gateway import Gateway, error_reply
+from ..api.limits import Limits
+from ..api.plugin import Plugin
+from ..api.throttle import Throttle
+from ..config import Config, resolve
+from ..listeners import listeners
+from ..ops.audit import Audit, AuditStore
+from ..ops.eventlog import EventLog
+from . import metrics
+from .connguard import ConnectionGuard, GuardedSite, QuietServerLogger
+from .http import RestTransport, json_response, remote_of
+from .websocket import WebSocketTransport
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).parent / "web" / "static"
+STATIC_DIR = Path(__file__).parent.parent / "web" / "static"
 PLUGIN_MODULES = ("apuppet.plugins.streaming", "apuppet.plugins.textroom")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -60,15 +60,6 @@ def load_plugins(config: Config) -> list[Plugin]:
     return plugins
 
 
-@dataclass(frozen=True)
-class Listener:
-    """One TCP site: what it is for (for the log) and whether it speaks TLS."""
-
-    purpose: str
-    port: int
-    tls: bool
-
-
 def limits_of(config: Config) -> Limits:
     return Limits(
         sessions_per_address=config.limit_sessions_per_address,
@@ -81,27 +72,6 @@ def limits_of(config: Config) -> Limits:
         websockets_per_address=config.limit_websockets_per_address,
         connections_per_address=config.limit_connections_per_address,
     )
-
-
-def listeners(config: Config) -> list[Listener]:
-    """The ports to open. aPuppet's legacy Janus ports answer too when enabled, so old settings keep working;
-    the TLS ones only when a certificate is configured (Janus: `wss = api_wss and ssl_enabled`)."""
-    out: list[Listener] = [Listener("web + API (http)", config.web_http_port, False)]
-    if config.tls_enabled:
-        out.append(Listener("web + API (https)", config.web_https_port, True))
-    if config.api_http:
-        out.append(Listener("Janus REST (legacy api_http_port)", config.api_http_port, False))
-    if config.api_https and config.tls_enabled:
-        out.append(Listener("Janus REST over TLS (legacy api_https_port)", config.api_https_port, True))
-    if config.api_wss and config.tls_enabled:
-        out.append(Listener("Janus WebSocket over TLS (legacy api_wss_port)", config.api_wss_port, True))
-    seen: set[int] = set()
-    unique = []
-    for item in out:
-        if item.port == 0 or item.port not in seen:
-            unique.append(item)
-            seen.add(item.port)
-    return unique
 
 
 class Server:

@@ -7,8 +7,8 @@ import re
 from collections import Counter
 from typing import Any
 
-from ..api.connguard import ConnectionGuard
 from ..api.gateway import Gateway
+from .connguard import ConnectionGuard
 
 
 class EventCounter:

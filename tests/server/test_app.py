@@ -14,8 +14,8 @@ from cryptography.x509.oid import NameOID
 from apuppet.ops import tls
 from apuppet.server import Server
 
-from .api.conftest import SECRET, make_config
-from .api.echo import EchoPlugin
+from ..api.echo import EchoPlugin
+from .conftest import SECRET, make_config
 
 
 def self_signed(folder: Path, name: str) -> tuple[Path, Path]:

@@ -19,8 +19,8 @@ import apuppet
 from apuppet.api.idtag import tag
 from apuppet.server import Server
 
+from ..api.echo import EchoPlugin
 from .conftest import SECRET, make_config
-from .echo import EchoPlugin
 
 OTHER = "127.0.0.2"  # a second client address, still loopback
 

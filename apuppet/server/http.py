@@ -15,10 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import ErrorCode, JanusError
-from .gateway import Gateway, error_reply, parse_id
-from .limits import Slots
-from .session import Session
+from ..api.errors import ErrorCode, JanusError
+from ..api.gateway import Gateway, error_reply, parse_id
+from ..api.limits import Slots
+from ..api.session import Session
 
 log = logging.getLogger(__name__)
 

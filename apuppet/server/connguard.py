@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .limits import LogLimiter, Slots
+from ..api.limits import LogLimiter, Slots
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import aiohttp
 
 from apuppet.server import Server
 
+from ..api.echo import EchoPlugin
 from .conftest import SECRET, make_config
-from .echo import EchoPlugin
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .errors import ErrorCode
-from .gateway import Gateway, error_reply
+from ..api.errors import ErrorCode
+from ..api.gateway import Gateway, error_reply
+from ..api.limits import Slots
 from .http import json_response, remote_of
-from .limits import Slots
 
 log = logging.getLogger(__name__)
 

@@ -1,93 +1,25 @@
-"""The `apuppet` command: serve, agent, demo, doctor, sessions."""
+"""The `apuppet` command and the one place where the parts are put together: `serve` builds the server, `demo` a
+server and an agent in one process, and the agent's and operators' commands are registered from their packages
+(which know nothing of each other or of the server)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
-import signal
+import secrets
 import sys
-import unicodedata
 from collections.abc import Sequence
-from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from . import __version__
-from .config import Config, ConfigError, ensure_secrets, load
+from .config import ConfigError, ensure_secrets, validate
+from .runtime import add_config_option, load_config, serve_until_signal, setup_logging
 
 log = logging.getLogger("apuppet")
-
-
-#: Characters a terminal acts on instead of showing: C0/C1 controls and DEL (Cc), invisible format characters such
-#: as the bidirectional overrides (Cf), and the Unicode line and paragraph separators (Zl, Zp).
-_HIDDEN = {"Cc", "Cf", "Zl", "Zp"}
-
-
-def printable(text: object) -> str:
-    """`text` safe to print on an operator's terminal: usernames, display names, addresses and reasons come from
-    clients, and a raw ESC or newline in one would clear the screen, recolour it or forge a row. Such characters
-    (and the backslash, so that an escape cannot be faked either) are shown as Python-style escapes."""
-    out = []
-    for ch in str(text):
-        if ch == "\\":
-            out.append("\\\\")
-        elif unicodedata.category(ch) in _HIDDEN:
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-class PrintableFormatter(logging.Formatter):
-    """Escapes the message part of each log line (which may quote client input); tracebacks keep their lines."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = printable(record.message)
-        return super().formatMessage(record)
-
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def setup_logging(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(PrintableFormatter(LOG_FORMAT))
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
-    # aiortc/aioice are chatty at INFO about every ICE pair; keep operators' logs readable.
-    for noisy in ("aioice", "aiortc"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-
-
-async def run_until_signal(start, stop, reload=None) -> None:  # type: ignore[no-untyped-def]
-    """Run a service until SIGINT/SIGTERM; SIGHUP calls `reload` (TLS certificates)."""
-    loop = asyncio.get_running_loop()
-    done = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, done.set)
-    if reload is not None:
-        loop.add_signal_handler(signal.SIGHUP, reload)
-    await start()
-    try:
-        await done.wait()
-    finally:
-        log.info("stopping")
-        await stop()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-
-
-def add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", default="config.yaml", help="path of config.yaml (default: %(default)s)")
-
-
-def load_config(path: str) -> tuple[Config, Path] | None:
-    """The validated config and its folder, or None after telling the user what is wrong (exit status 2)."""
-    try:
-        return load(path)
-    except ConfigError as exc:
-        print(f"apuppet: configuration error in {path}:\n{exc}", file=sys.stderr)
-        return None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -120,7 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log.info("NAT mode: advertising public IP %s in ICE candidates", config.public_ip)
 
     try:
-        asyncio.run(run_until_signal(start, server.stop, reload))
+        asyncio.run(serve_until_signal(start, server.stop, reload))
     except OSError as exc:
         print(f"apuppet: cannot start the server: {exc}", file=sys.stderr)
         return 1
@@ -145,6 +77,78 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .agent.agent import Agent, AgentOptions
+    from .agent.cli import Announcer, run_agent, video_settings
+    from .agent.sources import create_source
+    from .server import Server
+
+    setup_logging(args.log_level)
+    overrides: dict[str, Any] = {
+        "bind": args.bind,
+        "web_http_port": args.port,
+        "api_http": False,
+        "api_secret": secrets.token_urlsafe(16),
+        "admin_secret": secrets.token_urlsafe(24),
+    }
+    if args.rtp_port_range:
+        overrides["rtp_port_range"] = args.rtp_port_range
+    try:
+        video = video_settings(args)
+        config = validate(overrides)
+    except (ValueError, ConfigError) as exc:
+        print(f"apuppet demo: {exc}", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        server = Server(config)
+        await server.start()
+        try:
+            agent = Agent(
+                AgentOptions(
+                    server_url=f"{server.url}web-admin/",
+                    secret=config.api_secret,
+                    name=args.name,
+                    credential_style="apuppet" if args.apuppet_ids else "strong",
+                    video=video,
+                    max_size=args.max_size,
+                ),
+                create_source("demo"),
+                # No API secret in the link: the page connects as a viewer session, which reaches this device with
+                # its password only (the secret stays with agents).
+                on_connected=Announcer(args.json, not args.no_qr, {"server": server.url}),
+            )
+            if not args.json:
+                print(f"apuppet demo: server at {server.url} (Ctrl+C stops)", flush=True)
+            await run_agent(agent)
+        finally:
+            with contextlib.suppress(Exception):
+                await server.stop()
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        print(f"apuppet demo: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register_demo(subparsers: Any, agent_cli: ModuleType) -> None:
+    demo = subparsers.add_parser(
+        "demo",
+        help="try it: a server and a virtual phone in one process, then open the printed URL",
+        description="Start a server on the loopback interface (free ports unless told otherwise) and a demo agent "
+        "with a virtual phone; print the web-admin URL with session and password filled in. Ctrl+C stops both.",
+    )
+    demo.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    demo.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")
+    demo.add_argument("--rtp-port-range", default="", help="UDP ports for media, e.g. 10000-10500 (default: config)")
+    demo.add_argument("--name", default="Demo phone", help="device name (default: %(default)s)")
+    agent_cli.video_options(demo)
+    agent_cli.common_options(demo)
+    demo.set_defaults(func=cmd_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+        if module_name == "apuppet.agent.cli":
+            register_demo(sub, module)
     return parser
 
 

@@ -69,8 +69,8 @@ def free_port() -> int:
 
 def serve_apuppet(port: int, rtp_range: str, packet_route: bool) -> None:
     """`--serve`: an apuppet server in this process (run as a child of the bench)."""
-    from apuppet.cli import run_until_signal
     from apuppet.config import Config
+    from apuppet.runtime import serve_until_signal
     from apuppet.server import Server
 
     if packet_route:
@@ -95,10 +95,10 @@ def serve_apuppet(port: int, rtp_range: str, packet_route: bool) -> None:
     if os.environ.get("BENCH_PROFILE"):  # where the server's time goes: BENCH_PROFILE=/tmp/relay.prof
         import cProfile
 
-        cProfile.runctx("asyncio.run(run_until_signal(server.start, server.stop))", globals(), locals(),
+        cProfile.runctx("asyncio.run(serve_until_signal(server.start, server.stop))", globals(), locals(),
                         os.environ["BENCH_PROFILE"])  # fmt: skip
         return
-    asyncio.run(run_until_signal(server.start, server.stop))
+    asyncio.run(serve_until_signal(server.start, server.stop))
 
 
 JANUS_CONFIG = {

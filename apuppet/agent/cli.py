@@ -1,19 +1,18 @@
-"""`apuppet agent` (a device agent for a running server) and `apuppet demo` (server + virtual phone in one go)."""
+"""`apuppet agent`: a device agent for a running server. Its options and announcer are reused by `apuppet demo`,
+which `apuppet.cli` composes: this package knows nothing of the server."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import io
 import json
 import logging
 import os
-import secrets
-import signal
 import sys
 from typing import Any
 
+from ..runtime import run_until_signal, setup_logging
 from .agent import Agent, AgentOptions
 from .sources import create_source
 from .sources.base import MAX_STREAM_SIDE
@@ -44,26 +43,12 @@ def register(subparsers: Any) -> None:
     agent.add_argument("--display", help="x11: the X display (default: $DISPLAY)")
     agent.add_argument("--adb", default="adb", help="adb: the adb program (default: %(default)s)")
     agent.add_argument("--serial", help="adb: device serial (adb -s), when several are connected")
-    _video_options(agent)
-    _common_options(agent)
+    video_options(agent)
+    common_options(agent)
     agent.set_defaults(func=cmd_agent)
 
-    demo = subparsers.add_parser(
-        "demo",
-        help="try it: a server and a virtual phone in one process, then open the printed URL",
-        description="Start a server on the loopback interface (free ports unless told otherwise) and a demo agent "
-        "with a virtual phone; print the web-admin URL with session and password filled in. Ctrl+C stops both.",
-    )
-    demo.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    demo.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")
-    demo.add_argument("--rtp-port-range", default="", help="UDP ports for media, e.g. 10000-10500 (default: config)")
-    demo.add_argument("--name", default="Demo phone", help="device name (default: %(default)s)")
-    _video_options(demo)
-    _common_options(demo)
-    demo.set_defaults(func=cmd_demo)
 
-
-def _video_options(parser: argparse.ArgumentParser) -> None:
+def video_options(parser: argparse.ArgumentParser) -> None:
     d = VideoSettings()
     parser.add_argument("--fps", type=int, default=d.fps, help="frame rate (default: %(default)s)")
     parser.add_argument("--bitrate", type=int, default=d.bitrate, help="bits per second (default: %(default)s)")
@@ -81,7 +66,7 @@ def _video_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _common_options(parser: argparse.ArgumentParser) -> None:
+def common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--apuppet-ids",
         action="store_true",
@@ -92,16 +77,10 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning")
 
 
-def _video_settings(args: argparse.Namespace) -> VideoSettings:
+def video_settings(args: argparse.Namespace) -> VideoSettings:
     if args.fps <= 0 or args.bitrate <= 0 or args.keyframe_interval <= 0 or args.refresh <= 0:
         raise ValueError("--fps, --bitrate, --keyframe-interval and --refresh must be positive")
     return VideoSettings(args.fps, args.bitrate, args.keyframe_interval, args.refresh)
-
-
-def _logging(level: str) -> None:
-    from ..cli import setup_logging  # the server's: client text in log lines is escaped (printable)
-
-    setup_logging(level)
 
 
 def qr_text(data: str) -> str:
@@ -146,21 +125,15 @@ class Announcer:
             print(qr_text(info["url"]), flush=True)
 
 
-async def _run_agent(agent: Agent) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, agent.stop)
-    try:
-        await agent.run()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+async def run_agent(agent: Agent) -> None:
+    """Until SIGINT/SIGTERM, which stop the agent cleanly: it destroys its session on the server before exiting."""
+    await run_until_signal(agent.run(), agent.stop)
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    _logging(args.log_level)
+    setup_logging(args.log_level)
     try:
-        video = _video_settings(args)
+        video = video_settings(args)
         options: dict[str, Any] = {}
         if args.source == "x11" and args.display:
             options["display"] = args.display
@@ -181,62 +154,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
             source,
             on_connected=Announcer(args.json, not args.no_qr),
         )
-        asyncio.run(_run_agent(agent))
+        asyncio.run(run_agent(agent))
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"apuppet agent: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    _logging(args.log_level)
-    from ..config import ConfigError, validate
-    from ..server import Server
-
-    overrides: dict[str, Any] = {
-        "bind": args.bind,
-        "web_http_port": args.port,
-        "api_http": False,
-        "api_secret": secrets.token_urlsafe(16),
-        "admin_secret": secrets.token_urlsafe(24),
-    }
-    if args.rtp_port_range:
-        overrides["rtp_port_range"] = args.rtp_port_range
-    try:
-        video = _video_settings(args)
-        config = validate(overrides)
-    except (ValueError, ConfigError) as exc:
-        print(f"apuppet demo: {exc}", file=sys.stderr)
-        return 2
-
-    async def main() -> None:
-        server = Server(config)
-        await server.start()
-        try:
-            agent = Agent(
-                AgentOptions(
-                    server_url=f"{server.url}web-admin/",
-                    secret=config.api_secret,
-                    name=args.name,
-                    credential_style="apuppet" if args.apuppet_ids else "strong",
-                    video=video,
-                    max_size=args.max_size,
-                ),
-                create_source("demo"),
-                # No API secret in the link: the page connects as a viewer session, which reaches this device with
-                # its password only (the secret stays with agents).
-                on_connected=Announcer(args.json, not args.no_qr, {"server": server.url}),
-            )
-            if not args.json:
-                print(f"apuppet demo: server at {server.url} (Ctrl+C stops)", flush=True)
-            await _run_agent(agent)
-        finally:
-            with contextlib.suppress(Exception):
-                await server.stop()
-
-    try:
-        asyncio.run(main())
-    except OSError as exc:
-        print(f"apuppet demo: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0

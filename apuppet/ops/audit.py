@@ -128,7 +128,7 @@ def _fit(text: str, width: int) -> str:
 def format_records(records: list[Record]) -> str:
     """The table of `apuppet sessions`. Every field but the times comes from clients (names, display names,
     reasons), so each goes through `printable` before it is cut to its column."""
-    from ..cli import printable
+    from ..runtime import printable
 
     header = f"{'started (UTC)':19}  {'duration':>9}  {'room':12}  {'device':20}  {'viewer':24}  {'address':39}  ended"
     lines = [header]

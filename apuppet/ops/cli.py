@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from ..cli import add_config_option, load_config
+from ..runtime import add_config_option, load_config
 from ..config import Config, ConfigError, ensure_secrets, read_secrets, resolve, validate
 from . import doctor, tls
 

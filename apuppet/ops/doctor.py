@@ -299,7 +299,7 @@ def _port_finding(report: Report, config: Config, check: PortCheck) -> None:
 
 
 def render(report: Report, config_path: str) -> str:
-    from ..cli import printable  # findings quote DNS answers and a STUN server's error text
+    from ..runtime import printable  # findings quote DNS answers and a STUN server's error text
 
     marks = {OK: "ok  ", WARN: "warn", FAIL: "FAIL", SKIP: "skip"}
     lines = [f"apuppet doctor ({config_path})", ""]

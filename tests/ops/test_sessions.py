@@ -16,7 +16,7 @@ import pytest
 
 from apuppet.agent.janus import JanusClient
 from apuppet.agent.textroom import TextRoomPeer
-from apuppet.cli import LOG_FORMAT, PrintableFormatter, printable
+from apuppet.runtime import LOG_FORMAT, PrintableFormatter, printable
 
 from ..ports import free_port
 from .test_doctor import free_udp_range

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:  # numpy is for the sources that grab frames; `apuppet serve` never loads it
     import numpy as np
@@ -89,19 +89,3 @@ class Source:
     async def paste(self, text: str) -> None:
         raise NotImplementedError
 
-
-def create_source(kind: str, **options: Any) -> Source:
-    """Instantiate a source by name; imports lazily so that `demo` needs neither X11 nor adb modules."""
-    if kind == "demo":
-        from .demo import DemoSource
-
-        return DemoSource(**options)
-    if kind == "x11":
-        from .x11 import X11Source
-
-        return X11Source(**options)
-    if kind == "adb":
-        from .adb import AdbSource
-
-        return AdbSource(**options)
-    raise ValueError(f"unknown source {kind!r} (choose demo, x11 or adb)")

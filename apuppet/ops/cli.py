@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from ..runtime import add_config_option, load_config
 from ..config import Config, ConfigError, ensure_secrets, read_secrets, resolve, validate
+from ..runtime import add_config_option, load_config
 from . import doctor, tls
 
 

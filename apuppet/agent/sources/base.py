@@ -88,4 +88,3 @@ class Source:
 
     async def paste(self, text: str) -> None:
         raise NotImplementedError
-

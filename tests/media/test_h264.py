@@ -4,6 +4,8 @@ import struct
 import av
 import numpy as np
 import pytest
+from aiortc import rtp as aiortc_rtp
+from aiortc.codecs.h264 import H264PayloadDescriptor
 
 from apuppet.media.encoder import H264Encoder
 from apuppet.media.h264 import (
@@ -20,6 +22,8 @@ from apuppet.media.h264 import (
     split_annexb,
 )
 from apuppet.media.rtp import RtpPacket, pack_header
+
+from .make_fixtures import FIXTURES, read_records
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +196,76 @@ def test_duplicates_and_late_packets(stream):
     packets = [p for _, ps in packetize(stream[:4]) for p in ps]
     asm, out = assemble(packets[:3] + packets[:3] + packets[3:])
     assert len(out) == 4 and asm.stats.late == 3
+
+
+# -- captured fixtures (tests/media/make_fixtures.py): another implementation's packets ------------------------
+
+
+@pytest.fixture(scope="module")
+def libav():
+    """(datagrams of libavformat's RFC 6184 packetizer as captured, the access units libx264 gave it)."""
+    return list(read_records(FIXTURES / "h264_libav_rtp.bin")), list(read_records(FIXTURES / "h264_libav_annexb.bin"))
+
+
+def decode_bytes(units):
+    dec = av.CodecContext.create("h264", "r")
+    return [f.to_ndarray(format="rgb24") for u in units for f in dec.decode(av.Packet(u))]
+
+
+def test_libav_packets_give_back_the_encoded_access_units(libav):
+    datagrams, units = libav
+    asm, out = assemble(datagrams)
+    out += asm.flush()
+    assert [u.nals for u in out] == [split_annexb(u) for u in units]
+    assert [u.keyframe for u in out] == [NAL_IDR in {nal_type(n) for n in split_annexb(u)} for u in units]
+    assert asm.stats.frames == len(units) and asm.stats.keyframes == sum(u.keyframe for u in out) > 1
+    assert asm.stats.lost == asm.stats.malformed == asm.stats.frames_dropped == asm.stats.late == 0
+    # The sequence numbers wrap around 65535 inside the capture; every packet is one frame's, in order.
+    seqs = [RtpPacket.parse(d).sequence_number for d in datagrams]
+    assert 0 in seqs and seqs[0] > seqs[-1]
+    assert sum(u.packets for u in out) == len(datagrams)
+    ours, reference = decode_bytes([u.data for u in out]), decode_bytes(units)
+    assert len(ours) == len(reference) == len(units)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, reference, strict=True))
+
+
+def test_libav_packets_lost_in_a_p_frame_drop_until_the_next_idr(libav):
+    datagrams, units = libav
+    keyframes = [i for i, u in enumerate(units) if NAL_IDR in {nal_type(n) for n in split_annexb(u)}]
+    frame_of = [RtpPacket.parse(d).timestamp for d in datagrams]
+    stamps = sorted(set(frame_of), key=frame_of.index)
+    victim = keyframes[0] + 3
+    assert victim < keyframes[1]
+    lost = frame_of.index(stamps[victim])
+    asm, out = assemble(datagrams[:lost] + datagrams[lost + 1 :])
+    out += asm.flush()
+    kept = list(range(victim)) + list(range(keyframes[1], len(units)))
+    assert [u.nals for u in out] == [split_annexb(units[i]) for i in kept]
+    # A frame that came in one packet vanished whole: nothing of it reached the assembler to be dropped.
+    whole = frame_of.count(stamps[victim]) == 1
+    assert asm.stats.lost == 1 and asm.stats.frames_dropped == keyframes[1] - victim - whole
+
+
+def test_libav_packets_reordered_across_the_sequence_wrap_are_repaired(libav):
+    datagrams, units = libav
+    packets = [RtpPacket.parse(d) for d in datagrams]
+    first = [i for i, p in enumerate(packets) if p.timestamp == packets[0].timestamp]
+    assert any(packets[i].sequence_number == 0 for i in first[1:]), "the fixture wraps inside the first IDR"
+    # The IDR's fragments after the first packet arrive backwards, across 65535 -> 0.
+    shuffled = datagrams[:1] + datagrams[1 : len(first)][::-1] + datagrams[len(first) :]
+    asm, out = assemble(shuffled)
+    out += asm.flush()
+    assert [u.nals for u in out] == [split_annexb(u) for u in units]
+    assert asm.stats.reordered > 0 and asm.stats.lost == asm.stats.frames_dropped == 0
+
+
+def test_our_packets_are_read_back_by_aiortc(libav):
+    """The packetizer's half, judged by aiortc's depacketizer: every access unit comes back whole."""
+    _, units = libav
+    pk = H264Packetizer(ssrc=7, payload_type=96, sequence_number=65530)
+    for index, unit in enumerate(units):
+        packets = [aiortc_rtp.RtpPacket.parse(p) for p in pk.packetize(unit, index * 3000)]
+        assert all(len(p.serialize()) <= MAX_PACKET_SIZE for p in packets)
+        assert [p.marker for p in packets] == [0] * (len(packets) - 1) + [1]
+        annexb = b"".join(H264PayloadDescriptor.parse(p.payload)[1] for p in packets)
+        assert split_annexb(annexb) == split_annexb(unit)

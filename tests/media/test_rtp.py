@@ -1,6 +1,10 @@
 import pytest
+from aiortc import rtp as aiortc_rtp
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 
 from apuppet.media.rtp import RtpPacket, is_rtcp, pack_header, seq_diff, ts_diff
+
+from .make_fixtures import FIXTURES, read_records
 
 
 def test_roundtrip_plain():
@@ -53,3 +57,75 @@ def test_serial_arithmetic():
     assert seq_diff(10, 10) == 0
     assert ts_diff(5, 0xFFFFFFF0) == 21
     assert ts_diff(0xFFFFFFF0, 5) == -21
+
+
+# -- captured fixtures (tests/media/make_fixtures.py), read by aiortc's parser too ----------------------------
+
+
+def load(name):
+    return list(read_records(FIXTURES / name))
+
+
+def assert_same_as_aiortc(ours: RtpPacket, theirs: aiortc_rtp.RtpPacket) -> None:
+    assert (ours.payload_type, ours.sequence_number, ours.timestamp, ours.ssrc) == (
+        theirs.payload_type,
+        theirs.sequence_number,
+        theirs.timestamp,
+        theirs.ssrc,
+    )
+    assert ours.marker == bool(theirs.marker)
+    assert list(ours.csrc) == theirs.csrc
+    assert ours.payload == theirs.payload
+
+
+def test_libav_datagrams_parse_as_aiortc_reads_them_and_serialize_back_byte_for_byte():
+    datagrams = load("h264_libav_rtp.bin")
+    assert len(datagrams) > 50
+    for data in datagrams:
+        ours = RtpPacket.parse(data)
+        assert_same_as_aiortc(ours, aiortc_rtp.RtpPacket.parse(data))
+        assert ours.serialize() == data
+        assert not is_rtcp(data)
+
+
+def test_webrtc_header_extensions_csrcs_and_padding():
+    extensions = aiortc_rtp.HeaderExtensionsMap()
+    extensions.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+                RTCRtpHeaderExtensionParameters(id=9, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+            ]
+        )
+    )
+    packets = load("rtp_aiortc.bin")
+    assert any(d[0] & 0x10 for d in packets) and any(d[0] & 0x20 for d in packets) and any(d[0] & 0x0F for d in packets)
+    for data in packets:
+        ours = RtpPacket.parse(data)
+        theirs = aiortc_rtp.RtpPacket.parse(data, extensions)
+        assert_same_as_aiortc(ours, theirs)
+        if data[0] & 0x10:
+            # RFC 8285 one-byte form; the extension's bytes are kept as they were, for a relay to pass on.
+            assert ours.extension is not None and ours.extension[0] == 0xBEDE
+            assert theirs.extensions.mid is not None
+        if data[0] & 0x20:
+            # Padding is dropped: the packet comes back shorter by exactly the padding, and still aiortc's.
+            again = ours.serialize()
+            assert len(again) == len(data) - data[-1]
+            assert_same_as_aiortc(RtpPacket.parse(again), aiortc_rtp.RtpPacket.parse(again, extensions))
+        else:
+            assert ours.serialize() == data
+
+
+def test_rtcp_from_a_webrtc_peer_is_recognised_and_refused_as_rtp():
+    packets = load("rtcp_aiortc.bin")
+    assert {aiortc_rtp.RtcpPacket.parse(d)[0].__class__.__name__ for d in packets} >= {
+        "RtcpSrPacket",
+        "RtcpRrPacket",
+        "RtcpPsfbPacket",
+        "RtcpRtpfbPacket",
+    }
+    for data in packets:
+        assert is_rtcp(data) and aiortc_rtp.is_rtcp(data)
+        with pytest.raises(ValueError):
+            RtpPacket.parse(data)

@@ -19,7 +19,9 @@ sys.path.insert(0, str(ROOT))
 
 from apuppet.api.gateway import Gateway  # noqa: E402
 from apuppet.config import Config  # noqa: E402
+from apuppet.media.peer import Peers  # noqa: E402
 from apuppet.plugins.textroom import TextRoomPlugin  # noqa: E402
+from apuppet.server.app import media_settings  # noqa: E402
 from tests.inproc import InProcClient  # noqa: E402
 from tests.plugins.test_textroom import DataPeer, agent_online  # noqa: E402
 
@@ -33,7 +35,8 @@ def summary(name: str, samples_ms: list[float]) -> str:
 
 async def main(args: argparse.Namespace) -> None:
     # Every peer comes from 127.0.0.1: no per-address cap on peer connections here.
-    plugin = TextRoomPlugin(Config(rtp_port_range="20000-40000", max_peers_per_address=0))
+    config = Config(rtp_port_range="20000-40000", max_peers_per_address=0)
+    plugin = TextRoomPlugin(config, Peers(media_settings(config)))
     gateway = Gateway([plugin])
     peers: list[DataPeer] = []
     try:

@@ -23,16 +23,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import MediaStreamTrack, RTCRtpSender, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
 from aiortc.sdp import SessionDescription
 
-from ..config import Config
-from ..plugins.contain import contained, report_failure
+from .contain import contained, report_failure
 from .ingest import RtpIngest
-from .peer import create_peer_connection, local_description
+from .peer import Peers
 from .relay import RelayViewer
 
 log = logging.getLogger(__name__)
@@ -87,19 +86,19 @@ class Viewer:
 
     def __init__(
         self,
-        config: Config,
+        peers: Peers,
         ingest: RtpIngest,
         on_started: Callable[[], None] | None = None,
         on_closed: Callable[[], None] | None = None,
         session: Any = None,
         address: str = "",
+        name: str = "viewer",
     ) -> None:
-        self.config = config
         self.ingest = ingest
         self.on_started = on_started
         self.on_closed = on_closed
         # Counted against the watching client's caps (`peer.PeerBudget`); raises `TooManyPeerConnections`.
-        self.pc = create_peer_connection(config, session, address)
+        self.pc = peers.create(session, address, name)
         self.track = IdleTrack()
         self.transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
         self.transceiver.setCodecPreferences([h264_capability()])
@@ -112,14 +111,27 @@ class Viewer:
         self._closing: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", contained(self._state_changed, "viewer connection state"))
 
+    @property
+    def awaiting_answer(self) -> bool:
+        """Whether our offer still waits for the viewer's answer (else `start` resumes a paused viewer)."""
+        return bool(self.pc.signalingState == "have-local-offer")
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.pc.connectionState == "failed")
+
     async def offer(self) -> dict[str, Any]:
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        return local_description(self.pc, self.config)
+        return self.pc.jsep()
 
     async def accept(self, jsep: dict[str, Any]) -> None:
-        """The viewer's answer (`start`)."""
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=jsep["sdp"], type="answer"))
+        """The viewer's answer (`start`), then the candidates it trickled before it."""
+        await self.pc.accept_answer(jsep["sdp"])
         self._join()
+
+    async def trickle(self, candidates: list[dict[str, Any]]) -> None:
+        """The viewer's trickled candidates (janus.js form); checked, and kept until the answer if early."""
+        await self.pc.trickle(candidates)
 
     # -- relay membership ------------------------------------------------------------------------------------
     def _payload_type(self) -> int:
@@ -137,7 +149,7 @@ class Viewer:
             original = self.sender._handle_rtcp_packet
 
             async def handle_rtcp(packet: Any) -> None:
-                # Called from aiortc's DTLS receive loop, which an exception would end (plugins/contain.py).
+                # Called from aiortc's DTLS receive loop, which an exception would end (contain.py).
                 try:
                     if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
                         self._nack(packet.lost)

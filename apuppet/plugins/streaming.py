@@ -1,9 +1,10 @@
 """`janus.plugin.streaming`: RTP mountpoints fed by the device, relayed to WebRTC viewers without transcoding.
 
-Request checks and the registry are `streaming_mountpoints.Mountpoints` (sans-I/O); media is
-`apuppet.media` (`RtpIngest` per mountpoint, `Viewer` per watching handle). As in Janus, `create`, `destroy`,
-`list`, `info` and `edit` answer at once; `watch`, `start`, `pause` and `stop` are acknowledged and answered
-by events (`preparing` with the offer, `starting`, `started`, `pausing`, `stopping`, `stopped`).
+Request checks and the registry are `mountpoints.Mountpoints` (sans-I/O); media is `apuppet.media`
+(`RtpIngest` per mountpoint, `Viewer` per watching handle, both made from the server's `MediaSettings`). As in
+Janus, `create`, `destroy`, `list`, `info` and `edit` answer at once; `watch`, `start`, `pause` and `stop` are
+acknowledged and answered by events (`preparing` with the offer, `starting`, `started`, `pausing`, `stopping`,
+`stopped`).
 
 A mountpoint belongs to the handle that created it: when that handle goes (the agent's session destroyed or
 timed out), the mountpoint goes too, its port is released and its viewers get `stopped`.
@@ -14,20 +15,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-from aiortc import RTCIceCandidate
 
 from ..api.idtag import tag
 from ..api.plugin import JSON, Plugin, PluginResult
 from ..api.session import Handle
 from ..config import Config
+from ..media.contain import contained, report_failure
 from ..media.ingest import RtpIngest
-from ..media.peer import TooManyPeerConnections, add_remote_candidate
+from ..media.peer import Peers, TooManyPeerConnections
 from ..media.viewer import Viewer, check_aiortc
-from .contain import contained, report_failure
-from .streaming_mountpoints import (
+from .mountpoints import (
     Mountpoint,
     Mountpoints,
     RequestError,
@@ -35,7 +34,6 @@ from .streaming_mountpoints import (
     error,
     mountpoint_key,
 )
-from .textroom import MAX_EARLY_CANDIDATES, parse_candidate
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +53,6 @@ class Watch:
 
     key: str
     viewer: Viewer
-    #: Trickled candidates kept until the answer arrives (janus.js trickles as soon as it has answered).
-    early: list[RTCIceCandidate] = field(default_factory=list)
 
 
 class StreamingPlugin(Plugin):
@@ -65,10 +61,13 @@ class StreamingPlugin(Plugin):
     version_string = "0.0.10"
     description = "Janus-compatible streaming plugin: RTP/H.264 mountpoints relayed to WebRTC viewers"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, peers: Peers) -> None:
         super().__init__(config)
         check_aiortc()
-        self.mountpoints = Mountpoints(config.admin_secret, owner_gone=self.owner_gone, port_range=config.port_range)
+        self.peers = peers
+        #: Where ingest sockets bind and which ports they take.
+        self.media = media = peers.settings
+        self.mountpoints = Mountpoints(config.admin_secret, owner_gone=self.owner_gone, port_range=media.port_range)
         self.ingests: dict[str, RtpIngest] = {}
         #: Handle id → keys of the mountpoints it created.
         self.created: dict[int, set[str]] = {}
@@ -108,26 +107,9 @@ class StreamingPlugin(Plugin):
         """The web-admin's candidates (janus.js trickles them): without them a viewer whose checks cannot reach the
         server never connects."""
         watch = self.watches.get(handle.id)
-        parsed = [c for c in map(parse_candidate, candidates) if c is not None]
-        if watch is None or not parsed:
-            return
-        if watch.viewer.pc.remoteDescription is None:
-            room = MAX_EARLY_CANDIDATES - len(watch.early)
-            watch.early += parsed[: max(room, 0)]
-            return
-        handle.spawn(self._add_candidates(handle, watch, parsed), name=f"streaming-trickle-{handle.id}")
-
-    async def _add_candidates(self, handle: Handle, watch: Watch, candidates: list[RTCIceCandidate]) -> None:
-        for candidate in candidates:
-            if self.watches.get(handle.id) is not watch:
-                return
-            try:
-                # Checked first: loopback, multicast or unspecified addresses, and too many (media/ice.py).
-                refused = await add_remote_candidate(watch.viewer.pc, candidate)
-            except Exception as exc:  # a candidate for a transport already gone; the others may still help
-                refused = type(exc).__name__
-            if refused is not None:
-                log.debug("handle %s: remote candidate refused: %s", tag(handle.id), refused)
+        if watch is not None:
+            # Kept until the answer if early, then checked (media.peer.ServerPeerConnection.trickle).
+            handle.spawn(watch.viewer.trickle(candidates), name=f"streaming-trickle-{handle.id}")
 
     def hangup(self, handle: Handle) -> None:
         watch = self._unwatch(handle.id, "hangup")
@@ -181,13 +163,13 @@ class StreamingPlugin(Plugin):
 
         def bind(port: int) -> int:
             ingest = RtpIngest(
-                self.config.bind,
-                self.config.port_range,
+                self.media.bind,
+                self.media.port_range,
                 port,
-                dual_stack=self.config.use_ipv6,
+                dual_stack=self.media.use_ipv6,
                 # The device's RTP is expected from the address that created the mountpoint (media/latch.py).
                 creator=handle.session.remote,
-                grace=self.config.rtp_latch_grace,
+                grace=self.media.rtp_latch_grace,
             )
             opened.append(ingest)
             return ingest.port
@@ -271,7 +253,13 @@ class StreamingPlugin(Plugin):
         if previous is not None:
             await self._close_viewer(handle, previous, notify=False)
         try:
-            viewer = Viewer(self.config, self.ingests[key], session=handle.session.id, address=handle.session.remote)
+            viewer = Viewer(
+                self.peers,
+                self.ingests[key],
+                session=handle.session.id,
+                address=handle.session.remote,
+                name=f"handle {tag(handle.id)}",
+            )
         except TooManyPeerConnections as exc:
             raise RequestError(StreamingError.UNKNOWN_ERROR, str(exc)) from None
         watch = Watch(key, viewer)
@@ -297,16 +285,13 @@ class StreamingPlugin(Plugin):
         if watch is None:
             raise RequestError(StreamingError.INVALID_REQUEST, "Can't start: not watching any mountpoint")
         viewer = watch.viewer
-        if viewer.pc.signalingState == "have-local-offer":
+        if viewer.awaiting_answer:
             if jsep is None or jsep.get("type") != "answer":
                 raise RequestError(StreamingError.MISSING_ELEMENT, "Missing mandatory element (jsep answer)")
             try:
                 await viewer.accept(jsep)
             except Exception as exc:
                 raise RequestError(StreamingError.INVALID_ELEMENT, f"Invalid SDP answer: {exc}") from None
-            early, watch.early = watch.early, []
-            if early:
-                handle.spawn(self._add_candidates(handle, watch, early), name=f"streaming-trickle-{handle.id}")
         else:
             viewer.resume()
         handle.push_event(status("starting"), transaction=transaction)
@@ -346,7 +331,7 @@ class StreamingPlugin(Plugin):
         if self.watches.get(handle.id) is watch:
             self._unwatch(handle.id, "connection closed")
             handle.push_event(status("stopped"))
-            handle.push_hangup("ICE failed" if watch.viewer.pc.connectionState == "failed" else "Close PC")
+            handle.push_hangup("ICE failed" if watch.viewer.failed else "Close PC")
 
     def _teardown(self, mountpoint: Mountpoint) -> None:
         """A mountpoint is gone: its viewers stop, its port is released."""

@@ -10,7 +10,9 @@ import importlib
 import inspect
 import logging
 import ssl
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from aiohttp import web
 
@@ -21,6 +23,8 @@ from ..api.plugin import Plugin
 from ..api.throttle import Throttle
 from ..config import Config, resolve
 from ..listeners import listeners
+from ..media.peer import Peers
+from ..media.settings import IceServer, MediaSettings
 from ..ops.audit import Audit, AuditStore
 from ..ops.eventlog import EventLog
 from . import metrics
@@ -44,7 +48,23 @@ SECURITY_HEADERS = {
 }
 
 
-def load_plugins(config: Config) -> list[Plugin]:
+def media_settings(config: Config) -> MediaSettings:
+    """The media layer's part of the configuration: `apuppet.media` is never handed the whole `Config`."""
+    return MediaSettings(
+        bind=config.bind,
+        port_range=config.port_range,
+        use_ipv6=config.use_ipv6,
+        public_ip=config.public_ip if config.nat else "",
+        ice_servers=tuple(IceServer.from_dict(s) for s in config.ice_servers()),
+        max_peers_per_session=config.max_peers_per_session,
+        max_peers_per_address=config.max_peers_per_address,
+        rtp_latch_grace=config.rtp_latch_grace,
+    )
+
+
+def load_plugins(config: Config, peers: Peers | None = None) -> list[Plugin]:
+    """The plugins of `PLUGIN_MODULES`, all given one `Peers`: a client's connections count together."""
+    peers = Peers(media_settings(config)) if peers is None else peers
     plugins: list[Plugin] = []
     for module_name in PLUGIN_MODULES:
         try:
@@ -56,7 +76,8 @@ def load_plugins(config: Config) -> list[Plugin]:
             continue
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if issubclass(cls, Plugin) and cls.name and cls.__module__ == module_name:
-                plugins.append(cls(config))
+                # The contract of PLUGIN_MODULES' plugins: built from the config and the shared media.
+                plugins.append(cast("Callable[[Config, Peers], Plugin]", cls)(config, peers))
     return plugins
 
 

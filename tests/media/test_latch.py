@@ -15,9 +15,11 @@ from apuppet.api.gateway import Gateway
 from apuppet.config import Config
 from apuppet.media.ingest import RtpIngest
 from apuppet.media.latch import SourceLatch, h264_payload_ok, ip_key, latchable
+from apuppet.media.peer import Peers
 from apuppet.media.relay import StreamRelay
 from apuppet.media.rtp import RtpPacket, pack_header
 from apuppet.plugins.streaming import StreamingPlugin
+from apuppet.server.app import media_settings
 from tests.inproc import InProcClient, plugin_data
 
 from .source import RtpSource
@@ -233,7 +235,7 @@ def agent_create(mp_id: str) -> dict[str, object]:
 async def plugin_server() -> AsyncIterator[tuple[StreamingPlugin, InProcClient, Config]]:
     lo, hi = free_range(20)
     config = Config(admin_secret="adm", rtp_port_range=f"{lo}-{hi}", bind=CREATOR)
-    plugin = StreamingPlugin(config)
+    plugin = StreamingPlugin(config, Peers(media_settings(config)))
     gateway = Gateway([plugin], session_timeout=60)
     yield plugin, InProcClient(gateway, remote=CREATOR), config
     await gateway.close()

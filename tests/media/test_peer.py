@@ -7,8 +7,8 @@ import socket
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from apuppet.config import Config
-from apuppet.media.peer import create_peer_connection, local_description
+from apuppet.media.peer import Peers, ServerPeerConnection
+from apuppet.media.settings import MediaSettings
 
 from .test_ice import free_range, needs_ipv6
 
@@ -27,21 +27,20 @@ def strip_candidates(sdp: str) -> str:
     return "\r\n".join(line for line in sdp.split("\r\n") if not line.startswith(("a=candidate:", "a=end-of-cand")))
 
 
-async def offer_from_server(config: Config) -> tuple[RTCPeerConnection, dict]:
-    pc = create_peer_connection(config)
+async def offer_from_server(settings: MediaSettings) -> tuple[ServerPeerConnection, dict]:
+    pc = Peers(settings).create()
     pc.createDataChannel("JanusDataChannel")
     pc.addTransceiver("video", direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
-    return pc, local_description(pc, config)
+    return pc, pc.jsep()
 
 
-def config(**kw) -> Config:
-    lo, hi = free_range(40)
-    return Config(rtp_port_range=f"{lo}-{hi}", **kw)
+def settings(**kw) -> MediaSettings:
+    return MediaSettings(port_range=free_range(40), **kw)
 
 
 async def test_every_candidate_port_is_inside_the_range():
-    cfg = config()
+    cfg = settings()
     pc, jsep = await offer_from_server(cfg)
     try:
         found = candidates(jsep["sdp"])
@@ -58,7 +57,7 @@ def families(sdp: str) -> set[int]:
 
 @needs_ipv6
 async def test_ipv6_candidates_when_the_host_has_ipv6():
-    pc, jsep = await offer_from_server(config(use_ipv6=True))
+    pc, jsep = await offer_from_server(settings(use_ipv6=True))
     try:
         assert families(jsep["sdp"]) == {4, 6}
     finally:
@@ -66,7 +65,7 @@ async def test_ipv6_candidates_when_the_host_has_ipv6():
 
 
 async def test_no_ipv6_candidates_with_use_ipv6_false():
-    pc, jsep = await offer_from_server(config(use_ipv6=False))
+    pc, jsep = await offer_from_server(settings(use_ipv6=False))
     try:
         assert families(jsep["sdp"]) == {4}
     finally:
@@ -74,7 +73,7 @@ async def test_no_ipv6_candidates_with_use_ipv6_false():
 
 
 async def test_nat_offer_carries_public_ip_and_keeps_the_private_host():
-    cfg = config(nat=True, public_ip="203.0.113.7")
+    cfg = settings(public_ip="203.0.113.7")
     pc, jsep = await offer_from_server(cfg)
     try:
         found = candidates(jsep["sdp"])
@@ -86,8 +85,8 @@ async def test_nat_offer_carries_public_ip_and_keeps_the_private_host():
         await pc.close()
 
 
-async def connect_client_without_candidates(cfg: Config) -> None:
-    server = create_peer_connection(cfg)
+async def connect_client_without_candidates(cfg: MediaSettings) -> None:
+    server = Peers(cfg).create()
     client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     got: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     try:
@@ -99,7 +98,7 @@ async def connect_client_without_candidates(cfg: Config) -> None:
 
         channel.on("open", lambda: channel.send("hello"))
         await server.setLocalDescription(await server.createOffer())
-        jsep = local_description(server, cfg)
+        jsep = server.jsep()
         await client.setRemoteDescription(RTCSessionDescription(**jsep))
         await client.setLocalDescription(await client.createAnswer())
         answer = strip_candidates(client.localDescription.sdp)
@@ -113,15 +112,15 @@ async def connect_client_without_candidates(cfg: Config) -> None:
 
 
 async def test_client_that_sends_no_candidates_connects():
-    await connect_client_without_candidates(config())
+    await connect_client_without_candidates(settings())
 
 
 async def test_client_without_candidates_connects_with_nat_configured():
-    await connect_client_without_candidates(config(nat=True, public_ip="203.0.113.7"))
+    await connect_client_without_candidates(settings(public_ip="203.0.113.7"))
 
 
 async def test_a_specific_bind_address_is_the_only_host_candidate():
-    cfg = config(bind="127.0.0.1")
+    cfg = settings(bind="127.0.0.1")
     pc, jsep = await offer_from_server(cfg)
     try:
         found = candidates(jsep["sdp"])
@@ -133,7 +132,7 @@ async def test_a_specific_bind_address_is_the_only_host_candidate():
 
 
 async def test_the_nat_mapping_follows_a_specific_bind_address():
-    cfg = config(bind="127.0.0.1", nat=True, public_ip="203.0.113.7")
+    cfg = settings(bind="127.0.0.1", public_ip="203.0.113.7")
     pc, jsep = await offer_from_server(cfg)
     try:
         found = candidates(jsep["sdp"])
@@ -143,7 +142,7 @@ async def test_the_nat_mapping_follows_a_specific_bind_address():
 
 
 async def test_a_client_connects_to_a_server_bound_to_loopback():
-    await connect_client_without_candidates(config(bind="127.0.0.1"))
+    await connect_client_without_candidates(settings(bind="127.0.0.1"))
 
 
 def _udp_sockets_in_range(port_range: tuple[int, int]) -> list[tuple[str, int]]:

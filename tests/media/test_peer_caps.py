@@ -14,9 +14,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from apuppet.api.gateway import Gateway
 from apuppet.config import Config
-from apuppet.media.peer import PeerBudget, TooManyPeerConnections, peer_budget
-from apuppet.plugins.streaming import StreamingPlugin
+from apuppet.media.peer import PeerBudget, TooManyPeerConnections
 from apuppet.plugins.textroom import TextRoomPlugin
+from apuppet.server.app import load_plugins
 from tests.inproc import InProcClient, plugin_data
 
 from .test_ice import free_range
@@ -44,11 +44,15 @@ async def server() -> AsyncIterator[tuple[Gateway, Config]]:
     # 20 ports, one host candidate per connection (bind is loopback): 25 connections would take them all.
     lo, hi = free_range(20)
     config = Config(admin_secret="adm", api_secret=SECRET, rtp_port_range=f"{lo}-{hi}", bind="127.0.0.1")
-    gateway = Gateway(
-        [TextRoomPlugin(config), StreamingPlugin(config)], api_secret=SECRET, session_timeout=60, viewer_access=True
-    )
+    gateway = Gateway(load_plugins(config), api_secret=SECRET, session_timeout=60, viewer_access=True)
     yield gateway, config
     await gateway.close()
+
+
+def textroom_plugin(gateway: Gateway) -> TextRoomPlugin:
+    plugin = gateway.plugins["janus.plugin.textroom"]
+    assert isinstance(plugin, TextRoomPlugin)
+    return plugin
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -130,7 +134,7 @@ async def test_many_sessions_from_one_address_cannot_use_up_the_udp_range(server
 # -- the count comes back ------------------------------------------------------------------------------------------
 async def test_hangup_detach_and_session_destroy_give_the_count_back(server):
     gateway, config = server
-    budget = peer_budget(config)
+    budget = textroom_plugin(gateway).peers.budget
     client = ViewerClient(gateway, remote=ATTACKER)
     session = client.create()
     handles = [client.attach(session, "janus.plugin.textroom") for _ in range(4)]
@@ -181,7 +185,7 @@ async def test_streaming_viewers_count_too_and_stop_gives_back(server):
         assert viewer.message(session, handles[0], {"request": "start"}, answer)["janus"] == "ack"
         await until(lambda: pc.connectionState == "connected")
         assert viewer.message(session, handles[1], {"request": "stop"})["janus"] == "ack"
-        budget = peer_budget(config)
+        budget = textroom_plugin(gateway).peers.budget
         await until(lambda: budget.sessions[session] == 3)
         assert viewer.message(session, handles[3], {"request": "watch", "id": "61"})["janus"] == "ack"
         again = await viewer.event(session, lambda e: e.get("sender") == handles[3] and "jsep" in e)

@@ -12,9 +12,9 @@ import pytest
 from aioice import stun
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
 
-from apuppet.config import Config
 from apuppet.media.ice import MAX_REMOTE_CANDIDATES, candidate_refusal, loopback_only
-from apuppet.media.peer import add_remote_candidate, create_peer_connection
+from apuppet.media.peer import Peers, add_remote_candidate
+from apuppet.media.settings import MediaSettings
 
 from .test_ice import free_range
 from .test_peer import strip_candidates
@@ -83,10 +83,12 @@ def candidate_line(i: int, port: int) -> str:
     return f"a=candidate:{i} 1 udp {2130706431 - i} 127.0.0.1 {port} typ host"
 
 
-async def negotiate(config: Config, extra_answer_lines: list[str]) -> tuple[RTCPeerConnection, RTCPeerConnection]:
+async def negotiate(
+    config: MediaSettings, extra_answer_lines: list[str]
+) -> tuple[RTCPeerConnection, RTCPeerConnection]:
     """A server offer and a real client's answer. Both sides' own candidates are left out, so that the only
     addresses anyone probes are the ones the test hands the server."""
-    server = create_peer_connection(config)
+    server = Peers(config).create()
     client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     server.createDataChannel("JanusDataChannel")
     await server.setLocalDescription(await server.createOffer())
@@ -115,7 +117,7 @@ def loopback_candidate(i: int, port: int) -> RTCIceCandidate:
 
 async def test_trickled_loopback_candidates_are_not_probed_by_a_server_on_all_addresses(targets):
     lo, hi = free_range(20)
-    server, client = await negotiate(Config(rtp_port_range=f"{lo}-{hi}", bind="0.0.0.0"), [])
+    server, client = await negotiate(MediaSettings(port_range=(lo, hi), bind="0.0.0.0"), [])
     try:
         reasons = [await add_remote_candidate(server, loopback_candidate(i, p)) for i, (p, _) in enumerate(targets)]
         assert reasons == ["loopback address"] * TARGETS
@@ -128,7 +130,7 @@ async def test_trickled_loopback_candidates_are_not_probed_by_a_server_on_all_ad
 async def test_loopback_candidates_in_the_answer_sdp_are_not_probed_either(targets):
     lo, hi = free_range(20)
     lines = [candidate_line(i, p) for i, (p, _) in enumerate(targets)]
-    server, client = await negotiate(Config(rtp_port_range=f"{lo}-{hi}", bind="0.0.0.0"), lines)
+    server, client = await negotiate(MediaSettings(port_range=(lo, hi), bind="0.0.0.0"), lines)
     try:
         assert await probed(targets, 1.5) == 0
         assert server.remote_candidates.refused == TARGETS  # type: ignore[attr-defined]
@@ -140,7 +142,7 @@ async def test_loopback_candidates_in_the_answer_sdp_are_not_probed_either(targe
 async def test_a_loopback_server_probes_at_most_20_remote_candidates(targets):
     """On a loopback-only server (how the suite runs) loopback candidates are legitimate, but bounded."""
     lo, hi = free_range(20)
-    config = Config(rtp_port_range=f"{lo}-{hi}", bind="127.0.0.1")
+    config = MediaSettings(port_range=(lo, hi), bind="127.0.0.1")
     half = TARGETS // 2
     in_sdp = [candidate_line(i, p) for i, (p, _) in enumerate(targets[:half])]
     server, client = await negotiate(config, in_sdp)

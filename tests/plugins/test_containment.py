@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from apuppet.api.gateway import Gateway
-from apuppet.plugins import contain
-from apuppet.plugins.contain import contained
+from apuppet.media import contain
+from apuppet.media.contain import contained
 from apuppet.plugins.textroom import TextRoomPlugin
 from tests.plugins import test_textroom
 from tests.plugins.test_textroom import DataPeer, agent_online, agent_transaction, connected
@@ -130,13 +130,13 @@ async def test_a_failing_handler_is_contained_answered_and_logged_once(
         raise KeyError("secret-pin-1234")
 
     plugin.dispatch = broken  # type: ignore[method-assign]
-    caplog.set_level(logging.WARNING, logger="apuppet.plugins.contain")
+    caplog.set_level(logging.WARNING, logger="apuppet.media.contain")
     for _ in range(5):
         t = agent_transaction()
         peer.send({"textroom": "list", "transaction": t})
         reply = await peer.reply(t)
         assert reply == {"textroom": "error", "error_code": 499, "error": "Internal error", "transaction": t}
-    lines = [r.getMessage() for r in caplog.records if r.name == "apuppet.plugins.contain"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "apuppet.media.contain"]
     assert len(lines) == 1 and "KeyError" in lines[0] and "secret-pin" not in lines[0], lines
     assert not any(r.exc_info for r in caplog.records)
     assert contain.failures == {"textroom request": 5}

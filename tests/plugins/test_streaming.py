@@ -17,8 +17,10 @@ from aiortc.mediastreams import MediaStreamError
 
 from apuppet.api.gateway import Gateway
 from apuppet.config import Config
+from apuppet.media.peer import Peers
 from apuppet.media.rtp import is_rtcp, pack_header
 from apuppet.plugins.streaming import StreamingPlugin
+from apuppet.server.app import media_settings
 from tests.inproc import InProcClient, plugin_data
 from tests.media.source import RtpSource, read_code
 from tests.media.test_ice import free_range
@@ -124,7 +126,7 @@ def config() -> Config:
 
 @pytest.fixture
 async def server(config: Config) -> AsyncIterator[tuple[Gateway, StreamingPlugin]]:
-    plugin = StreamingPlugin(config)
+    plugin = StreamingPlugin(config, Peers(media_settings(config)))
     gateway = Gateway([plugin], session_timeout=60)
     yield gateway, plugin
     await gateway.close()
@@ -299,7 +301,7 @@ async def test_garbage_and_foreign_source_dropped_without_harm(server, viewers, 
 async def test_nat_offer_carries_public_ip_and_the_lan_viewer_still_plays(viewers, sources):
     lo, hi = free_range(60)
     config = Config(rtp_port_range=f"{lo}-{hi}", bind="127.0.0.1", nat=True, public_ip="203.0.113.7")
-    plugin = StreamingPlugin(config)
+    plugin = StreamingPlugin(config, Peers(media_settings(config)))
     gateway = Gateway([plugin])
     try:
         janus = InProcClient(gateway)
@@ -467,7 +469,7 @@ class ViewerSessionClient(InProcClient):
 
 
 async def test_a_viewer_session_may_only_watch_with_the_pin(config, viewers, sources):
-    plugin = StreamingPlugin(config)
+    plugin = StreamingPlugin(config, Peers(media_settings(config)))
     gateway = Gateway([plugin], api_secret="agents-only")
     try:
         agent = Client(InProcClient(gateway))

@@ -13,10 +13,12 @@ from aiortc import RTCSessionDescription
 
 from apuppet.api.gateway import Gateway
 from apuppet.config import Config
+from apuppet.media import contain
 from apuppet.media.ice import ice_connections
+from apuppet.media.peer import Peers
 from apuppet.media.viewer import Viewer
-from apuppet.plugins import contain
 from apuppet.plugins.streaming import StreamingPlugin
+from apuppet.server.app import media_settings
 from tests.inproc import InProcClient
 from tests.plugins import test_streaming
 from tests.plugins.test_streaming import WebViewer, open_viewer, stream_from_agent
@@ -118,7 +120,7 @@ async def test_a_watch_that_fails_unexpectedly_answers_and_leaves_nothing(
 
 
 async def test_shutdown_waits_for_the_viewers_to_close(config: Config, viewers: list[WebViewer], sources: list) -> None:
-    plugin = StreamingPlugin(config)
+    plugin = StreamingPlugin(config, Peers(media_settings(config)))
     gateway = Gateway([plugin], session_timeout=60)
     janus = InProcClient(gateway)
     stream_from_agent(janus, sources)

@@ -21,9 +21,12 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 
 from apuppet.api.gateway import Gateway
 from apuppet.config import Config
+from apuppet.media import datachannel
+from apuppet.media.datachannel import SERVER_LABEL
+from apuppet.media.peer import Peers
 from apuppet.ops.audit import Audit, AuditStore
-from apuppet.plugins import textroom
-from apuppet.plugins.textroom import SERVER_LABEL, TextRoomPlugin
+from apuppet.plugins.textroom import TextRoomPlugin
+from apuppet.server.app import media_settings
 from tests.inproc import InProcClient, plugin_data
 
 JSON = dict[str, Any]
@@ -142,7 +145,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def server(clock: FakeClock) -> AsyncIterator[tuple[Gateway, TextRoomPlugin]]:
-    plugin = TextRoomPlugin(Config(admin_secret="the-admin-secret", rtp_port_range="20000-40000"))
+    config = Config(admin_secret="the-admin-secret", rtp_port_range="20000-40000")
+    plugin = TextRoomPlugin(config, Peers(media_settings(config)))
     gateway = Gateway([plugin], session_timeout=60, clock=clock)
     yield gateway, plugin
     await gateway.close()
@@ -622,10 +626,10 @@ async def test_failed_setup_is_reported_not_left_hanging(
     session = janus.create()
     handle = janus.attach(session, PLUGIN)
 
-    def no_ports(config: Config, *owner: object) -> RTCPeerConnection:
+    def no_ports(*owner: object) -> RTCPeerConnection:
         raise OSError("no free UDP port")
 
-    monkeypatch.setattr(textroom, "create_peer_connection", no_ports)
+    monkeypatch.setattr(plugin.peers, "create", no_ports)
     assert janus.message(session, handle, {"request": "setup"})["janus"] == "ack"
     failed = await janus.event(session, lambda e: "error_code" in plugin_data(e))
     assert plugin_data(failed)["error_code"] == 499 and "no free UDP port" in plugin_data(failed)["error"]
@@ -667,9 +671,9 @@ async def test_unread_messages_are_bounded(server: tuple[Gateway, TextRoomPlugin
     janus.message(session, handle_id, {"request": "setup"})
     await janus.event(session, lambda e: "jsep" in e)
     handle = gateway.sessions[session].handles[handle_id]
-    for i in range(textroom.MAX_PENDING + 44):
-        plugin.links[handle].send({"textroom": "message", "text": f"tap,{i},1,1"})
-    assert len(plugin.links[handle].pending) == textroom.MAX_PENDING
+    for i in range(datachannel.MAX_PENDING + 44):
+        plugin.links[handle].send(json.dumps({"textroom": "message", "text": f"tap,{i},1,1"}))
+    assert len(plugin.links[handle].pending) == datachannel.MAX_PENDING
     assert plugin.metrics()["dropped_messages_total"] == 44
     janus.request("detach", session, handle_id)
     assert plugin.links == {} and plugin.metrics()["dropped_messages_total"] == 44

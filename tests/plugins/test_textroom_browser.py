@@ -14,7 +14,10 @@ import pytest
 
 from apuppet.api.gateway import Gateway
 from apuppet.config import Config
-from apuppet.plugins.textroom import SERVER_LABEL, TextRoomPlugin
+from apuppet.media.datachannel import SERVER_LABEL
+from apuppet.media.peer import Peers
+from apuppet.plugins.textroom import TextRoomPlugin
+from apuppet.server.app import media_settings
 from tests.inproc import InProcClient, plugin_data
 
 from .test_textroom import PLUGIN, DataPeer, agent_online
@@ -74,7 +77,8 @@ async def page() -> AsyncIterator[Page]:
 
 
 async def test_chromium_admin_drives_the_agent(page: Page) -> None:
-    plugin = TextRoomPlugin(Config(rtp_port_range="20000-40000"))
+    config = Config(rtp_port_range="20000-40000")
+    plugin = TextRoomPlugin(config, Peers(media_settings(config)))
     gateway = Gateway([plugin])
     agent = DataPeer(InProcClient(gateway), agent=True)
     try:

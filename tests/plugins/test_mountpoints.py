@@ -5,7 +5,7 @@ import errno
 import pytest
 
 from apuppet.api.throttle import Throttle
-from apuppet.plugins.streaming_mountpoints import (
+from apuppet.plugins.mountpoints import (
     MAX_MOUNTPOINTS_PER_OWNER,
     Mountpoints,
     RequestError,

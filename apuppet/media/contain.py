@@ -1,12 +1,13 @@
-"""Keeping the plugins' exceptions out of aiortc's loops.
+"""Keeping our exceptions out of aiortc's loops.
 
 aiortc calls our event handlers (a data channel's `message`, a connection's state change…) from inside its own
 receive loops, through pyee, which re-raises whatever a handler raises. An exception there ends the loop that
 called it: a data channel's SCTP/DTLS loop stops, the channel still reads as open, and every later request on it
 goes unanswered. A client's input must never be able to do that, and neither may a bug of ours. So every callback
-the plugins hand to aiortc goes through `contained`, which swallows the exception, logs one short line (no
-traceback: the line is the same for every failure of a kind, and the input that caused it may carry secrets) and
-lets the caller answer the request that failed.
+handed to aiortc (by `datachannel` and `viewer`, which call the plugins' callbacks from there) goes through
+`contained`, which swallows the exception, logs one short line (no traceback: the line is the same for every
+failure of a kind, and the input that caused it may carry secrets) and lets the caller answer the request that
+failed.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from apuppet.api.throttle import Throttle
-from apuppet.plugins.room import MAX_TEXT, Outcome, Rooms, janus_date
+from apuppet.plugins.rooms import MAX_TEXT, Outcome, Rooms, janus_date
 
 AGENT, ADMIN, OTHER = "agent-handle", "admin-handle", "stranger-handle"
 

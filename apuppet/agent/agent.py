@@ -24,7 +24,7 @@ import aiohttp
 from . import commands
 from .commands import Command, CommandError, Copy, GlobalAction, Key, Paste, Ping, Resolution, Swipe, Tap
 from .credentials import Credentials
-from .janus import JanusClient, JanusError, SessionLost, api_url
+from .janus import JanusClient, JanusReplyError, SessionLost, api_url
 from .rtpsender import RtpSender
 from .sources.base import Geometry, Source
 from .streaming import Mountpoint
@@ -39,7 +39,7 @@ MAX_PENDING_COMMANDS = 64
 UNAUTHORIZED = 403
 #: Seconds after a viewer joins at which keyframes are sent.
 KEYFRAMES_AFTER_JOIN = (0.0, 0.5, 1.5)
-CONNECT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, JanusError, SessionLost, ConnectionError, ValueError)
+CONNECT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, JanusReplyError, SessionLost, ConnectionError, ValueError)
 
 
 @dataclass(slots=True)
@@ -111,7 +111,7 @@ class Agent:
                     try:
                         await self._connect(http)
                     except CONNECT_ERRORS as exc:
-                        if isinstance(exc, JanusError) and exc.code == UNAUTHORIZED and not self.sessions:
+                        if isinstance(exc, JanusReplyError) and exc.code == UNAUTHORIZED and not self.sessions:
                             # A wrong secret on the very first try is a setting to fix, not an outage to wait out.
                             raise PermissionError(f"the server refused the API secret: {exc.reason}") from None
                         log.warning("cannot connect to %s: %s", self.options.server_url, exc or type(exc).__name__)
@@ -171,14 +171,14 @@ class Agent:
                 )
                 self._room_created = True
                 break
-            except JanusError as exc:
+            except JanusReplyError as exc:
                 if exc.code != ROOM_EXISTS:
                     raise
                 # The old room is still held (our previous session has not expired yet): new identity.
                 log.info("our Session ID is still taken on the server; choosing a new one")
                 self.credentials = Credentials.generate(self.options.credential_style)
         else:
-            raise JanusError(ROOM_EXISTS, "could not find a free session ID")
+            raise JanusReplyError(ROOM_EXISTS, "could not find a free session ID")
         creds = self.credentials
         await room.checked(
             {

@@ -28,7 +28,10 @@ MAX_QUEUED_EVENTS = 100
 SESSION_NOT_FOUND = 458
 
 
-class JanusError(Exception):
+class JanusReplyError(Exception):
+    """A request of ours failed: the server answered with a Janus or plugin error, or with something we cannot use
+    (code 0). Not `apuppet.api.errors.JanusError`, which is the server raising an error reply to send."""
+
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"{reason} ({code})")
         self.code = code
@@ -98,14 +101,14 @@ class JanusClient:
             resp.raise_for_status()
             reply = json.loads(await resp.text())
         if not isinstance(reply, dict):
-            raise JanusError(0, "reply is not a JSON object")
+            raise JanusReplyError(0, "reply is not a JSON object")
         if reply.get("janus") == "error":
             error = reply.get("error") or {}
             code, reason = int(error.get("code", 0)), str(error.get("reason", "error"))
             if code == SESSION_NOT_FOUND:
                 self.lost.set()
                 raise SessionLost(reason)
-            raise JanusError(code, reason)
+            raise JanusReplyError(code, reason)
         return reply
 
     async def create(self) -> int:
@@ -128,7 +131,7 @@ class JanusClient:
         reply = await self.request(msg, handle)
         data = reply.get("plugindata", {}).get("data", {})
         if isinstance(data, dict) and "error_code" in data:
-            raise JanusError(int(data["error_code"]), str(data.get("error", "plugin error")))
+            raise JanusReplyError(int(data["error_code"]), str(data.get("error", "plugin error")))
         return reply
 
     async def event(self, handle: int, predicate: Callable[[JSON], bool] | None = None, timeout: float = 15.0) -> JSON:
@@ -161,7 +164,7 @@ class JanusClient:
         if destroy and self.session_id is not None and not self.lost.is_set():
             try:
                 await self.request({"janus": "destroy"})
-            except (aiohttp.ClientError, OSError, TimeoutError, JanusError, SessionLost, ValueError) as exc:
+            except (aiohttp.ClientError, OSError, TimeoutError, JanusReplyError, SessionLost, ValueError) as exc:
                 log.debug("session destroy failed: %s", exc)
         self.session_id = None
 

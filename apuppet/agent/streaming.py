@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .janus import JanusClient, JanusError
+from .janus import JanusClient, JanusReplyError
 
 PLUGIN = "janus.plugin.streaming"
 
@@ -44,7 +44,7 @@ class Mountpoint:
         reply = await self.janus.message(self.handle, create_request(session_id, password))
         stream = reply.get("plugindata", {}).get("data", {}).get("stream")
         if not isinstance(stream, dict) or not isinstance(stream.get("video_port"), int):
-            raise JanusError(0, "the server did not return stream.video_port")
+            raise JanusReplyError(0, "the server did not return stream.video_port")
         self.id = session_id
         self.video_port = stream["video_port"]
         return self.video_port

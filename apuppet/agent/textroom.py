@@ -16,7 +16,7 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
-from .janus import JanusClient, JanusError, transaction
+from .janus import JanusClient, JanusReplyError, transaction
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class TextRoomPeer:
             elif data.get("result") == "ok":
                 seen.add("ok")
             elif "error_code" in data:
-                raise JanusError(int(data["error_code"]), str(data.get("error")))
+                raise JanusReplyError(int(data["error_code"]), str(data.get("error")))
         self.channel = pc.createDataChannel("Trick")
         self._watch(self.channel)
         if self.channel.readyState != "open":
@@ -69,7 +69,7 @@ class TextRoomPeer:
                 await opened.wait()
         reply = await self.request({"textroom": "list"})
         if reply.get("textroom") != "success":
-            raise JanusError(int(reply.get("error_code", 0)), f"list failed: {reply.get('error')}")
+            raise JanusReplyError(int(reply.get("error_code", 0)), f"list failed: {reply.get('error')}")
 
     async def request(self, body: JSON) -> JSON:
         """Send on `Trick` and wait for the `success`/`error` with the same transaction."""
@@ -86,7 +86,7 @@ class TextRoomPeer:
     async def checked(self, body: JSON) -> JSON:
         reply = await self.request(body)
         if reply.get("textroom") == "error":
-            raise JanusError(int(reply.get("error_code", 0)), str(reply.get("error", "textroom error")))
+            raise JanusReplyError(int(reply.get("error_code", 0)), str(reply.get("error", "textroom error")))
         return reply
 
     def send(self, body: JSON) -> None:

@@ -20,7 +20,7 @@ from .errors import ErrorCode, JanusError
 from .idtag import ID_FIELDS, tag
 from .limits import Limits, LogLimiter, Slots, TokenBucket
 from .plugin import JSON, Plugin, PluginResult
-from .session import Handle, Owner, Session
+from .session import Connection, Handle, Session
 from .throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class Gateway:
         session_id: int | None = None,
         handle_id: int | None = None,
         remote: str = "",
-        owner: Owner | None = None,
+        connection: Connection | None = None,
     ) -> JSON:
         """Parse raw bytes and dispatch; malformed JSON gets Janus' 454 and changes nothing."""
         if json_depth_exceeds(data, MAX_JSON_DEPTH):
@@ -148,7 +148,7 @@ class Gateway:
             message = json.loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             return error_reply(ErrorCode.INVALID_JSON, f"JSON error: {str(exc)[:200]}")
-        return self.handle(message, session_id=session_id, handle_id=handle_id, remote=remote, owner=owner)
+        return self.handle(message, session_id=session_id, handle_id=handle_id, remote=remote, connection=connection)
 
     def handle(
         self,
@@ -157,14 +157,14 @@ class Gateway:
         session_id: int | None = None,
         handle_id: int | None = None,
         remote: str = "",
-        owner: Owner | None = None,
+        connection: Connection | None = None,
     ) -> JSON:
         """Dispatch one request. Path ids (HTTP) win over body ids, which only WebSocket clients rely on."""
         if not isinstance(message, dict):
             return error_reply(ErrorCode.INVALID_JSON_OBJECT, "JSON error: not an object")
         transaction = message.get("transaction")
         try:
-            return self._dispatch(message, transaction, session_id, handle_id, remote, owner)
+            return self._dispatch(message, transaction, session_id, handle_id, remote, connection)
         except JanusError as exc:
             sid = session_id if session_id is not None else parse_id(message.get("session_id"))
             return error_reply(exc.code, exc.reason, transaction, sid)
@@ -242,12 +242,12 @@ class Gateway:
         session.touch(self.clock(), remote)
         return session
 
-    def _find(self, session_id: int | None, remote: str, owner: Owner | None) -> Session | None:
+    def _find(self, session_id: int | None, remote: str, connection: Connection | None) -> Session | None:
         session = self.sessions.get(session_id) if session_id is not None else None
-        return session if session is not None and self._reachable(session, remote, owner) else None
+        return session if session is not None and self._reachable(session, remote, connection) else None
 
     @staticmethod
-    def _reachable(session: Session, remote: str, owner: Owner | None) -> bool:
+    def _reachable(session: Session, remote: str, connection: Connection | None) -> bool:
         """Whether a request may address the session at all.
 
         Session ids are bearer tokens. A viewer session (no API secret behind it) is bound to where it was made:
@@ -255,9 +255,9 @@ class Gateway:
         leaked id is no use. Trusted sessions stay reachable from anywhere: agents roam between networks."""
         if session.trusted:
             return True
-        if session.owner is not None:
-            return owner is session.owner
-        return owner is None and remote == session.creator
+        if session.connection is not None:
+            return connection is session.connection
+        return connection is None and remote == session.creator
 
     def idle_for(self, session_id: int) -> float | None:
         """Seconds since the session was last heard from; 0 while its WebSocket is open (a live connection is
@@ -265,7 +265,7 @@ class Gateway:
         session = self.sessions.get(session_id)
         if session is None:
             return None
-        if session.owner is not None:
+        if session.connection is not None:
             return 0.0
         return self.clock() - session.last_activity
 
@@ -307,9 +307,9 @@ class Gateway:
         session.wake_listeners()
         self._observe("session_destroyed", {"session": session.id, "reason": reason, "remote": session.remote})
 
-    def transport_gone(self, owner: Owner) -> None:
+    def connection_closed(self, connection: Connection) -> None:
         """A WebSocket closed: its sessions go with it, as in Janus (no session reclaiming)."""
-        for session in [s for s in self.sessions.values() if s.owner is owner]:
+        for session in [s for s in self.sessions.values() if s.connection is connection]:
             self.destroy_session(session, reason="transport closed")
 
     async def close(self) -> None:
@@ -326,7 +326,7 @@ class Gateway:
         session_id: int | None,
         handle_id: int | None,
         remote: str,
-        owner: Owner | None,
+        connection: Connection | None,
     ) -> JSON:
         verb = msg.get("janus")
         if not isinstance(verb, str) or not verb:
@@ -350,14 +350,14 @@ class Gateway:
             if verb == "info":
                 return self.info(transaction)
             trusted = self.authorize(msg.get("apisecret"), remote)
-            return self._create(transaction, remote, owner, trusted)
+            return self._create(transaction, remote, connection, trusted)
 
         if verb in OPEN_VERBS:
             raise JanusError(ErrorCode.INVALID_REQUEST_PATH, f"Unhandled request '{verb}' at this path")
         secret = msg.get("apisecret")
         if secret:
             self.check_secret(secret, remote)
-        session = self._find(session_id, remote, owner)
+        session = self._find(session_id, remote, connection)
         if session is None:
             raise JanusError(ErrorCode.SESSION_NOT_FOUND, f"No such session {session_id}")
         self.authorize(secret, remote, session)
@@ -373,8 +373,8 @@ class Gateway:
                 self.destroy_session(session)
                 return {"janus": "success", **base}
             if verb == "claim":
-                if owner is not None:
-                    session.bind(owner)
+                if connection is not None:
+                    session.bind(connection)
                 return {"janus": "success", **base}
             return self._attach(session, msg, base)
 
@@ -393,7 +393,7 @@ class Gateway:
             return self._trickle(handle, msg, base)
         return self._message(handle, msg, transaction, base)
 
-    def _create(self, transaction: str, remote: str, owner: Owner | None, trusted: bool) -> JSON:
+    def _create(self, transaction: str, remote: str, connection: Connection | None, trusted: bool) -> JSON:
         limits = self.limits
         if not trusted:
             if self.viewers_by_address.held(remote) >= limits.viewer_sessions_per_address:
@@ -404,7 +404,7 @@ class Gateway:
             self._refuse(remote, "sessions_per_address")
         if not trusted:
             self.viewers_by_address.acquire(remote, limits.viewer_sessions_per_address)
-        session = Session(new_id(self.sessions), self.clock(), remote, owner)
+        session = Session(new_id(self.sessions), self.clock(), remote, connection)
         session.trusted = trusted
         self.sessions[session.id] = session
         self._observe("session_created", {"session": session.id, "remote": remote, "viewer_only": not trusted})

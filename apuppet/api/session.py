@@ -25,14 +25,14 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_EVENTS = 1000
 
 
-class Owner(Protocol):
+class Connection(Protocol):
     """A transport connection that receives its sessions' events as they happen (a WebSocket)."""
 
     def send(self, event: JSON) -> None: ...
 
 
 class Session:
-    def __init__(self, session_id: int, now: float, remote: str = "", owner: Owner | None = None) -> None:
+    def __init__(self, session_id: int, now: float, remote: str = "", connection: Connection | None = None) -> None:
         self.id = session_id
         self.handles: dict[int, Handle] = {}
         self.last_activity = now
@@ -42,11 +42,11 @@ class Session:
         #: answers only there.
         self.creator = remote
         #: The transport connection that created the session (a WebSocket), or None for HTTP.
-        self.owner: Owner | None = None
+        self.connection: Connection | None = None
         self.events: deque[JSON] = deque(maxlen=MAX_QUEUED_EVENTS)
         self.sink: Callable[[JSON], None] | None = None
-        if owner is not None:
-            self.bind(owner)
+        if connection is not None:
+            self.bind(connection)
         self._listeners: set[Callable[[], None]] = set()
         self.destroyed = False
         self.dropped_events = 0
@@ -54,12 +54,12 @@ class Session:
         #: reach a device with its password and nothing else.
         self.trusted = True
 
-    def bind(self, owner: Owner) -> None:
-        """Deliver events straight to `owner` from now on, starting with those already queued."""
-        self.owner = owner
-        self.sink = owner.send
+    def bind(self, connection: Connection) -> None:
+        """Deliver events straight to `connection` from now on, starting with those already queued."""
+        self.connection = connection
+        self.sink = connection.send
         while self.events:
-            owner.send(self.events.popleft())
+            connection.send(self.events.popleft())
 
     def touch(self, now: float, remote: str | None = None) -> None:
         self.last_activity = now

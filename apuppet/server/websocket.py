@@ -25,7 +25,7 @@ MAX_PENDING = 10_000
 
 
 class Connection:
-    """One WebSocket client: the owner of the sessions it creates."""
+    """One WebSocket client: the events of the sessions it creates or claims are pushed on it."""
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
@@ -104,7 +104,7 @@ class WebSocketTransport:
                     break
         finally:
             self.connections.discard(conn)
-            self.gateway.transport_gone(conn)
+            self.gateway.connection_closed(conn)
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
         return ws
@@ -113,7 +113,7 @@ class WebSocketTransport:
         # Events a request causes at once (a plugin's immediate event) must follow its reply.
         conn.held = []
         try:
-            reply = self.gateway.receive(data, remote=remote, owner=conn)
+            reply = self.gateway.receive(data, remote=remote, connection=conn)
         finally:
             held, conn.held = conn.held, None
         conn.send(reply)

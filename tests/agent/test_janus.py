@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from apuppet.agent.janus import MAX_QUEUED_EVENTS, JanusClient, JanusError, SessionLost, api_url, transaction
+from apuppet.agent.janus import MAX_QUEUED_EVENTS, JanusClient, JanusReplyError, SessionLost, api_url, transaction
 from apuppet.server import Server
 
 from .conftest import SECRET, free_port, server_config
@@ -37,7 +37,7 @@ async def test_session_handles_and_events(server: Server):
         assert (await client.message(handle, {"request": "setup"}))["janus"] == "ack"
         event = await client.event(handle, lambda e: "jsep" in e)
         assert event["jsep"]["type"] == "offer"
-        with pytest.raises(JanusError):
+        with pytest.raises(JanusReplyError):
             await client.attach("janus.plugin.nope")
         await client.close()
         assert sid not in server.gateway.sessions
@@ -46,7 +46,7 @@ async def test_session_handles_and_events(server: Server):
 async def test_wrong_secret_is_a_janus_error(server: Server):
     async with aiohttp.ClientSession() as http:
         client = JanusClient(http, server.url, "wrong")
-        with pytest.raises(JanusError) as info:
+        with pytest.raises(JanusReplyError) as info:
             await client.create()
         assert info.value.code == 403
 

@@ -21,6 +21,7 @@ from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 from .ice import bind_udp
 from .latch import DEFAULT_GRACE
 from .relay import RelayViewer, StreamRelay
+from .settings import MediaSettings
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,19 @@ class RtpIngest:
         self._pump = self._loop.create_task(self._run_pump(), name=f"rtp-pump-{self.port}")
         self._last_pli = 0.0
         self.closed = False
+
+    @classmethod
+    def open(cls, settings: MediaSettings, port: int = 0, creator: str | None = None) -> RtpIngest:
+        """A mountpoint's ingest placed as the server's settings say: the streaming plugin knows ports and
+        creators, not addresses, address families or latch timing."""
+        return cls(
+            settings.bind,
+            settings.port_range,
+            port,
+            dual_stack=settings.use_ipv6,
+            creator=creator,
+            grace=settings.rtp_latch_grace,
+        )
 
     # -- viewers -------------------------------------------------------------------------------------------
     def viewer(self, ssrc: int, payload_type: int, send: Sender) -> RelayViewer:

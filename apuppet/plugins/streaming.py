@@ -65,9 +65,8 @@ class StreamingPlugin(Plugin):
         super().__init__(config)
         check_aiortc()
         self.peers = peers
-        #: Where ingest sockets bind and which ports they take.
-        self.media = media = peers.settings
-        self.mountpoints = Mountpoints(config.admin_secret, owner_gone=self.owner_gone, port_range=media.port_range)
+        port_range = peers.settings.port_range
+        self.mountpoints = Mountpoints(config.admin_secret, owner_gone=self.owner_gone, port_range=port_range)
         self.ingests: dict[str, RtpIngest] = {}
         #: Handle id → keys of the mountpoints it created.
         self.created: dict[int, set[str]] = {}
@@ -162,15 +161,8 @@ class StreamingPlugin(Plugin):
         opened: list[RtpIngest] = []
 
         def bind(port: int) -> int:
-            ingest = RtpIngest(
-                self.media.bind,
-                self.media.port_range,
-                port,
-                dual_stack=self.media.use_ipv6,
-                # The device's RTP is expected from the address that created the mountpoint (media/latch.py).
-                creator=handle.session.remote,
-                grace=self.media.rtp_latch_grace,
-            )
+            # The device's RTP is expected from the address that created the mountpoint (media/latch.py).
+            ingest = RtpIngest.open(self.peers.settings, port, creator=handle.session.remote)
             opened.append(ingest)
             return ingest.port
 

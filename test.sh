@@ -7,8 +7,9 @@ cd "$(dirname "$0")"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 need=()
-# janus: the reference gateway our compatibility tests also run against.
-for pkg in python3-venv chromium xvfb xauth janus; do
+# janus: the reference gateway our compatibility tests also run against; coturn, nftables, iproute2: the TURN tests
+# (a browser in a network namespace whose UDP is dropped).
+for pkg in python3-venv chromium xvfb xauth janus coturn nftables iproute2; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -27,10 +27,17 @@ class ConfigError(Exception):
 
 
 class TurnServer(BaseModel):
+    """A TURN server for the browsers. Without `username`/`credential` the server mints time-limited ones from
+    `turn_secret` for every client (coturn's `use-auth-secret`)."""
+
     model_config = ConfigDict(extra="forbid")
     url: str
     username: str = ""
     credential: str = ""
+
+    @property
+    def static(self) -> bool:
+        return bool(self.username or self.credential)
 
     @field_validator("url")
     @classmethod
@@ -76,6 +83,16 @@ class Config(BaseModel):
     session_timeout: float = Field(60.0, gt=0)
     stun_server: str = ""
     turn_servers: list[TurnServer] = Field(default_factory=list)
+    #: This host runs coturn (install.sh sets it up): browsers get turn:/turns: URLs on `hostname` (or
+    #: `public_ip`) with credentials minted from `turn_secret`, generated into `credentials_dir` when empty.
+    turn: bool = False
+    #: coturn's `static-auth-secret`; credentials minted from it live `turn_ttl` seconds.
+    turn_secret: str = ""
+    turn_ttl: int = Field(86400, ge=60, le=30 * 86400)
+    turn_port: int = Field(3478, ge=1, le=65535)
+    turn_tls_port: int = Field(5349, ge=1, le=65535)
+    #: UDP ports coturn relays from (open them with turn_port); outside rtp_port_range.
+    turn_relay_range: str = "49152-49999"
     use_ipv6: bool = True
     max_request_bytes: int = Field(1 << 20, ge=1024)
     log_level: str = "info"
@@ -118,7 +135,7 @@ class Config(BaseModel):
             raise ValueError("needs at least 10 distinct characters")
         return distinct
 
-    @field_validator("rtp_port_range")
+    @field_validator("rtp_port_range", "turn_relay_range")
     @classmethod
     def _range(cls, v: str) -> str:
         parse_port_range(v)
@@ -154,6 +171,15 @@ class Config(BaseModel):
             raise ValueError('nat: true needs public_ip (the address the Internet sees, e.g. "77.222.59.36")')
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls_cert and tls_key go together: set both or neither")
+        if self.turn and not (self.hostname or self.public_ip):
+            raise ValueError("turn: true needs hostname or public_ip (the address browsers reach coturn at)")
+        if not (self.turn or self.turn_secret) and any(not t.static for t in self.turn_servers):
+            raise ValueError("a turn_servers entry without username and credential needs turn_secret")
+        if self.turn:
+            low, high = parse_port_range(self.turn_relay_range)
+            rtp_low, rtp_high = self.port_range
+            if low <= rtp_high and rtp_low <= high:
+                raise ValueError("turn_relay_range must not overlap rtp_port_range")
         return self
 
     # -- derived values ---------------------------------------------------------------------------------------
@@ -166,12 +192,16 @@ class Config(BaseModel):
         return bool(self.tls_cert and self.tls_key)
 
     def ice_servers(self) -> list[dict[str, Any]]:
-        """RTCConfiguration iceServers: empty unless configured, so no public STUN server is ever waited for."""
+        """The server's own RTCConfiguration iceServers: empty unless configured, so no public STUN server is ever
+        waited for. TURN servers whose credentials are minted per browser are left out: the server's host (and
+        NAT) candidates are what coturn relays to, and a relay of its own would only add a hop. The browsers'
+        list is `apuppet.api.iceservers.browser_ice_servers`."""
         servers: list[dict[str, Any]] = []
         if self.stun_server:
             servers.append({"urls": self.stun_server})
         for turn in self.turn_servers:
-            servers.append({"urls": turn.url, "username": turn.username, "credential": turn.credential})
+            if turn.static:
+                servers.append({"urls": turn.url, "username": turn.username, "credential": turn.credential})
         return servers
 
 
@@ -241,7 +271,16 @@ def generate_secret(alphabet: str, length: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
+TURN_SECRET_LENGTH = 32
 SECRET_LENGTHS = {"api_secret": API_SECRET_LENGTH, "admin_secret": ADMIN_SECRET_LENGTH}
+
+
+def _secret_lengths(config: Config) -> dict[str, int]:
+    """The secrets this configuration keeps in `credentials_dir`: coturn's only when this host runs coturn (with
+    an outside TURN server, its operator hands out the secret)."""
+    if config.turn:
+        return {**SECRET_LENGTHS, "turn_secret": TURN_SECRET_LENGTH}
+    return SECRET_LENGTHS
 
 
 def read_secrets(config: Config, base: Path) -> tuple[Config, list[Path]]:
@@ -250,7 +289,7 @@ def read_secrets(config: Config, base: Path) -> tuple[Config, list[Path]]:
     folder = resolve(base, config.credentials_dir)
     updates: dict[str, str] = {}
     missing: list[Path] = []
-    for key in SECRET_LENGTHS:
+    for key in _secret_lengths(config):
         if getattr(config, key):
             continue
         file = folder / key
@@ -266,7 +305,7 @@ def ensure_secrets(config: Config, base: Path) -> Config:
     """Fill empty secrets from `credentials_dir`, generating them (mode 0600) on first start."""
     folder = resolve(base, config.credentials_dir)
     updates: dict[str, str] = {}
-    for key, length in SECRET_LENGTHS.items():
+    for key, length in _secret_lengths(config).items():
         if getattr(config, key):
             continue
         file = folder / key

@@ -109,6 +109,7 @@ class Gateway:
         secret_throttle: Throttle | None = None,
         viewer_access: bool = True,
         limits: Limits | None = None,
+        ice_servers: Callable[[str], list[JSON]] | None = None,
     ) -> None:
         self.plugins: dict[str, Plugin] = {p.name: p for p in plugins}
         self.api_secret = api_secret
@@ -127,6 +128,8 @@ class Gateway:
         self._errors_logged = LogLimiter(lines=1, clock=clock)
         #: Callbacks for operators' logs and metrics: (event name, fields).
         self.observers: list[Callable[[str, JSON], None]] = []
+        #: The ICE servers (with fresh TURN credentials) a new session is handed, given the session's log tag.
+        self.ice_servers = ice_servers
         for plugin in self.plugins.values():
             plugin.observer = self._observe
             plugin.idle_for = self.idle_for
@@ -408,7 +411,14 @@ class Gateway:
         session.trusted = trusted
         self.sessions[session.id] = session
         self._observe("session_created", {"session": session.id, "remote": remote, "viewer_only": not trusted})
-        return {"janus": "success", "transaction": transaction, "data": {"id": session.id}}
+        data: JSON = {"id": session.id}
+        if self.ice_servers is not None:
+            # In the reply, not in the page or its URL: a viewer session needs them too (its browser may be
+            # behind a UDP-blocking firewall), and Janus clients ignore what they do not know.
+            servers = self.ice_servers(tag(session.id))
+            if servers:
+                data["ice_servers"] = servers
+        return {"janus": "success", "transaction": transaction, "data": data}
 
     def _attach(self, session: Session, msg: JSON, base: JSON) -> JSON:
         name = msg.get("plugin")

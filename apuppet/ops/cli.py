@@ -53,7 +53,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     if loaded is None:
         return 2
-    config, _ = loaded
+    config, base = loaded
+    try:
+        # The TURN check mints credentials the way the server does, from turn_secret in credentials_dir.
+        config, _ = read_secrets(config, base)
+    except OSError as exc:
+        print(f"apuppet doctor: cannot read the secrets in {config.credentials_dir}: {exc.strerror}", file=sys.stderr)
+        return 2
     if args.stun:
         try:
             doctor.stun.parse_url(args.stun)

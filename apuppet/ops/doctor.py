@@ -9,6 +9,7 @@ made-up addresses); `gather()` collects the facts with real DNS, interfaces, soc
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import json
@@ -19,8 +20,9 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..config import Config
+from ..config import Config, parse_port_range
 from . import stun
+from .turn import TurnProbe, check_config
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 
@@ -62,6 +64,8 @@ class Facts:
     stun_mapped: str | None = None
     stun_error: str = ""
     ports: list[PortCheck] = field(default_factory=list)
+    #: One real allocation per TURN URL a browser is given (None: not checked).
+    turn: list[TurnProbe] | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,12 @@ def firewall_lines(config: Config) -> list[str]:
     low, high = config.port_range
     lines = [f"TCP {port:<11} {purpose}" for port, purpose in tcp_ports(config) if port]
     lines.append(f"UDP {low}-{high:<5} device video (RTP) and WebRTC (ICE)")
+    if config.turn:
+        relay_low, relay_high = parse_port_range(config.turn_relay_range)
+        lines.append(f"TCP+UDP {config.turn_port:<7} TURN (coturn) for browsers on networks that drop UDP")
+        if config.tls_enabled and config.hostname:
+            lines.append(f"TCP {config.turn_tls_port:<11} TURN over TLS (coturn)")
+        lines.append(f"UDP {relay_low}-{relay_high:<5} TURN relay ports (coturn)")
     return lines
 
 
@@ -234,6 +244,19 @@ def diagnose(config: Config, facts: Facts) -> Report:
     # 4. Can the server open its ports?
     for check in facts.ports:
         _port_finding(report, config, check)
+
+    # 5. Do the TURN servers relay for browsers with the credentials they are handed?
+    for probe in facts.turn or []:
+        if probe.relayed is not None:
+            report.add(OK, f"{probe.url} accepted the minted credentials and relays from {probe.relayed[0]}")
+        elif probe.refused:
+            report.add(
+                FAIL,
+                f"{probe.url} {probe.error}: turn_secret must equal coturn's static-auth-secret (and the clocks "
+                "agree); browsers on networks that drop UDP get no video",
+            )
+        else:
+            report.add(FAIL, f"{probe.url} did not relay ({probe.error}): browsers that need TURN get no video")
 
     if config.is_certbot_enabled and not config.tls_enabled:
         if not config.hostname:
@@ -419,6 +442,7 @@ def gather(
     interfaces: Callable[[], list[Interface]] = local_interfaces,
     stun_query: Callable[[stun.StunServer], tuple[str, int]] = stun.query,
     check_ports: bool = True,
+    check_turn: bool = True,
 ) -> Facts:
     facts = Facts()
     if config.hostname:
@@ -441,4 +465,6 @@ def gather(
                 facts.ports.append(check_tcp(host, port, purpose))
         low, high = config.port_range
         facts.ports.append(check_udp(host, low, high, "device video (RTP) and WebRTC (ICE)"))
+    if check_turn and (config.turn or config.turn_servers):
+        facts.turn = asyncio.run(check_config(config))
     return facts

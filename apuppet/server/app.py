@@ -10,6 +10,7 @@ import importlib
 import inspect
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from ..api.errors import ErrorCode
 from ..api.gateway import Gateway, error_reply
+from ..api.iceservers import browser_ice_servers
 from ..api.limits import Limits
 from ..api.plugin import Plugin
 from ..api.throttle import Throttle
@@ -118,6 +120,7 @@ class Server:
             session_timeout=config.session_timeout,
             viewer_access=config.viewer_access,
             limits=limits_of(config),
+            ice_servers=lambda tag: browser_ice_servers(self.config, time.time(), tag),
         )
         self.events = metrics.EventCounter()
         self.gateway.observers += [EventLog(), self.events]

@@ -55,10 +55,17 @@ class DemoProcess:
     """A server (with or without a demo phone) in a child process; `info` holds its JSON line."""
 
     def __init__(
-        self, with_agent: bool, external: str = "", secret: str = "", port: int = 0, still: bool = False
+        self,
+        with_agent: bool,
+        external: str = "",
+        secret: str = "",
+        port: int = 0,
+        still: bool = False,
+        config: dict[str, Any] | None = None,
     ) -> None:
         """`port`: a given one (a server restarted where it was); `still`: the phone's screen changes only when it
-        is touched, like an Android phone's (whose agent then sends no frames)."""
+        is touched, like an Android phone's (whose agent then sends no frames); `config`: config.yaml keys for
+        the server."""
         self.secret = secret or secrets.token_urlsafe(12)
         self.port = port or free_port()
         args = [sys.executable, str(HERE / "demo_server.py"), str(self.port)]
@@ -68,7 +75,7 @@ class DemoProcess:
             args.append(f"--external={external}")
         if still:
             args.append("--still")
-        env = {**os.environ, "APUPPET_TEST_SECRET": self.secret}
+        env = {**os.environ, "APUPPET_TEST_SECRET": self.secret, "APUPPET_TEST_CONFIG": json.dumps(config or {})}
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line:

@@ -50,8 +50,17 @@ async def main(port: int, with_agent: bool, external: str = "", still: bool = Fa
     if external:
         url = external  # another Janus-compatible server (the real Janus): only the phone runs here
     else:
+        # $APUPPET_TEST_CONFIG: more config.yaml keys as JSON (the TURN tests' bind address and TURN servers).
+        extra = json.loads(os.environ.get("APUPPET_TEST_CONFIG") or "{}")
         config = Config(
-            bind="127.0.0.1", web_http_port=port, api_http=False, api_secret=secret, admin_secret="admin-" + secret
+            **{
+                "bind": "127.0.0.1",
+                "web_http_port": port,
+                "api_http": False,
+                "api_secret": secret,
+                "admin_secret": "admin-" + secret,
+                **extra,
+            }
         )
         server = Server(config)
         await server.start()

@@ -270,6 +270,8 @@ export class Session {
     this.apisecret = apisecret;
     this.handles = new Map();
     this.id = null;
+    /** RTCConfiguration.iceServers the server handed this session (STUN, TURN with fresh credentials). */
+    this.iceServers = [];
     this.onlost = () => {};
     this.lost = false;
     transport.onevent = (event) => this._event(event);
@@ -297,6 +299,8 @@ export class Session {
   async create() {
     const reply = await this._request({ janus: "create" });
     this.id = reply.data.id;
+    // Kept in memory only: TURN credentials never go into the URL, storage or the console.
+    if (Array.isArray(reply.data.ice_servers)) this.iceServers = reply.data.ice_servers;
     this.transport.startEvents(this.id, this.apisecret);
     if (this.transport.kind === "websocket") {
       this.keepalive = setInterval(() => this._request({ janus: "keepalive" }).catch(() => {}), KEEPALIVE_MS);

@@ -12,7 +12,13 @@
 import * as commands from "./commands.js";
 import { connect, JanusError, randomToken, UnreachableError } from "./janus.js";
 
-const RTC_CONFIG = { iceServers: [] }; // LAN and loopback must never wait for a public STUN server.
+/**
+ * The server hands out the ICE servers with the session (TURN credentials minted for this client); with none
+ * configured the list is empty, so a LAN or loopback never waits for a public STUN server.
+ */
+function rtcConfig(janus) {
+  return { iceServers: janus.iceServers ?? [] };
+}
 const PING_MS = 2000;
 const PONG_WARN_MS = 4000;
 const PONG_DEAD_MS = 30000;
@@ -168,7 +174,7 @@ export class Remote extends EventTarget {
   }
 
   async _openDataChannel(link) {
-    const pc = new RTCPeerConnection(RTC_CONFIG);
+    const pc = new RTCPeerConnection(rtcConfig(link.janus));
     link.pcData = pc;
     pc.onicecandidate = (e) => link.textroom.trickle(e.candidate ? e.candidate.toJSON() : null);
     // Requests go out on our channel; the server answers on one it opens itself (the agent quirk, spec §3.1),
@@ -245,7 +251,7 @@ export class Remote extends EventTarget {
   }
 
   async _watch(link) {
-    const pc = new RTCPeerConnection(RTC_CONFIG);
+    const pc = new RTCPeerConnection(rtcConfig(link.janus));
     link.pcVideo = pc;
     pc.onicecandidate = (e) => link.streaming.trickle(e.candidate ? e.candidate.toJSON() : null);
     pc.ontrack = (e) => this._emit("track", { stream: e.streams[0] ?? new MediaStream([e.track]) });

@@ -56,10 +56,11 @@ class DataChannelLink:
         address: str = "",
         name: str = "datachannel",
     ) -> None:
-        # Counted against the client's caps (`peer.PeerBudget`); raises `TooManyPeerConnections`.
+        # Counted against the client's caps (`peer.PeerBudget`); raises `TooManyPeerConnections`. `name` (e.g.
+        # "handle 3f2a") prefixes the peer connection's log lines.
         self.pc = peers.create(session, address, name)
-        self.name = name
-        self._on_message = contained(self._receive, f"{name} data channel message", on_error=on_message_error)
+        # Fixed places, never per link: `contain` rate-limits and counts per place.
+        self._on_message = contained(self._receive, "data channel message", on_error=on_message_error)
         self._deliver = on_message
         self._on_up = on_up
         self._on_gone = on_gone
@@ -79,8 +80,8 @@ class DataChannelLink:
         # A channel closed before it was announced leaves no trace but the SCTP transport, which is what puts
         # the data m-line in the offer; the real server channel is opened on demand.
         pc.createDataChannel(SERVER_LABEL).close()
-        pc.on("datachannel", contained(self._listen, f"{self.name} datachannel"))
-        pc.on("connectionstatechange", contained(self._state_changed, f"{self.name} connection state"))
+        pc.on("datachannel", contained(self._listen, "data channel announced"))
+        pc.on("connectionstatechange", contained(self._state_changed, "data channel connection state"))
         gathering = self.gathering = asyncio.get_running_loop().create_task(self._gather())
         gathering.add_done_callback(_retrieve)
         await asyncio.shield(gathering)
@@ -134,7 +135,7 @@ class DataChannelLink:
         channel = self.channel
         if channel is None or channel.readyState in ("closing", "closed"):
             channel = self.channel = pc.createDataChannel(SERVER_LABEL)
-            channel.on("open", contained(self._flush, f"{self.name} channel open"))
+            channel.on("open", contained(self._flush, "data channel open"))
             # janus.js adopts a server channel with its default label for sending: listen on it too.
             self._listen(channel)
         if channel.readyState != "open":

@@ -157,7 +157,7 @@ async def test_a_raising_on_message_is_contained_and_answered(peers: Peers, clie
         channel.send("after")
         await until(lambda: delivered == ["after"])
         assert seen.errors == ["KeyError"]
-        assert contain.failures == {"datachannel data channel message": 1}
+        assert contain.failures == {"data channel message": 1}
     finally:
         await link.close()
 

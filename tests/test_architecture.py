@@ -254,3 +254,24 @@ def test_the_checker_reports_each_kind_of_break(tmp_path: Path) -> None:
     # a -> b at the top, b -> a lazily: a cycle. ops <-> server is one too; peer -> rtp2 -> peer is none: its
     # way back is under TYPE_CHECKING.
     assert cycles(graph) == [["apuppet.media.a", "apuppet.media.b"], ["apuppet.ops.doctor", "apuppet.server.app"]]
+
+
+def test_the_architecture_page_states_these_rules() -> None:
+    """docs/architecture.md is what reviewers read: its table must say what MAY_IMPORT and MUST_NOT_IMPORT do."""
+    page = (ROOT.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in page.splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        part = cells[0].strip("`").removesuffix(".py").removesuffix("/")
+
+        def names(cell: str) -> set[str]:
+            listed = {name.strip() for name in cell.split(",")} - {"—"}
+            return {f"{PACKAGE}.{name}" if "." in name else name for name in listed}
+
+        rows[part] = (names(cells[2]), names(cells[3]))
+    expected = {
+        part: (allowed, MUST_NOT_IMPORT.get(part, set())) for part, allowed in MAY_IMPORT.items() if part != "root"
+    }
+    assert rows == expected

@@ -27,8 +27,10 @@ from .h264 import NAL_FU_A, NAL_STAP_A, NON_VCL, AccessUnit, H264Assembler
 from .latch import DEFAULT_GRACE, Address, SourceLatch, latchable
 from .rtp import RtpPacket, is_rtcp, pack_header, seq_diff, ts_diff
 
-#: Packets kept per viewer to answer NACKs (about 3 s of a 1.5 Mbit/s stream).
-HISTORY_SIZE = 512
+#: Packets kept per viewer to answer NACKs: about 1 s of a 1.5 Mbit/s stream (5 s at the agent's default
+#: 256 kbit/s). A NACK answered later than that brings a frame the viewer has already given up on (it asks for a
+#: keyframe instead), and each kept packet costs ~1.2 KB per viewer: 512 were 60 MB with 100 viewers.
+HISTORY_SIZE = 128
 #: A sequence jump this large (or a new SSRC) is a restarted source, not loss.
 RESTART_JUMP = 3000
 #: Bound on the kept GOP; a longer one is dropped and new viewers wait for the next keyframe.

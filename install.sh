@@ -4,7 +4,8 @@
 #
 #   sudo ./install.sh [--config FILE]
 #
-# It installs the system packages it needs (python3-venv; certbot with is_certbot_enabled), creates a virtualenv
+# It installs the system packages it needs (python3-venv; certbot with is_certbot_enabled; coturn with turn: true,
+# configured for the credentials the server mints), creates a virtualenv
 # (.venv) with apuppet from this checkout, validates config.yaml (a wrong file: a message, nothing changed),
 # generates the missing secrets, installs and (re)starts the systemd unit `apuppet` when systemd runs (otherwise
 # prints the command that runs the server in the foreground), then prints the web-admin URL, the API secret for
@@ -15,6 +16,7 @@
 #   APUPPET_VENV=DIR       virtualenv (default: ./.venv)      APUPPET_USER=NAME     service user (default: apuppet)
 #   APUPPET_PYTHON=PROG    Python (3.11+) making the venv     APUPPET_VENV_ARGS / APUPPET_PIP_ARGS: extra arguments
 #   APUPPET_START_WAIT=SECONDS  how long to wait for the server to answer (default: 30)
+#   APUPPET_TURN_CONF=FILE coturn's configuration, with turn: true (default: /etc/turnserver.conf)
 #   APUPPET_DEPS_SITE=DIR  a site-packages that already holds the dependencies: a new venv uses it (a .pth file)
 #                          instead of downloading them; with APUPPET_PIP_ARGS=--no-deps (the tests reuse theirs)
 #   Tests of the systemd path without systemd: APUPPET_SYSTEMD=1, APUPPET_UNIT_DIR=DIR
@@ -49,7 +51,7 @@ use_apt() { [ -z "${APUPPET_SKIP_APT:-}" ]; }
 if [ "$(id -u)" -ne 0 ] && { use_apt || use_systemd; }; then
     command -v sudo >/dev/null 2>&1 || die "run me as root (apt and systemd need it)"
     say "asking sudo for root rights (apt, systemd)"
-    exec sudo --preserve-env=APUPPET_SKIP_APT,APUPPET_NO_SYSTEMD,APUPPET_VENV,APUPPET_USER,APUPPET_PYTHON,APUPPET_VENV_ARGS,APUPPET_PIP_ARGS,APUPPET_DEPS_SITE,APUPPET_CONFIG,APUPPET_SYSTEMD,APUPPET_UNIT_DIR \
+    exec sudo --preserve-env=APUPPET_SKIP_APT,APUPPET_NO_SYSTEMD,APUPPET_VENV,APUPPET_USER,APUPPET_PYTHON,APUPPET_VENV_ARGS,APUPPET_PIP_ARGS,APUPPET_DEPS_SITE,APUPPET_CONFIG,APUPPET_SYSTEMD,APUPPET_UNIT_DIR,APUPPET_TURN_CONF \
         "$REPO/install.sh" "${ORIGINAL_ARGS[@]}"
 fi
 [ -f "$CONFIG" ] || die "$CONFIG does not exist (the repository ships a config.yaml to start from)"
@@ -133,12 +135,54 @@ fi
 eval "$settings"
 "$APUPPET" config secrets --config "$CONFIG" || die "could not write the secrets (see above)"
 
+# -- coturn (turn: true): TURN for browsers on networks that drop UDP --------------------------------------------------
+TURN_CONF=${APUPPET_TURN_CONF:-/etc/turnserver.conf}
+TURN_TLS_DIR=${APUPPET_TURN_TLS_DIR:-/etc/coturn/apuppet}
+setup_coturn() {
+    [ "$TURN" = 1 ] || return 0
+    apt_install coturn
+    local group="" new changed="" cert_args=()
+    if [ "$(id -u)" -eq 0 ] && getent group turnserver >/dev/null 2>&1; then group=turnserver; fi
+    if [ "$TLS" = 1 ]; then
+        # coturn runs as its own user: it gets its own copy of the web server's certificate (the certbot hook
+        # refreshes it).
+        install -d -m 0750 ${group:+-g "$group"} "$TURN_TLS_DIR"
+        install -m 0644 "$TLS_CERT" "$TURN_TLS_DIR/fullchain.pem"
+        install -m 0640 ${group:+-g "$group"} "$TLS_KEY" "$TURN_TLS_DIR/privkey.pem"
+        cert_args=(--cert "$TURN_TLS_DIR/fullchain.pem" --key "$TURN_TLS_DIR/privkey.pem")
+    fi
+    new=$("$APUPPET" config coturn --config "$CONFIG" "${cert_args[@]}") ||
+        die "could not make coturn's configuration (see above)"
+    if [ "$(cat "$TURN_CONF" 2>/dev/null)" != "$new" ]; then
+        say "writing coturn's configuration $TURN_CONF (shared secret from $CREDENTIALS_DIR/turn_secret)"
+        (umask 027 && printf '%s\n' "$new" >"$TURN_CONF.new")
+        [ -z "$group" ] || chgrp "$group" "$TURN_CONF.new"
+        mv -f "$TURN_CONF.new" "$TURN_CONF"
+        changed=1
+    fi
+    if use_systemd; then
+        # Debian's coturn before 4.6 starts only when /etc/default/coturn says so.
+        [ ! -f /etc/default/coturn ] || sed -i 's/^#*TURNSERVER_ENABLED=.*/TURNSERVER_ENABLED=1/' /etc/default/coturn
+        systemctl enable --quiet coturn.service
+        if [ -n "$changed" ] || ! systemctl is-active --quiet coturn.service; then
+            say "(re)starting coturn"
+            systemctl restart coturn.service
+        else
+            say "coturn is running with this configuration: not restarted"
+        fi
+    fi
+}
+
 final_message() {
     local udp=${UDP_RANGE/-/:} ufw_cmd="" port
     echo
     "$APUPPET" config check --config "$CONFIG" --show-secret
     echo
     for port in $TCP_PORTS; do ufw_cmd+="ufw allow $port/tcp && "; done
+    if [ "$TURN" = 1 ]; then
+        ufw_cmd+="ufw allow $TURN_PORT && ufw allow ${TURN_RELAY_RANGE/-/:}/udp && "
+        [ "$TLS" = 0 ] || ufw_cmd+="ufw allow $TURN_TLS_PORT/tcp && "
+    fi
     echo "  with ufw:  ${ufw_cmd}ufw allow $udp/udp"
     if use_systemd; then
         echo "  logs:      journalctl -u apuppet -f"
@@ -149,9 +193,16 @@ final_message() {
 # -- no systemd: say how to run it ------------------------------------------------------------------------------------
 if ! use_systemd; then
     printf -v run_cmd 'cd %q && %q serve --config %q' "$BASE" "$APUPPET" "$CONFIG"
+    setup_coturn
     say "systemd is not running here: start the server in the foreground with"
     echo
     echo "    $run_cmd"
+    if [ "$TURN" = 1 ]; then
+        echo
+        echo "  and coturn with"
+        echo
+        echo "    turnserver -c $TURN_CONF"
+    fi
     if [ "$CERTBOT" = 1 ] && [ "$TLS" = 0 ]; then
         warn "is_certbot_enabled: certbot is only run with systemd; see docs/deployment.md (TLS) to get a certificate"
     fi
@@ -209,6 +260,7 @@ render() {
     text=${text//@DATA_DIR@/"$DATA_DIR"}
     text=${text//@TLS_DIR@/"$CREDENTIALS_DIR/tls"}
     text=${text//@SERVER_NAME@/"$SERVER_NAME"}
+    text=${text//@TURN_TLS_DIR@/"$TURN_TLS_DIR"}
     printf '%s\n' "$text"
 }
 unit=$(render "$REPO/deploy/apuppet.service.in")
@@ -298,4 +350,5 @@ if [ "$CERTBOT" = 1 ]; then
     fi
 fi
 
+setup_coturn
 final_message

@@ -20,7 +20,7 @@ import yaml
 
 from ..config import Config, ConfigError, ensure_secrets, read_secrets, resolve, validate
 from ..runtime import add_config_option, load_config
-from . import doctor, tls
+from . import coturn, doctor, tls
 
 
 def register(subparsers: Any) -> None:
@@ -103,6 +103,18 @@ def _register_config(subparsers: Any) -> None:
     )
     add_config_option(secrets)
     secrets.set_defaults(func=cmd_config_secrets)
+
+    coturn_cmd = sub.add_parser(
+        "coturn",
+        help="print coturn's turnserver.conf for turn: true (install.sh writes it)",
+        description="Print the turnserver.conf that makes coturn accept the credentials this server mints "
+        "(use-auth-secret with turn_secret), relay from turn_relay_range and refuse loopback and private peers "
+        "except this server's own addresses. It holds the secret: write it to a file only root and coturn read.",
+    )
+    add_config_option(coturn_cmd)
+    coturn_cmd.add_argument("--cert", default="", help="coturn's copy of the TLS certificate (enables turns:)")
+    coturn_cmd.add_argument("--key", default="", help="coturn's copy of the TLS key")
+    coturn_cmd.set_defaults(func=cmd_config_coturn)
 
     setter = sub.add_parser(
         "set",
@@ -204,6 +216,10 @@ def summary(config: Config, base: Path, config_path: str, interfaces: list[docto
         "TCP_PORTS": " ".join(str(port) for port, _ in doctor.tcp_ports(config) if port),
         "UDP_RANGE": f"{low}-{high}",
         "FIREWALL": "\n".join(doctor.firewall_lines(config)),
+        "TURN": "1" if config.turn else "0",
+        "TURN_PORT": str(config.turn_port),
+        "TURN_TLS_PORT": str(config.turn_tls_port),
+        "TURN_RELAY_RANGE": config.turn_relay_range.replace(" ", ""),
     }
 
 
@@ -278,6 +294,27 @@ def cmd_config_secrets(args: argparse.Namespace) -> int:
         print(f"generated {file} (mode 0600)")
     if not missing:
         print("every secret is set already: nothing generated")
+    return 0
+
+
+def cmd_config_coturn(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config)
+    if loaded is None:
+        return 2
+    config, base = loaded
+    if not config.turn:
+        print(f"apuppet: {args.config} does not say turn: true: this host runs no coturn", file=sys.stderr)
+        return 2
+    try:
+        config, _ = read_secrets(config, base)
+    except OSError as exc:
+        print(f"apuppet: cannot read the secrets in {config.credentials_dir}: {exc.strerror}", file=sys.stderr)
+        return 2
+    if not config.turn_secret:
+        print("apuppet: turn_secret is not generated yet: run `apuppet config secrets` first", file=sys.stderr)
+        return 2
+    peers = coturn.own_addresses(config, [i.address for i in doctor.local_interfaces()])
+    sys.stdout.write(coturn.render(config, config.turn_secret, peers, args.cert, args.key))
     return 0
 
 

@@ -331,7 +331,13 @@ def test_certbot_deploy_hook_copies_and_reloads(tmp_path: Path, systemd: dict[st
     Internet and a public name: it cannot run here)."""
     text = (REPO / "deploy" / "certbot-deploy-hook.sh.in").read_text()
     tls_dir = tmp_path / "credentials" / "tls"
-    for key, value in {"SERVER_NAME": "remote.example.org", "USER": getpass.getuser(), "TLS_DIR": str(tls_dir)}.items():
+    values = {
+        "SERVER_NAME": "remote.example.org",
+        "USER": getpass.getuser(),
+        "TLS_DIR": str(tls_dir),
+        "TURN_TLS_DIR": str(tmp_path / "no-coturn-here"),  # turn: false, the coturn copy is skipped
+    }
+    for key, value in values.items():
         text = text.replace(f"@{key}@", value)
     assert "@" not in text
     hook = tmp_path / "apuppet.sh"
@@ -359,3 +365,60 @@ def test_certbot_deploy_hook_copies_and_reloads(tmp_path: Path, systemd: dict[st
     assert stat.S_IMODE(tls_dir.stat().st_mode) == 0o700
     assert "systemctl reload apuppet.service" in calls(systemd)
     assert not list(tls_dir.glob(".*"))  # no temporary files left
+
+
+@pytest.mark.skipif(not Path("/usr/bin/turnserver").exists(), reason="coturn is not installed")
+def test_turn_true_writes_coturn_config_that_accepts_the_minted_credentials(tmp_path: Path, venv: Path) -> None:
+    """install.sh with `turn: true`: the shared secret generated into credentials_dir, coturn's configuration
+    written with it; Debian's coturn started on that file (listening on loopback only) then relays for the
+    credentials the doctor mints, as browsers get them."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        turn_port = s.getsockname()[1]
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        SHIPPED.replace('public_ip: ""', 'public_ip: "127.0.0.1"')
+        + f'turn: true\nturn_port: {turn_port}\nturn_relay_range: "49340-49359"\n'
+    )
+    conf = tmp_path / "turnserver.conf"
+    out = install(cfg, venv, APUPPET_TURN_CONF=str(conf))
+    assert out.returncode == 0, out.stdout + out.stderr
+    secret_file = tmp_path / "credentials" / "turn_secret"
+    secret = secret_file.read_text().strip()
+    assert len(secret) >= 32 and stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    text = conf.read_text()
+    assert stat.S_IMODE(conf.stat().st_mode) & 0o007 == 0  # the secret is not for everyone
+    assert f"static-auth-secret={secret}\n" in text and "use-auth-secret\n" in text
+    assert "realm=127.0.0.1\n" in text and "min-port=49340\nmax-port=49359\n" in text
+    assert "denied-peer-ip=127.0.0.0-127.255.255.255\n" in text and "denied-peer-ip=10.0.0.0-10.255.255.255\n" in text
+    assert "allowed-peer-ip=127.0.0.1\n" in text  # this server's own (public_ip) address
+    assert f"turnserver -c {conf}" in out.stdout
+    assert f"ufw allow {turn_port} && ufw allow 49340:49359/udp" in out.stdout
+    assert f"TCP+UDP {turn_port}" in out.stdout and "UDP 49340-49359" in out.stdout
+    assert secret not in out.stdout + out.stderr
+
+    coturn = subprocess.Popen(
+        ["/usr/bin/turnserver", "-c", str(conf), "--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"]
+        + ["--pidfile", str(tmp_path / "turn.pid"), "--db", str(tmp_path / "turndb"), "--no-stdout-log"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", turn_port), timeout=0.5):
+                break
+            assert time.monotonic() < deadline and coturn.poll() is None, "coturn did not start"
+            time.sleep(0.1)
+        doctor = subprocess.run(
+            [str(venv / "bin" / "apuppet"), "doctor", "--config", str(cfg), "--no-ports"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        coturn.terminate()
+        coturn.wait(10)
+    for transport in ("udp", "tcp"):
+        url = f"turn:127.0.0.1:{turn_port}?transport={transport}"
+        assert f"{url} accepted the minted credentials and relays from 127.0.0.1" in doctor.stdout, doctor.stdout

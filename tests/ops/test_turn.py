@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from apuppet.api.iceservers import mint
+from apuppet.config import validate
+from apuppet.ops import coturn as coturn_conf
 from apuppet.ops.turn import allocate, parse_turn_url
 
 from ..netns import TURNSERVER, Coturn
@@ -92,3 +94,23 @@ def test_bad_turn_urls_are_explained(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_turn_url(url)
     assert str(parse_turn_url("turns:[::1]")) == "turns:[::1]:5349?transport=tcp"
+
+
+def test_coturn_config_relays_only_to_this_server_and_serves_tls_with_the_web_certificate() -> None:
+    config = validate(
+        {"turn": True, "hostname": "desk.example.org", "nat": True, "public_ip": "203.0.113.9", "bind": "0.0.0.0"}
+    )
+    peers = coturn_conf.own_addresses(config, ["127.0.0.1", "10.0.0.5", "fe80::1%eth0", "2001:db8::5", "not-an-ip"])
+    assert peers == ["10.0.0.5", "2001:db8::5", "203.0.113.9"]
+    text = coturn_conf.render(config, "s3cret", peers, "/etc/coturn/apuppet/fullchain.pem", "/etc/coturn/apuppet/k.pem")
+    lines = text.splitlines()
+    assert "external-ip=203.0.113.9" in lines and "realm=desk.example.org" in lines
+    assert "tls-listening-port=5349" in lines and "cert=/etc/coturn/apuppet/fullchain.pem" in lines
+    assert "no-tls" not in lines
+    assert [line for line in lines if line.startswith("allowed-peer-ip=")] == [f"allowed-peer-ip={p}" for p in peers]
+    assert "denied-peer-ip=10.0.0.0-10.255.255.255" in lines  # the rest of the private network stays out
+    assert "no-tls" in coturn_conf.render(config, "s3cret", peers).splitlines()
+    with pytest.raises(ValueError, match="no turn_secret"):
+        coturn_conf.render(config, "", peers)
+    only = validate({"turn": True, "public_ip": "198.51.100.4", "bind": "198.51.100.4"})
+    assert coturn_conf.own_addresses(only, ["10.0.0.5"]) == ["198.51.100.4"]

@@ -9,13 +9,21 @@ Latency = presentation time of that frame - pointerup time, both on the page's c
 With ``--janus`` the same run also goes through the real Janus gateway (Debian's `janus`, configured as aPuppet
 does; the page is then served on Janus' origin by Playwright and talks HTTP long poll), for comparison.
 
-    python bench/click_latency.py [--samples 30] [--janus]
+With ``--turn`` (root, `ip`, `nft`, Debian's coturn) the browser runs inside a network namespace joined to the
+host by a veth pair (tests/netns.py): once with UDP open (direct, host candidates), once with every UDP packet
+dropped in the namespace and the server handing out coturn with minted credentials, so that both peer
+connections relay through coturn over TCP. Same measurement, run by tests/web/desk_browser.py in the namespace.
+
+    python bench/click_latency.py [--samples 30] [--janus] [--turn [--rounds 3]]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from apuppet.agent import phone  # noqa: E402
+from tests import netns  # noqa: E402
 from tests.janus_gateway import JanusGateway, janus_installed  # noqa: E402
 from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, DemoProcess  # noqa: E402
 from tests.web.modules import serve_page_on  # noqa: E402
@@ -91,6 +100,42 @@ def measure(browser: Any, demo: DemoProcess, samples: int, on_janus: bool) -> tu
     return latencies, misses
 
 
+def measure_in_namespace(samples: int, through_turn: bool) -> tuple[list[float], int]:
+    """The browser in a namespace: direct over UDP, or with UDP dropped and coturn relaying over TCP."""
+    desk = netns.UdpBlockedNamespace(drop_udp=through_turn)
+    coturn = None
+    folder = tempfile.TemporaryDirectory()
+    try:
+        config: dict[str, Any] = {"bind": netns.HOST_ADDRESS}
+        if through_turn:
+            secret = secrets.token_urlsafe(24)
+            coturn = netns.Coturn(Path(folder.name), netns.HOST_ADDRESS, 34781, secret, (49400, 49439))
+            config.update(turn_secret=secret, turn_servers=[{"url": coturn.url("udp")}, {"url": coturn.url("tcp")}])
+        demo = DemoProcess(with_agent=True, config=config)
+        try:
+            script = [sys.executable, str(ROOT / "tests" / "web" / "desk_browser.py"), demo.base]
+            script += [demo.info["session"], demo.info["password"], f"--samples={samples}"]
+            done = subprocess.run(desk.prefix + script, capture_output=True, text=True, timeout=60 + 12 * samples)
+        finally:
+            demo.stop()
+        if done.returncode:
+            raise SystemExit(f"the browser in the namespace failed:\n{done.stderr[-3000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        pairs = ", ".join(
+            f"{name} {pair['type']}/{pair['relayProtocol'] or pair['protocol']}"
+            for name, pair in result["pairs"].items()
+        )
+        print(f"  logged in and playing after {result['playing_after']:.2f} s ({pairs})")
+        if through_turn:
+            print(f"  UDP packets dropped in the namespace: {desk.udp_dropped()}")
+        return result["latencies"], result["misses"]
+    finally:
+        if coturn is not None:
+            coturn.stop()
+        desk.close()
+        folder.cleanup()
+
+
 def report(name: str, latencies: list[float], misses: int) -> None:
     if not latencies:
         print(f"{name}: no sample")
@@ -108,9 +153,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--janus", action="store_true", help="also measure through the real Janus gateway")
+    parser.add_argument("--turn", action="store_true", help="also measure in a namespace: direct and through coturn")
+    parser.add_argument("--rounds", type=int, default=3, help="--turn: alternating rounds of samples/rounds each")
     args = parser.parse_args()
     if args.janus and not janus_installed():
         raise SystemExit("--janus: the janus package is not installed")
+    if args.turn and netns.missing():
+        raise SystemExit(f"--turn: {netns.missing()}")
 
     results: dict[str, tuple[list[float], int]] = {}
     with sync_playwright() as p:
@@ -133,6 +182,16 @@ def main() -> int:
                     demo.stop()
                     gateway.stop()
         browser.close()
+    if args.turn:
+        # Rounds alternate the two paths, so that a load change on a shared machine weighs on both alike.
+        per_round = max(1, args.samples // args.rounds)
+        for name in ("namespace, direct", "namespace, TURN/TCP"):
+            results[name] = ([], 0)
+        for round_number in range(args.rounds):
+            for name, through_turn in (("namespace, direct", False), ("namespace, TURN/TCP", True)):
+                print(f"browser in a namespace, {name.split(', ')[1]}, round {round_number + 1}/{args.rounds}:")
+                latencies, misses = measure_in_namespace(per_round, through_turn)
+                results[name] = (results[name][0] + latencies, results[name][1] + misses)
     for name, (latencies, misses) in results.items():
         report(name, latencies, misses)
     return 0 if results["apuppet"][0] else 1

@@ -103,6 +103,9 @@ class Viewer:
         self.transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
         self.transceiver.setCodecPreferences([h264_capability()])
         self.sender = self.transceiver.sender
+        # aiortc gives a sendonly transceiver a receiver all the same, with a bitrate estimator of 1000 objects
+        # (one per millisecond of its window, ~150 KB; 15 MB with 100 viewers) for video that never comes.
+        self.transceiver.receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
         self.output: RelayViewer | None = None
         self.paused = False
         self.started = False

@@ -41,6 +41,7 @@ import aioice.ice
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from apuppet.config import Config  # noqa: E402
 from bench.storm import (  # noqa: E402
     STREAMING,
     TEXTROOM,
@@ -116,12 +117,13 @@ def encode_clip() -> list[tuple[bytes, int]]:
 class Source:
     """One device's RTP sender: the clip in a loop, its own SSRC and sequence numbers."""
 
-    def __init__(self, clip: list[tuple[bytes, int]], port: int) -> None:
+    def __init__(self, clip: list[tuple[bytes, int]], port: int, source: str) -> None:
         from apuppet.media.h264 import H264Packetizer
 
         self.clip = clip
         self.addr = ("127.0.0.1", port)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((source, 0))  # the device's own address: the ingest latches to its creator
         self.packetizer = H264Packetizer(ssrc=random.getrandbits(32), payload_type=96, sequence_number=32)
         self.frame = 0
         self.span = clip[-1][1] + 90_000 // FPS
@@ -243,7 +245,7 @@ def viewers_main(base: str, ids: list[str], ready: Any, stop: Any) -> None:
 
         target = Target("viewer", None, 0, "", Path("/dev/null"), (0, 0))  # type: ignore[arg-type]
         target.base = base
-        api = Api(target, "127.0.0.2", Tally(), concurrency=8)
+        api = Api(target, "127.0.0.2", Tally(), concurrency=len(ids) + 16)  # each viewer holds a long poll
         receiving: set[str] = set()
         pcs = []
 
@@ -275,10 +277,11 @@ def viewers_main(base: str, ids: list[str], ready: Any, stop: Any) -> None:
                 with contextlib.suppress(Exception):
                     await watch(mp)
 
-        await asyncio.gather(*(bounded(mp) for mp in ids))
+        watching = asyncio.gather(*(bounded(mp) for mp in ids))
         while not stop.is_set():
             ready.value = len(receiving)
             await asyncio.sleep(0.5)
+        watching.cancel()
         for pc in pcs:
             await pc.close()
         await api.close()
@@ -292,7 +295,9 @@ async def settle(target: Target, seconds: float = 2.0) -> float:
     return target.rss_mb()
 
 
-async def lifecycles(target: Target, clip: list[tuple[bytes, int]], count: int, diag: Path | None) -> list[str]:
+async def lifecycles(
+    target: Target, clip: list[tuple[bytes, int]], count: int, diag: Path | None, textroom: bool
+) -> list[str]:
     api = Api(target, "127.0.0.3", Tally(), concurrency=16)
     lines = []
     done = 0
@@ -302,8 +307,8 @@ async def lifecycles(target: Target, clip: list[tuple[bytes, int]], count: int, 
         nonlocal failed
         device = Device(target, api, f"life{i}")
         try:
-            await device.connect(textroom=True)
-            source = Source(clip, device.video_port)
+            await device.connect(textroom=textroom)
+            source = Source(clip, device.video_port, "127.0.0.3")
             await pace([source], 0.5)
             source.close()
         except Exception as exc:
@@ -333,8 +338,10 @@ async def lifecycles(target: Target, clip: list[tuple[bytes, int]], count: int, 
     return lines
 
 
-async def devices_watched(target: Target, clip: list[tuple[bytes, int]], count: int, seconds: float) -> str:
-    api = Api(target, "127.0.0.4", Tally(), concurrency=16)
+async def devices_watched(
+    target: Target, clip: list[tuple[bytes, int]], count: int, seconds: float, diag: Path | None = None
+) -> str:
+    api = Api(target, "127.0.0.4", Tally(), concurrency=count + 16)  # every device holds a long poll
     devices = [Device(target, api, f"dev{i}") for i in range(count)]
     limit = asyncio.Semaphore(8)
 
@@ -344,7 +351,7 @@ async def devices_watched(target: Target, clip: list[tuple[bytes, int]], count: 
 
     try:
         await asyncio.gather(*(connect(d) for d in devices))
-        sources = [Source(clip, d.video_port) for d in devices]
+        sources = [Source(clip, d.video_port, "127.0.0.4") for d in devices]
         ctx = multiprocessing.get_context("spawn")
         ready = ctx.Value("i", 0)
         stop = ctx.Event()
@@ -356,6 +363,9 @@ async def devices_watched(target: Target, clip: list[tuple[bytes, int]], count: 
             await asyncio.sleep(1)
         await asyncio.sleep(seconds)
         rss = target.rss_mb()
+        if diag is not None:
+            os.kill(target.proc.pid, signal.SIGUSR1)
+            await asyncio.sleep(3)
         watching = ready.value
         stop.set()
         sender.cancel()
@@ -388,17 +398,35 @@ async def run(args: argparse.Namespace) -> None:
                 extra["MEMORY_DIAG"] = str(diag)
                 if args.tracemalloc:
                     extra["MEMORY_TRACE"] = "1"
-            target = start_apuppet(folder, extra, DIAGNOSE if diag is not None else "")
+            # One address plays 100 devices and another 100 viewers: lift the per-address peer cap if present.
+            lift = {"max_peers_per_address": 0} if "max_peers_per_address" in Config.model_fields else {}
+            preamble = DIAGNOSE if diag is not None else ""
+            if args.history:
+                preamble += f"\nimport apuppet.media.relay as relay; relay.HISTORY_SIZE = {args.history}\n"
+            target = start_apuppet(folder, extra, preamble, lift)
         else:
             target = start_janus(folder)
         try:
             print(f"\n== {name} {' '.join(args.env) if name == 'apuppet' else ''} ==")
             print(f"idle: RSS {await settle(target):.0f} MB")
+            # Janus gathers no ICE candidate on the loopback interface (not even with ice_enforce_list = "lo"),
+            # so its WebRTC parts cannot run here; the bench sends nothing beyond 127.0.0.0/8.
+            webrtc = name != "janus"
             if args.lifecycles:
-                for line in await lifecycles(target, clip, args.lifecycles, diag):
-                    print(line)
-            if args.devices:
-                print(await devices_watched(target, clip, args.devices, args.seconds))
+                kind = "textroom peer + mountpoint + RTP" if webrtc else "mountpoint + RTP, no WebRTC (see above)"
+                print(f"lifecycles ({kind}):")
+                for line in await lifecycles(target, clip, args.lifecycles, diag, webrtc):
+                    print(f"  {line}")
+                if webrtc and args.compare_lifecycles:
+                    print("lifecycles (mountpoint + RTP, no WebRTC, as Janus gets):")
+                    for line in await lifecycles(target, clip, args.lifecycles, None, False):
+                        print(f"  {line}")
+            if args.devices and webrtc:
+                if diag is not None and not args.lifecycles:
+                    os.kill(target.proc.pid, signal.SIGUSR1)
+                print(await devices_watched(target, clip, args.devices, args.seconds, diag))
+            elif args.devices:
+                print("devices x viewers: not measurable on loopback (no ICE candidates on lo)")
         finally:
             target.stop()
         if diag is not None and diag.exists():
@@ -413,5 +441,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10.0, help="streaming time before the RSS is read")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the apuppet process")
     parser.add_argument("--diagnose", action="store_true")
+    parser.add_argument("--history", type=int, default=0, help="apuppet: NACK history per viewer (to compare)")
+    parser.add_argument("--compare-lifecycles", action="store_true", help="apuppet: also lifecycles without WebRTC")
     parser.add_argument("--tracemalloc", action="store_true", help="with --diagnose: also trace allocations (slow)")
     asyncio.run(run(parser.parse_args()))

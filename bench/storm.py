@@ -336,7 +336,9 @@ SERVE_ON_LOOPBACK = (
 )
 
 
-def start_apuppet(folder: Path, env: dict[str, str] | None = None, preamble: str = "") -> Target:
+def start_apuppet(
+    folder: Path, env: dict[str, str] | None = None, preamble: str = "", config: dict[str, Any] | None = None
+) -> Target:
     """`apuppet serve` on loopback; `env` adds environment variables, `preamble` is Python run before it."""
     port = free_port()
     (folder / "config.yaml").write_text(
@@ -354,6 +356,7 @@ def start_apuppet(folder: Path, env: dict[str, str] | None = None, preamble: str
                 "data_dir": str(folder / "data"),
                 "is_certbot_enabled": False,
                 "use_ipv6": False,
+                **(config or {}),
             }
         )
     )
@@ -923,64 +926,72 @@ async def ws_exchange(
             await asyncio.wait_for(writer.wait_closed(), 2)
 
 
-async def ws_json_session(target: Target, source: str, cases: list[bytes], tally: Tally) -> None:
+async def ws_json_session(target: Target, source: str, cases: list[bytes], tally: Tally, group: int = 50) -> None:
     """The JSON cases as text frames, 50 per connection; each case with a string transaction needs an answer
     within 10 s unless the server closed the connection (an answer of its own)."""
-    for start in range(0, len(cases), 50):
-        group = cases[start : start + 50]
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", target.ws_port, local_addr=(source, 0)), 5
-            )
-        except (OSError, TimeoutError):
-            tally.hang()
-            continue
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(ws_handshake(target, key))
-        buf = b""
-        with contextlib.suppress(TimeoutError, OSError):
-            while b"\r\n\r\n" not in buf:
-                chunk = await asyncio.wait_for(reader.read(4096), 5)
-                if not chunk:
-                    break
-                buf += chunk
-        if b" 101 " not in buf.split(b"\r\n", 1)[0]:
-            tally.notes.append(f"WebSocket JSON session refused: {buf[:80]!r}")
-            writer.close()
-            continue
-        buf = buf.split(b"\r\n\r\n", 1)[1]
-        expected: set[str] = set()
-        closed = False
-        try:
-            for case in group:
-                tally.sent += 1
-                writer.write(ws_frame(case))
-                expected.update(m.decode() for m in re.findall(rb"wsj\d+x", case))
-                await writer.drain()
-        except OSError:
-            closed = True
-        deadline = time.monotonic() + UNANSWERED_AFTER
-        while expected and not closed and time.monotonic() < deadline:
-            try:
-                chunk = await asyncio.wait_for(reader.read(1 << 20), max(deadline - time.monotonic(), 0.001))
-            except TimeoutError:
-                break
-            except OSError:
-                closed = True
-                break
+    limit = asyncio.Semaphore(16)
+
+    async def one(batch: list[bytes]) -> None:
+        async with limit:
+            await ws_json_batch(target, source, batch, tally)
+
+    await asyncio.gather(*(one(cases[i : i + group]) for i in range(0, len(cases), group)))
+
+
+async def ws_json_batch(target: Target, source: str, batch: list[bytes], tally: Tally) -> None:
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", target.ws_port, local_addr=(source, 0)), 5
+        )
+    except (OSError, TimeoutError):
+        tally.hang()
+        return
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(ws_handshake(target, key))
+    buf = b""
+    with contextlib.suppress(TimeoutError, OSError):
+        while b"\r\n\r\n" not in buf:
+            chunk = await asyncio.wait_for(reader.read(4096), 5)
             if not chunk:
-                closed = True
                 break
             buf += chunk
-            for found in re.findall(rb"wsj\d+x", buf):
-                expected.discard(found.decode())
-            buf = buf[-64:]
-        if closed:
-            tally.notes.append(f"WebSocket JSON: the server closed a connection ({len(expected)} cases unread)")
-        else:
-            for _ in expected:
-                tally.hang()
+    if b" 101 " not in buf.split(b"\r\n", 1)[0]:
+        tally.notes.append(f"WebSocket JSON session refused: {buf[:80]!r}")
         writer.close()
+        return
+    buf = buf.split(b"\r\n\r\n", 1)[1]
+    expected: set[str] = set()
+    closed = False
+    try:
+        for case in batch:
+            tally.sent += 1
+            writer.write(ws_frame(case))
+            expected.update(m.decode() for m in re.findall(rb"wsj\d+x", case))
+            await writer.drain()
+    except OSError:
+        closed = True
+    deadline = time.monotonic() + UNANSWERED_AFTER
+    while expected and not closed and time.monotonic() < deadline:
+        try:
+            chunk = await asyncio.wait_for(reader.read(1 << 20), max(deadline - time.monotonic(), 0.001))
+        except TimeoutError:
+            break
+        except OSError:
+            closed = True
+            break
+        if not chunk:
+            closed = True
+            break
+        buf += chunk
+        for found in re.findall(rb"wsj\d+x", buf):
+            expected.discard(found.decode())
+        buf = buf[-64:]
+    if closed:
+        tally.notes.append(f"WebSocket JSON: the server closed a connection ({len(expected)} cases unread)")
+    else:
+        for _ in expected:
+            tally.hang()
+    writer.close()
 
 
 # -- data channel ------------------------------------------------------------------------------------------------------
@@ -1086,8 +1097,9 @@ async def data_channel_storm(target: Target, source: str, tally: Tally, rounds: 
 
 
 async def keep_polling(api: Api, session: int) -> None:
-    while True:
-        await api.raw("GET", f"/{session}?apisecret={SECRET}&maxev=10", count=False)
+    with contextlib.suppress(RuntimeError):  # the client session closed: the bench is done with it
+        while True:
+            await api.raw("GET", f"/{session}?apisecret={SECRET}&maxev=10", count=False)
 
 
 def dc_garbage() -> Iterator[str | bytes]:
@@ -1495,6 +1507,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default="apuppet,janus")
     parser.add_argument("--scale", type=float, default=2.0, help="repeat every case this many times (rounded)")
-    parser.add_argument("--budget", type=float, default=240.0, help="seconds after which no new phase starts")
+    parser.add_argument("--budget", type=float, default=400.0, help="seconds after which no new phase starts")
     parser.add_argument("--keep-logs", default="", help="copy each server's log into this folder")
     asyncio.run(run(parser.parse_args()))

@@ -377,8 +377,8 @@ def test_turn_true_writes_coturn_config_that_accepts_the_minted_credentials(tmp_
         turn_port = s.getsockname()[1]
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
-        SHIPPED.replace('public_ip: ""', 'public_ip: "127.0.0.1"')
-        + f'turn: true\nturn_port: {turn_port}\nturn_relay_range: "49340-49359"\n'
+        SHIPPED.replace('public_ip: ""', 'public_ip: "127.0.0.1"').replace("turn: false", "turn: true")
+        + f'turn_port: {turn_port}\nturn_relay_range: "49340-49359"\n'
     )
     conf = tmp_path / "turnserver.conf"
     out = install(cfg, venv, APUPPET_TURN_CONF=str(conf))

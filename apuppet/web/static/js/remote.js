@@ -369,11 +369,16 @@ export class Remote extends EventTarget {
   /**
    * The room or the video ended. A device ending its session and a server shutting down look the same at first
    * (the server closes rooms and mountpoints before its sockets): wait a moment, and if the server connection is
-   * lost meanwhile, `_hiccup` takes over and says what really happened.
+   * lost meanwhile, `_hiccup` takes over and says what really happened. A phone whose connection drops while
+   * its agent still reaches the server causes the device's `leave`, the video's `stopped` and the room's
+   * `destroyed` within milliseconds, in any order: the `leave` tells what happened, whichever came first (a
+   * session ended on purpose destroys the room with the device still in it, so no `leave` comes).
    */
   _ended(link, state, message) {
-    if (link !== this.link || link.ending) return;
-    link.ending = setTimeout(() => this._end(link, state, message), END_GRACE_MS);
+    if (link !== this.link) return;
+    if (!link.ending || state === "device-left") link.outcome = { state, message };
+    if (link.ending) return;
+    link.ending = setTimeout(() => this._end(link, link.outcome.state, link.outcome.message), END_GRACE_MS);
   }
 
   _end(link, state, message) {

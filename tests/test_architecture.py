@@ -30,15 +30,17 @@ MAY_IMPORT: dict[str, set[str]] = {
     # Neutral modules that every process may load: no aiohttp, no WebRTC.
     "config": set(),
     "listeners": {"config"},
+    # Who a client address stands for (an IPv6 /64): every per-address count, in api/, media/ and plugins/.
+    "netaddr": set(),
     "runtime": {"config"},
     "web": set(),
     # The sans-I/O Janus core.
-    "api": {"config"},
+    "api": {"config", "netaddr"},
     # Media is handed a `media.settings.MediaSettings` by the composition root, never the whole config.
-    "media": set(),
-    "plugins": {"config", "api", "media"},
+    "media": {"netaddr"},
+    "plugins": {"config", "netaddr", "api", "media"},
     # aiohttp: the app, transports, connection guard, /metrics; it composes the core, the plugins' media and ops.
-    "server": {"config", "listeners", "api", "media", "plugins", "ops"},
+    "server": {"config", "listeners", "netaddr", "api", "media", "plugins", "ops"},
     # Operator tools, run where no server may be running: never the server itself, nor the command line.
     "ops": {"config", "listeners", "runtime", "api"},
     # The device agent is a client of any Janus server: nothing of ours on the server side, only the codec half of

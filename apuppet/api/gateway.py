@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import __version__
+from ..netaddr import client_key
 from .errors import ErrorCode, JanusError
 from .idtag import ID_FIELDS, tag
 from .limits import Limits, LogLimiter, Slots, TokenBucket
@@ -200,7 +201,7 @@ class Gateway:
             secret.encode("utf-8", "surrogatepass"), self.api_secret.encode()
         ):
             return
-        key = ("apisecret", remote)
+        key = ("apisecret", client_key(remote))
         wait = self.throttle.blocked_for(key)
         if wait > 0:
             raise JanusError(ErrorCode.UNAUTHORIZED, f"Too many failed attempts, retry in {wait:.0f} s")
@@ -292,9 +293,9 @@ class Gateway:
         session.destroyed = True
         session.events.clear()
         if self.sessions.pop(session.id, None) is not None:
-            self.sessions_by_address.release(session.creator)
+            self.sessions_by_address.release(client_key(session.creator))
             if not session.trusted:
-                self.viewers_by_address.release(session.creator)
+                self.viewers_by_address.release(client_key(session.creator))
         if reason == "timeout":
             # Janus tells the client why its session went; a long-poll client gets it on its waiting (or next)
             # poll, which finds the destroyed session here.
@@ -398,15 +399,16 @@ class Gateway:
 
     def _create(self, transaction: str, remote: str, connection: Connection | None, trusted: bool) -> JSON:
         limits = self.limits
+        client = client_key(remote)
         if not trusted:
-            if self.viewers_by_address.held(remote) >= limits.viewer_sessions_per_address:
+            if self.viewers_by_address.held(client) >= limits.viewer_sessions_per_address:
                 self._refuse(remote, "viewer_sessions_per_address")
-            if not self.viewer_rate.take(remote):
+            if not self.viewer_rate.take(client):
                 self._refuse(remote, "viewer_session_rate")
-        if not self.sessions_by_address.acquire(remote, limits.sessions_per_address):
+        if not self.sessions_by_address.acquire(client, limits.sessions_per_address):
             self._refuse(remote, "sessions_per_address")
         if not trusted:
-            self.viewers_by_address.acquire(remote, limits.viewer_sessions_per_address)
+            self.viewers_by_address.acquire(client, limits.viewer_sessions_per_address)
         session = Session(new_id(self.sessions), self.clock(), remote, connection)
         session.trusted = trusted
         self.sessions[session.id] = session

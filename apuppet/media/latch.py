@@ -17,8 +17,7 @@ Only datagrams that look like RTP carrying H.264 (`latchable`) are offered to th
 
 from __future__ import annotations
 
-import ipaddress
-
+from ..netaddr import client_key
 from .h264 import NAL_FU_A, NAL_STAP_A
 from .rtp import RtpPacket
 
@@ -28,24 +27,6 @@ Address = tuple[str, int] | tuple[str, int, int, int]
 DEFAULT_GRACE = 10.0
 #: Distinct other sources counted during the grace period (a spray from many ports must not grow memory).
 MAX_CANDIDATE_SOURCES = 64
-
-
-def ip_key(host: str) -> str:
-    """Which client a host address stands for, as one canonical string.
-
-    "::ffff:192.0.2.1" (a dual-stack socket's view) is "192.0.2.1". An IPv6 address stands for its /64: one
-    device's connections may leave from different temporary addresses of its /64 (RFC 8981), and whoever holds
-    a /64 can send from any of its addresses, so caps per address must count the /64 anyway.
-    """
-    try:
-        ip = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 def h264_payload_ok(payload: bytes) -> bool:
@@ -93,7 +74,7 @@ class SourceLatch:
     """
 
     def __init__(self, creator: str | None = None, grace: float = DEFAULT_GRACE) -> None:
-        self.creator = ip_key(creator) if creator else None
+        self.creator = client_key(creator) if creator else None
         self.grace = grace
         self.source: Address | None = None
         #: Set when the latch fell back to another address than the creator's (the adapter logs it once).
@@ -104,7 +85,7 @@ class SourceLatch:
         self._others_since: float | None = None
 
     def from_creator(self, addr: Address) -> bool:
-        return self.creator is not None and ip_key(addr[0]) == self.creator
+        return self.creator is not None and client_key(addr[0]) == self.creator
 
     def may_take_over(self, addr: Address) -> bool:
         """Whether a packet from `addr`, not the latched source, is still worth offering (`offer`)."""

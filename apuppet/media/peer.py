@@ -23,8 +23,8 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
+from ..netaddr import client_key
 from .ice import RemoteCandidates, add_nat_candidates, confine, loopback_only
-from .latch import ip_key
 from .settings import MediaSettings
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class PeerBudget:
 
     def acquire(self, session: Any, address: str) -> PeerLease:
         """Count one more connection; `TooManyPeerConnections` when a cap is reached (0: no cap)."""
-        key = ip_key(address) if address else ""
+        key = client_key(address) if address else ""
         if self.per_session and self.sessions[session] >= self.per_session:
             raise TooManyPeerConnections(f"Too many peer connections ({self.per_session} per session)")
         if key and self.per_address and self.addresses[key] >= self.per_address:

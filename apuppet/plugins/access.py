@@ -22,13 +22,13 @@ own field (`room`, `id`), hence the parameters.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import string
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 from ..api.throttle import Throttle
+from ..netaddr import client_key
 from .fields import JSON, RequestError, same_secret
 
 #: Below this much guessing work a pin or secret is weak. 2^40 guesses at a thousand a second take 35 years.
@@ -55,20 +55,6 @@ def is_weak(secret: str) -> bool:
     """Whether `secret` can be guessed in practice: fewer than 8 characters, or under 40 bits (`strength_bits`).
     aPuppet's pins (4 digits, 13 bits) are weak; an 8-character mix of letters and digits (48 bits) is not."""
     return len(secret) < STRONG_LENGTH or strength_bits(secret) < STRONG_BITS
-
-
-def guess_source(remote: str) -> str:
-    """Who is guessing, for the throttles: an IPv4 address, or an IPv6 /64 (one subscriber's prefix holds 2^64
-    addresses to rotate through; "::ffff:192.0.2.1" is 192.0.2.1)."""
-    try:
-        ip = ipaddress.ip_address(remote.split("%")[0])
-    except ValueError:
-        return remote
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 class Resource(Protocol):
@@ -126,7 +112,7 @@ class Access:
         given = [value for value in (msg.get("admin_key"), msg.get("secret")) if value is not None]
         if not given:
             return False
-        key = (f"{self.kind}-secret", guess_source(remote))
+        key = (f"{self.kind}-secret", client_key(remote))
         wait = self.by_address.blocked_for(key)
         for expected in (self.admin_secret, resource_secret):
             # Every comparison is made (constant time each), whatever matched before.
@@ -148,7 +134,7 @@ class Access:
     def check_pin(self, resource: Resource, key: str, msg: JSON, remote: str) -> None:
         if not resource.pin:
             return
-        source = guess_source(remote)
+        source = client_key(remote)
         by_address, by_resource = (f"{self.kind}-pin", source), (f"{self.kind}-pin", key)
         guesser = (f"{self.kind}-pin", key, source)
         correct = same_secret(msg.get("pin"), resource.pin)
@@ -186,7 +172,7 @@ class Access:
     def viewer_missed(self, remote: str) -> None:
         """A viewer session asked for a resource that does not exist: a guess. A blocked address is told so (and
         learns nothing of what exists)."""
-        key = (f"{self.kind}-pin", guess_source(remote))
+        key = (f"{self.kind}-pin", client_key(remote))
         wait = self.by_address.blocked_for(key)
         if wait > 0:
             raise RequestError(self.unauthorized, f"Too many failed attempts, retry in {math.ceil(wait)} s")

@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..api.limits import LogLimiter, Slots
+from ..netaddr import client_key
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class ConnectionGuard:
 
     def _opened(self, transport: asyncio.BaseTransport) -> _Conn | None:
         peer = transport.get_extra_info("peername")
-        remote = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        remote = client_key(str(peer[0])) if isinstance(peer, tuple) and peer else ""
         if not self.slots.acquire(remote, self.per_address):
             self.refused += 1
             self._note("refused connection from %s: over connections_per_address", remote)

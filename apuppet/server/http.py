@@ -19,6 +19,7 @@ from ..api.errors import ErrorCode, JanusError
 from ..api.gateway import Gateway, error_reply, parse_id
 from ..api.limits import Slots
 from ..api.session import Session
+from ..netaddr import client_key
 
 log = logging.getLogger(__name__)
 
@@ -109,15 +110,15 @@ class RestTransport:
             maxev = min(maxev, MAX_EVENTS_PER_POLL)
         remote = remote_of(request)
         limits = self.gateway.limits
-        if not self.polls.acquire(("address", remote), limits.polls_per_address):
+        if not self.polls.acquire(("address", client_key(remote)), limits.polls_per_address):
             return self._too_many("polls_per_address", remote)
         if not self.polls.acquire(("session", session.id), limits.polls_per_session):
-            self.polls.release(("address", remote))
+            self.polls.release(("address", client_key(remote)))
             return self._too_many("polls_per_session", remote)
         try:
             return await self._wait_events(request, session, maxev)
         finally:
-            self.polls.release(("address", remote))
+            self.polls.release(("address", client_key(remote)))
             self.polls.release(("session", session.id))
 
     def _too_many(self, limit: str, remote: str) -> web.Response:

@@ -16,6 +16,7 @@ from aiohttp import WSMsgType, web
 from ..api.errors import ErrorCode
 from ..api.gateway import Gateway, error_reply
 from ..api.limits import Slots
+from ..netaddr import client_key
 from .http import json_response, remote_of
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class WebSocketTransport:
             )
         remote = remote_of(request)
         cap = self.gateway.limits.websockets_per_address
-        if not self.per_address.acquire(remote, cap):
+        if not self.per_address.acquire(client_key(remote), cap):
             self.gateway.note_limit("websockets_per_address", remote)
             return json_response(
                 error_reply(ErrorCode.TOO_MANY_REQUESTS, "Too many requests: over the limit websockets_per_address")
@@ -85,7 +86,7 @@ class WebSocketTransport:
         try:
             return await self._serve(request, ws, remote)
         finally:
-            self.per_address.release(remote)
+            self.per_address.release(client_key(remote))
 
     async def _serve(self, request: web.Request, ws: web.WebSocketResponse, remote: str) -> web.WebSocketResponse:
         await ws.prepare(request)

@@ -6,6 +6,7 @@ import pytest
 
 from apuppet.api.errors import JanusError
 from apuppet.api.gateway import Gateway
+from apuppet.api.limits import Limits
 from apuppet.api.throttle import Throttle
 
 from .echo import EchoPlugin
@@ -234,3 +235,18 @@ def test_many_sessions_lifecycle_leaves_nothing(gw: Gateway, plugin: EchoPlugin)
         req(gw, "message", sid, hid, body={"x": 1})
         req(gw, "destroy", sid)
     assert not gw.sessions and not plugin.attached and len(plugin.detached) == 500
+
+
+def test_an_ipv6_prefix_is_one_client_for_the_limits(plugin: EchoPlugin, clock: Clock) -> None:
+    """Rotating through the addresses of one's own /64 (2^64 of them) must not reset the per-address caps."""
+    limits = Limits(viewer_sessions_per_address=3, viewer_session_burst=100)
+    gw = Gateway([plugin], api_secret=SECRET, clock=clock, limits=limits)
+    viewer = {"janus": "create", "transaction": "t"}
+    made = [gw.handle(dict(viewer), remote=f"2001:db8:1:2::{n:x}") for n in range(1, 5)]
+    assert [r["janus"] for r in made] == ["success", "success", "success", "error"]
+    assert made[-1]["error"]["code"] == 429
+    # Another /64 is another client, and a destroyed session gives its place back to its prefix.
+    assert gw.handle(dict(viewer), remote="2001:db8:1:3::1")["janus"] == "success"
+    first = made[0]["data"]["id"]
+    gw.handle({"janus": "destroy", "transaction": "d"}, session_id=first, remote="2001:db8:1:2::1")
+    assert gw.handle(dict(viewer), remote="2001:db8:1:2::99")["janus"] == "success"

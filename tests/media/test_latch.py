@@ -14,10 +14,11 @@ import pytest
 from apuppet.api.gateway import Gateway
 from apuppet.config import Config
 from apuppet.media.ingest import RtpIngest
-from apuppet.media.latch import SourceLatch, h264_payload_ok, ip_key, latchable
+from apuppet.media.latch import SourceLatch, h264_payload_ok, latchable
 from apuppet.media.peer import Peers
 from apuppet.media.relay import StreamRelay
 from apuppet.media.rtp import RtpPacket, pack_header
+from apuppet.netaddr import client_key
 from apuppet.plugins.streaming import StreamingPlugin
 from apuppet.server.app import media_settings
 from tests.inproc import InProcClient, plugin_data
@@ -89,10 +90,10 @@ def test_valid_h264_payloads_and_garbage():
     assert not h264_payload_ok(b"\x7c\xc5\x00")  # FU-A with start and end bits
     assert latchable(RtpPacket.parse(rtp(1)))
     assert not latchable(RtpPacket.parse(rtp(1, pt=0)))  # a static payload type is not H.264
-    assert ip_key("::ffff:127.0.0.1") == ip_key("127.0.0.1") == "127.0.0.1"
+    assert client_key("::ffff:127.0.0.1") == client_key("127.0.0.1") == "127.0.0.1"
     # One device's IPv6 connections may use different temporary addresses of its /64.
-    assert ip_key("2001:db8:1:2::aa") == ip_key("2001:db8:1:2:abcd::1%eth0") == "2001:db8:1:2::/64"
-    assert ip_key("2001:db8:1:3::aa") != ip_key("2001:db8:1:2::aa")
+    assert client_key("2001:db8:1:2::aa") == client_key("2001:db8:1:2:abcd::1%eth0") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::aa") != client_key("2001:db8:1:2::aa")
 
 
 def test_the_creator_wins_even_after_a_strangers_packets():

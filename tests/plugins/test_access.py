@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pytest
 
 from apuppet.api.throttle import Throttle
-from apuppet.plugins.access import Access, guess_source, is_weak, strength_bits
+from apuppet.netaddr import client_key
+from apuppet.plugins.access import Access, is_weak, strength_bits
 from apuppet.plugins.fields import RequestError
 
 
@@ -120,8 +121,8 @@ def test_a_blocked_address_gets_in_with_a_strong_pin_only() -> None:
 
 def test_an_ipv6_prefix_guesses_as_one_address() -> None:
     """Rotating through the 2^64 addresses of one's own IPv6 prefix gains nothing."""
-    assert guess_source("2001:db8:1:2:aaaa::1") == guess_source("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
-    assert guess_source("::ffff:192.0.2.1") == "192.0.2.1" and guess_source("not-an-ip") == "not-an-ip"
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert client_key("::ffff:192.0.2.1") == "192.0.2.1" and client_key("not-an-ip") == "not-an-ip"
     access, _ = make(Clock())
     thing = Thing("alice", pin="Kp7qX2mz")
     for i in range(3):

@@ -29,6 +29,17 @@ def same_secret(given: Any, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
+def is_unicode(value: str) -> bool:
+    """JSON may spell a lone surrogate ("\\ud800"), which Python keeps but UTF-8 cannot encode: such a name would
+    fail later in every place that stores or prints it (SQLite, logs), so it is refused where it comes in, as
+    Janus' JSON parser refuses it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Fields:
     missing: int
@@ -45,6 +56,8 @@ class Fields:
             raise RequestError(self.invalid, f"Invalid element ({name} out of range)")
         if isinstance(value, str) and not 0 < len(value) <= max_len:
             raise RequestError(self.invalid, f"Invalid element ({name} should be 1 to {max_len} characters)")
+        if isinstance(value, str) and not is_unicode(value):
+            raise RequestError(self.invalid, f"Invalid element ({name} is not valid Unicode)")
         return value
 
     def text(self, msg: JSON, name: str, limit: int) -> str | None:
@@ -55,6 +68,8 @@ class Fields:
             raise RequestError(self.invalid, f"Invalid element ({name} should be a string)")
         if len(value) > limit:
             raise RequestError(self.invalid, f"Invalid element ({name} longer than {limit})")
+        if not is_unicode(value):
+            raise RequestError(self.invalid, f"Invalid element ({name} is not valid Unicode)")
         return value
 
     def flag(self, msg: JSON, name: str, default: bool) -> bool:

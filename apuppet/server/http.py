@@ -92,6 +92,9 @@ class RestTransport:
             response = json_response(error_reply(ErrorCode.TRANSPORT_SPECIFIC, "Request body too slow"), status=408)
             response.force_close()
             return response
+        except ConnectionResetError:
+            # The client hung up in the middle of its body: nobody is left to answer, and nothing went wrong here.
+            return web.Response(status=499)
         reply = self.gateway.receive(data, session_id=session_id, handle_id=handle_id, remote=remote_of(request))
         return json_response(reply)
 

@@ -71,7 +71,7 @@ class WebSocketTransport:
         ws = web.WebSocketResponse(
             protocols=("janus-protocol",), max_msg_size=self.max_message_bytes, heartbeat=self.heartbeat
         )
-        if not ws.can_prepare(request).ok:
+        if not _handshake_is_text(request) or not ws.can_prepare(request).ok:
             return web.json_response(
                 error_reply(ErrorCode.TRANSPORT_SPECIFIC, "Use POST, or a WebSocket with subprotocol janus-protocol"),
                 status=405,
@@ -124,3 +124,13 @@ class WebSocketTransport:
     async def close(self) -> None:
         for conn in list(self.connections):
             await conn.ws.close()
+
+
+def _handshake_is_text(request: web.Request) -> bool:
+    """aiohttp quotes a refused handshake's Upgrade header in its 400 answer and fails to encode one that was not
+    UTF-8 (aiohttp keeps such bytes as surrogates): refuse those headers before it tries."""
+    for name in ("Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Protocol"):
+        value = request.headers.get(name, "")
+        if not value.isascii():
+            return False
+    return True

@@ -357,3 +357,19 @@ def test_a_gone_creators_room_is_reclaimed_with_its_pin(clock: FakeClock) -> Non
     # The reclaiming agent is the creator now: it may join as the device.
     joined = dc(rooms, OTHER, textroom="join", room="SESSION1", pin="4321", username="device:Pixel 7")
     assert joined.reply is not None and joined.reply["textroom"] == "success"
+
+
+def test_names_that_are_not_unicode_are_refused_where_they_come_in(rooms: Rooms) -> None:
+    """A lone surrogate (JSON "\\ud800") parses into a str that UTF-8 cannot encode; bench/storm.py saw one reach
+    the audit database's INSERT. It is refused at the door, with the textroom invalid-element code."""
+    agent_room(rooms)
+    bad = json.loads('"admin:\\ud800"')
+    for field in ("username", "display"):
+        body = {"username": "admin:S", "display": "S", field: bad}
+        out = dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", **body)
+        assert out.reply["textroom"] == "error" and out.reply["error_code"] == 414, out.reply
+        assert "Unicode" in out.reply["error"]
+    assert dc(rooms, OTHER, textroom="exists", room=json.loads('"SESSION\\udfff"')).reply["error_code"] == 414
+    # The same person with a proper name gets in.
+    joined = dc(rooms, ADMIN, textroom="join", room="SESSION1", pin="4321", username="admin:S")
+    assert joined.reply["textroom"] == "success"

@@ -504,3 +504,29 @@ def test_no_log_call_passes_a_raw_id() -> None:
                 if raw:
                     offenders.append(f"{path.relative_to(root)}:{node.lineno}")
     assert not offenders
+
+
+async def test_storm_leftovers_are_answered_quietly(server: Server, caplog: pytest.LogCaptureFixture) -> None:
+    """What bench/storm.py still found in the log: a WebSocket handshake whose Upgrade header is not UTF-8, and a
+    client that hangs up in the middle of its body. Each is the client's doing: an answer (or nothing, for a
+    client that is gone), and no warning."""
+    caplog.set_level(logging.INFO)
+    reply = await raw(
+        server.port,
+        b"GET /janus HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: web\xff\xfesocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Protocol: janus-protocol\r\n\r\n",
+    )
+    assert reply.startswith(b"HTTP/1.1 4"), reply[:80]
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b'POST /janus HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"janus":')
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.transport.abort()  # a reset mid-body
+    await asyncio.sleep(0.3)
+    async with aiohttp.ClientSession() as http:
+        status, answer = await post(http, server.url + "janus", {"janus": "ping", "transaction": "p"})
+        assert status == 200 and answer["janus"] == "pong"
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not noisy, caplog.text

@@ -96,15 +96,14 @@ class Session:
 
 
 class Handle:
-    """A plugin handle. Plugins hang their per-client state on `state` and start background work with
-    `spawn`, so that detaching the handle cancels it."""
+    """A plugin handle. Plugins keep their per-handle state in their own maps keyed by the handle (typed there,
+    not an `Any` slot here) and start background work with `spawn`, so that detaching the handle cancels it."""
 
     def __init__(self, handle_id: int, session: Session, plugin: Plugin, opaque_id: str | None = None) -> None:
         self.id = handle_id
         self.session = session
         self.plugin = plugin
         self.opaque_id = opaque_id
-        self.state: Any = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.detached = False
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fractions
 from collections import deque
+from typing import Any
 
 import av
 import numpy as np
@@ -96,7 +97,7 @@ class H264Encoder:
     def flush(self) -> list[AccessUnit]:
         return self._collect(self.codec.encode(None))
 
-    def _collect(self, packets: list[av.Packet]) -> list[AccessUnit]:
+    def _collect(self, packets: list[av.Packet[Any]]) -> list[AccessUnit]:
         out = []
         for packet in packets:
             data = bytes(packet)

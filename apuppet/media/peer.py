@@ -173,7 +173,8 @@ class ServerPeerConnection(RTCPeerConnection):
         """Candidates the client trickled (janus.js form): kept until the answer is set, then each checked and
         added. Without them a client whose checks cannot reach the server never connects."""
         parsed = [c for c in map(parse_candidate, candidates) if c is not None]
-        if self.remoteDescription is None:
+        remote: RTCSessionDescription | None = self.remoteDescription  # None until set, whatever aiortc's hint says
+        if remote is None:
             room = MAX_EARLY_CANDIDATES - len(self.early_candidates)
             self.early_candidates += parsed[: max(room, 0)]
             return

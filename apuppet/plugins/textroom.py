@@ -166,7 +166,7 @@ class TextRoomPlugin(Plugin):
             self.hang_up(handle, reason=f"PeerConnection {state}")
 
     # -- data in ---------------------------------------------------------------------------------------------
-    def receive(self, handle: Handle, data: str | bytes) -> None:
+    def receive(self, handle: Handle, data: object) -> None:
         """Text from one of `handle`'s data channels: a TextRoom request, answered on the server channel."""
         link = self.links.get(handle)
         if link is None:

@@ -160,7 +160,7 @@ class ConnectionGuard:
             conn.transport.close()
 
 
-class QuietServerLogger(logging.LoggerAdapter):
+class QuietServerLogger(logging.LoggerAdapter[logging.Logger]):
     """The logger given to aiohttp's request handler. aiohttp logs a traceback at ERROR for every malformed
     request (a bad request line, an overlong header, a broken chunk): anyone could fill the disk with them. A
     client's malformed HTTP becomes one short line per address and minute; anything else keeps its traceback,

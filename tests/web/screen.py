@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from playwright.sync_api import Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from .conftest import DemoProcess
 
@@ -22,6 +23,12 @@ READ = """([x, y, w, h]) => {
   ctx.drawImage(v, 0, 0);
   return Array.from(ctx.getImageData(x, y, w, h).data);
 }"""
+
+WHERE = """() => ({
+  state: document.body.dataset.state, error: document.body.dataset.error,
+  login: document.getElementById('login-view').hidden ? null : document.getElementById('login-message').textContent,
+  dialog: document.getElementById('overlay').hidden ? null : document.getElementById('overlay-text').textContent,
+})"""
 
 STAGE_POINT = """async ([x, y]) => {
   const g = await import('./js/geometry.js');
@@ -39,11 +46,15 @@ def login(page: Page, demo: DemoProcess, password: str | None = None, **params: 
 
 
 def wait_playing(page: Page, timeout: float = 30_000) -> None:
-    page.wait_for_selector("#remote-view", state="visible", timeout=timeout)
-    page.wait_for_function(
-        "() => { const v = document.getElementById('video'); return v.videoWidth > 0 && v.readyState >= 2; }",
-        timeout=timeout,
-    )
+    """On a timeout, the failure says where the page stood (a refused login, a dialog), not only how long."""
+    try:
+        page.wait_for_selector("#remote-view", state="visible", timeout=timeout)
+        page.wait_for_function(
+            "() => { const v = document.getElementById('video'); return v.videoWidth > 0 && v.readyState >= 2; }",
+            timeout=timeout,
+        )
+    except PlaywrightTimeoutError as exc:
+        raise AssertionError(f"no picture in {timeout / 1000:.0f} s; the page: {page.evaluate(WHERE)}") from exc
 
 
 def region(page: Page, x: int, y: int, w: int = 1, h: int = 1) -> list[Color]:

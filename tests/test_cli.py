@@ -50,6 +50,8 @@ def test_serve_answers_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) ->
         lines = []
         while time.monotonic() < deadline:
             line = proc.stderr.readline()
+            if not line:  # the server exited: no point waiting out the deadline
+                break
             lines.append(line)
             m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
             if m:
@@ -74,3 +76,4 @@ def test_serve_answers_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) ->
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stderr.close()

@@ -84,6 +84,8 @@ def test_demo_prints_a_ready_url_and_stops_on_ctrl_c():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 async def test_agent_command_connects_and_prints_one_json_line(server):

@@ -40,6 +40,14 @@ class Viewer:
         self.participants: list[dict[str, Any]] = []
 
     async def __aenter__(self) -> Viewer:
+        try:
+            return await self._enter()
+        except BaseException:
+            # A refused join (a wrong password) must not leave the HTTP session and the peer open.
+            await self.__aexit__()
+            raise
+
+    async def _enter(self) -> Viewer:
         self._http = aiohttp.ClientSession()
         self.janus = JanusClient(self._http, self.server_url, self.secret)
         await self.janus.create()

@@ -403,6 +403,8 @@ def test_the_link_printed_by_apuppet_demo_opens_ready_to_connect(page: Page) -> 
     finally:
         proc.terminate()
         proc.wait(15)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def test_controls_have_labels_and_take_keyboard_focus(page: Page, demo: DemoProcess) -> None:

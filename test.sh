@@ -35,4 +35,6 @@ echo "== mypy"
 .venv/bin/mypy
 
 echo "== pytest"
-exec .venv/bin/python -m pytest "$@"
+# Three workers even on two cores: most of the suite waits (browsers, video, timeouts), it does not compute.
+# Each test module stays on one worker (tests/conftest.py); APUPPET_TEST_WORKERS=0 (or `-n 0`) runs it in one process.
+exec .venv/bin/python -m pytest -n "${APUPPET_TEST_WORKERS:-3}" --dist loadgroup "$@"

@@ -1,6 +1,7 @@
 import asyncio
 import errno
 import ipaddress
+import random
 import socket
 
 import pytest
@@ -11,8 +12,11 @@ from apuppet.media.ice import PortRangeConnection, add_nat_candidates, bind_udp
 
 
 def free_range(size: int) -> tuple[int, int]:
-    """A block of `size` ports that are free right now (probed, so parallel test runs do not collide)."""
-    for low in range(42000, 60000, size):
+    """A block of `size` ports that are free right now (probed, so parallel test runs do not collide). The
+    search starts at a random block: test workers probing at the same moment would otherwise all pick the first."""
+    blocks = list(range(42000, 60000 - size, size))
+    start = random.randrange(len(blocks))
+    for low in blocks[start:] + blocks[:start]:
         socks = []
         try:
             for port in range(low, low + size):

@@ -197,6 +197,10 @@ class Agent:
         assert self.geometry is not None
         self._video = VideoStreamer(self.source, self.geometry, self._sender, self.options.video)
         self.state = "connected"
+        # A viewer may join between our join and here (a page waiting for us to come back joins as soon as we
+        # are in the room, while the mountpoint is still being made): it is counted, but nothing streams yet.
+        if self.viewers:
+            self._start_video()
         self.connected.set()
         # Janus session ids are bearer tokens for the API: they stay out of logs, like the pin.
         log.info("connected; video goes to %s:%d", host, port)
@@ -279,13 +283,18 @@ class Agent:
         assert self.geometry is not None
         self._say(str(Resolution(self.geometry.width, self.geometry.height)))
         if self._video is not None:
-            self._video.start()
-            video = self._video
-            # The viewer's PeerConnection comes up some time after its join, and a relay without a keyframe
-            # cache (Janus: `videobufferkf: false`) needs one after that: send a few as it connects.
-            loop = asyncio.get_running_loop()
-            for delay in KEYFRAMES_AFTER_JOIN:
-                loop.call_later(delay, lambda: video.request_keyframe() if video is self._video else None)
+            self._start_video()
+        self.state = "sharing"
+
+    def _start_video(self) -> None:
+        video = self._video
+        assert video is not None
+        video.start()
+        # The viewer's PeerConnection comes up some time after its join, and a relay without a keyframe
+        # cache (Janus: `videobufferkf: false`) needs one after that: send a few as it connects.
+        loop = asyncio.get_running_loop()
+        for delay in KEYFRAMES_AFTER_JOIN:
+            loop.call_later(delay, lambda: video.request_keyframe() if video is self._video else None)
         self.state = "sharing"
 
     def _viewer_left(self, user: str) -> None:

@@ -357,3 +357,38 @@ async def test_hundreds_of_joins_and_leaves_leave_no_stream_running() -> None:
     finally:
         sender.close()
         sink.close()
+
+
+async def test_a_viewer_who_joins_while_the_mountpoint_is_made_is_streamed_to(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page waiting for the device to come back joins as soon as the device is in the room, which can be while
+    the agent still makes its mountpoint: that viewer must get the video without having to join again."""
+    from apuppet.agent import agent as agent_module
+    from apuppet.agent.streaming import Mountpoint
+
+    viewer_in = asyncio.Event()
+
+    class LateMountpoint(Mountpoint):
+        async def create(self, *args: object, **kwargs: object) -> int:
+            await viewer_in.wait()
+            return await super().create(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(agent_module, "Mountpoint", LateMountpoint)
+    agent = Agent(AgentOptions(server_url=server.url, secret=SECRET, name="Late"), DemoSource())
+    task = asyncio.get_running_loop().create_task(agent.run())
+    try:
+        async with asyncio.timeout(20):
+            while not agent._joined:
+                await asyncio.sleep(0.01)
+        # The server's join notice, delivered in the window the timing of a loaded machine opens.
+        agent._event({"textroom": "join", "room": agent.credentials.session, "username": "admin:early"})
+        assert agent._video is None and agent.viewers == {"admin:early"}
+        viewer_in.set()
+        async with asyncio.timeout(20):
+            await agent.connected.wait()
+        assert agent._video is not None and agent._video.running
+        assert agent.state == "sharing"
+    finally:
+        agent.stop()
+        await asyncio.wait_for(task, 10)

@@ -35,6 +35,7 @@ echo "== mypy"
 .venv/bin/mypy
 
 echo "== pytest"
-# Three workers even on two cores: most of the suite waits (browsers, video, timeouts), it does not compute.
+# Two workers: most of the suite waits (browsers, video, timeouts) rather than computes, but a third worker on a
+# two-core machine starved the browser tests now and then (a login that took longer than its 30 s wait).
 # Each test module stays on one worker (tests/conftest.py); APUPPET_TEST_WORKERS=0 (or `-n 0`) runs it in one process.
-exec .venv/bin/python -m pytest -n "${APUPPET_TEST_WORKERS:-3}" --dist loadgroup "$@"
+exec .venv/bin/python -m pytest -n "${APUPPET_TEST_WORKERS:-2}" --dist loadgroup "$@"

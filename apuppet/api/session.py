@@ -54,6 +54,14 @@ class Session:
         #: reach a device with its password and nothing else.
         self.trusted = True
 
+    @property
+    def peer_cap_address(self) -> str:
+        """The address whose peer-connection cap this session counts against; "" for none.
+
+        A viewer's: one browser must not take every port of the UDP range. A trusted session (the API secret: an
+        agent) is capped per session only, since hundreds of phones may share one carrier-NAT address."""
+        return "" if self.trusted else self.remote
+
     def bind(self, connection: Connection) -> None:
         """Deliver events straight to `connection` from now on, starting with those already queued."""
         self.connection = connection

@@ -249,7 +249,7 @@ class StreamingPlugin(Plugin):
                 self.peers,
                 self.ingests[key],
                 session=handle.session.id,
-                address=handle.session.remote,
+                address=handle.session.peer_cap_address,
                 name=f"handle {tag(handle.id)}",
             )
         except TooManyPeerConnections as exc:

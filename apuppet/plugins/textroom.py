@@ -112,7 +112,7 @@ class TextRoomPlugin(Plugin):
                 on_up=handle.push_webrtcup,
                 on_gone=lambda state: self._link_gone(handle, link, state),
                 session=handle.session.id,
-                address=handle.session.remote,
+                address=handle.session.peer_cap_address,
                 name=f"handle {tag(handle.id)}",
             )
         except TooManyPeerConnections as exc:  # the client's doing: told, not logged as a server problem

@@ -192,3 +192,31 @@ async def test_streaming_viewers_count_too_and_stop_gives_back(server):
         assert candidates(again["jsep"]["sdp"])
     finally:
         await pc.close()
+
+
+async def test_phones_behind_one_carrier_nat_are_not_capped_per_address():
+    """The per-address cap is for viewers (no API secret): agents hold the secret, and hundreds of phones may leave
+    through one carrier-NAT or office address. Each of their sessions keeps its own per-session cap."""
+    lo, hi = free_range(20)
+    config = Config(
+        admin_secret="adm", api_secret=SECRET, rtp_port_range=f"{lo}-{hi}", bind="127.0.0.1", max_peers_per_address=2
+    )
+    gateway = Gateway(load_plugins(config), api_secret=SECRET, session_timeout=60, viewer_access=True)
+    try:
+        phones = InProcClient(gateway, remote=ATTACKER)
+        events = []
+        for _ in range(5):
+            session = phones.create()
+            events.append(await setup(phones, session, phones.attach(session, "janus.plugin.textroom")))
+        assert all("jsep" in e for e in events), [plugin_data(e) for e in events if "jsep" not in e]
+
+        # Viewers from that same address are still held to it.
+        viewers = ViewerClient(gateway, remote=ATTACKER)
+        answers = []
+        for _ in range(3):
+            session = viewers.create()
+            answers.append(await setup(viewers, session, viewers.attach(session, "janus.plugin.textroom")))
+        assert ["jsep" in e for e in answers] == [True, True, False]
+        assert "2 per address" in plugin_data(answers[-1])["error"]
+    finally:
+        await gateway.close()

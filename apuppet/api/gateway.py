@@ -255,13 +255,13 @@ class Gateway:
         """Whether a request may address the session at all.
 
         Session ids are bearer tokens. A viewer session (no API secret behind it) is bound to where it was made:
-        its WebSocket if it has one, else its creator's address; from elsewhere it does not exist (458), so a
-        leaked id is no use. Trusted sessions stay reachable from anywhere: agents roam between networks."""
+        its WebSocket if it has one, else its creator's address (an IPv6 /64: a browser's temporary addresses
+        rotate); from elsewhere it does not exist (458), so a leaked id is no use. Trusted sessions stay reachable from anywhere: agents roam between networks."""
         if session.trusted:
             return True
         if session.connection is not None:
             return connection is session.connection
-        return connection is None and remote == session.creator
+        return connection is None and client_key(remote) == client_key(session.creator)
 
     def idle_for(self, session_id: int) -> float | None:
         """Seconds since the session was last heard from; 0 while its WebSocket is open (a live connection is
@@ -400,13 +400,14 @@ class Gateway:
     def _create(self, transaction: str, remote: str, connection: Connection | None, trusted: bool) -> JSON:
         limits = self.limits
         client = client_key(remote)
-        if not trusted:
-            if self.viewers_by_address.held(client) >= limits.viewer_sessions_per_address:
-                self._refuse(remote, "viewer_sessions_per_address")
-            if not self.viewer_rate.take(client):
-                self._refuse(remote, "viewer_session_rate")
-        if not self.sessions_by_address.acquire(client, limits.sessions_per_address):
+        # Caps first, the rate last: a refused request must not spend a token.
+        if not trusted and self.viewers_by_address.held(client) >= limits.viewer_sessions_per_address:
+            self._refuse(remote, "viewer_sessions_per_address")
+        if self.sessions_by_address.held(client) >= limits.sessions_per_address:
             self._refuse(remote, "sessions_per_address")
+        if not trusted and not self.viewer_rate.take(client):
+            self._refuse(remote, "viewer_session_rate")
+        self.sessions_by_address.acquire(client, limits.sessions_per_address)
         if not trusted:
             self.viewers_by_address.acquire(client, limits.viewer_sessions_per_address)
         session = Session(new_id(self.sessions), self.clock(), remote, connection)

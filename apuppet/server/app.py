@@ -27,6 +27,7 @@ from ..config import Config, resolve
 from ..listeners import listeners
 from ..media.peer import Peers
 from ..media.settings import IceServer, MediaSettings
+from ..netaddr import client_key
 from ..ops.audit import Audit, AuditStore
 from ..ops.eventlog import EventLog
 from . import metrics
@@ -131,7 +132,7 @@ class Server:
         self.admin_throttle = Throttle()
         self.rest = RestTransport(self.gateway, body_timeout=config.http_body_timeout)
         self.guard = ConnectionGuard(
-            config.limit_connections_per_address, config.http_idle_timeout, config.http_header_timeout
+            self.gateway.limits.connections_per_address, config.http_idle_timeout, config.http_header_timeout
         )
         self.websocket = WebSocketTransport(self.gateway, max_message_bytes=config.max_request_bytes)
         self.housekeeping_interval = housekeeping_interval
@@ -182,9 +183,9 @@ class Server:
             return web.Response(
                 text=metrics.render(self.gateway, self.events, self.guard), content_type="text/plain", charset="utf-8"
             )
-        if self.admin_throttle.blocked_for(remote) > 0:
+        if self.admin_throttle.blocked_for(client_key(remote)) > 0:
             return web.Response(status=429, text="too many failed attempts\n")
-        self.admin_throttle.failure(remote)
+        self.admin_throttle.failure(client_key(remote))
         return web.Response(status=401, text="admin secret required\n", headers={"WWW-Authenticate": "Bearer"})
 
     async def _acme(self, request: web.Request) -> web.StreamResponse:

@@ -250,3 +250,12 @@ def test_an_ipv6_prefix_is_one_client_for_the_limits(plugin: EchoPlugin, clock: 
     first = made[0]["data"]["id"]
     gw.handle({"janus": "destroy", "transaction": "d"}, session_id=first, remote="2001:db8:1:2::1")
     assert gw.handle(dict(viewer), remote="2001:db8:1:2::99")["janus"] == "success"
+
+
+def test_a_viewer_session_answers_its_creators_prefix_only(gw: Gateway) -> None:
+    """A browser's IPv6 temporary address may change between two long polls; another prefix is a stranger."""
+    sid = gw.handle({"janus": "create", "transaction": "t"}, remote="2001:db8:1:2::1")["data"]["id"]
+    keepalive = {"janus": "keepalive", "transaction": "k"}
+    assert gw.handle(dict(keepalive), session_id=sid, remote="2001:db8:1:2::beef")["janus"] == "ack"
+    assert gw.handle(dict(keepalive), session_id=sid, remote="2001:db8:1:3::1")["error"]["code"] == 458
+    assert gw.handle(dict(keepalive), session_id=sid, remote="10.0.0.1")["error"]["code"] == 458

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = (REPO / "config.yaml").read_text()
 DEPS_SITE = sysconfig.get_path("purelib")  # where this test run's aiohttp, aiortc... are installed
@@ -208,12 +210,6 @@ def calls(env: dict[str, str]) -> list[str]:
     text = log.read_text().splitlines() if log.exists() else []
     log.unlink(missing_ok=True)
     return text
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def site_config(nat: bool = False, tls: Path | None = None) -> str:

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import aiohttp
@@ -425,12 +425,13 @@ async def test_idle_and_slow_connections_are_closed(server: Server, http: aiohtt
         finally:
             writer.close()
 
-    async def slow_head() -> bytes:
+    async def dribble(head: bytes, piece: bytes) -> bytes:
+        """A request that starts with `head` and then sends `piece` every 0.15 s for 6 s, far past the timeouts."""
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"GET /janus/info HTTP/1.1\r\nHost: x\r\n")
+        writer.write(head)
         try:
             for i in range(40):
-                writer.write(b"X-Slow-%d: 1\r\n" % i)
+                writer.write(piece % i if b"%d" in piece else piece)
                 await writer.drain()
                 await asyncio.sleep(0.15)
         except ConnectionError:
@@ -440,20 +441,11 @@ async def test_idle_and_slow_connections_are_closed(server: Server, http: aiohtt
         finally:
             writer.close()
 
-    async def slow_body() -> bytes:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"POST /janus HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
-        try:
-            for _ in range(40):
-                writer.write(b" ")
-                await writer.drain()
-                await asyncio.sleep(0.15)
-        except ConnectionError:
-            pass
-        try:
-            return await read_all(reader)
-        finally:
-            writer.close()
+    def slow_head() -> Awaitable[bytes]:
+        return dribble(b"GET /janus/info HTTP/1.1\r\nHost: x\r\n", b"X-Slow-%d: 1\r\n")
+
+    def slow_body() -> Awaitable[bytes]:
+        return dribble(b"POST /janus HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{", b" ")
 
     async def keep_alive_after_request() -> bytes:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)

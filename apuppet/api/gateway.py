@@ -256,7 +256,8 @@ class Gateway:
 
         Session ids are bearer tokens. A viewer session (no API secret behind it) is bound to where it was made:
         its WebSocket if it has one, else its creator's address (an IPv6 /64: a browser's temporary addresses
-        rotate); from elsewhere it does not exist (458), so a leaked id is no use. Trusted sessions stay reachable from anywhere: agents roam between networks."""
+        rotate); from elsewhere it does not exist (458), so a leaked id is no use. Trusted sessions stay reachable
+        from anywhere: agents roam between networks."""
         if session.trusted:
             return True
         if session.connection is not None:

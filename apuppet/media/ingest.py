@@ -125,7 +125,7 @@ class RtpIngest:
         now = time.monotonic()
         accepted = False
         latch = self.relay.latch
-        before = (latch.source, latch.fell_back, latch.taken_over)
+        fell_back, taken_over = latch.fell_back, latch.taken_over
         for _ in range(READ_BATCH):
             try:
                 data, addr = recv(2048)
@@ -137,7 +137,7 @@ class RtpIngest:
             accepted = feed(data, addr, now) or accepted
         if accepted:
             self.last_packet_at = now
-        if latch.fell_back and not before[1]:
+        if latch.fell_back and not fell_back:
             log.warning(
                 "RTP on port %s: nothing from the creator's address %s for %.0f s; latched to %s instead",
                 self.port,
@@ -145,7 +145,7 @@ class RtpIngest:
                 latch.grace,
                 _endpoint(latch.source),
             )
-        if latch.taken_over and not before[2]:
+        if latch.taken_over and not taken_over:
             log.warning(
                 "RTP on port %s: the creator's address sends now; latched to %s", self.port, _endpoint(latch.source)
             )

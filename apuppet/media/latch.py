@@ -83,9 +83,20 @@ class SourceLatch:
         self.taken_over = False
         self._others: dict[Address, int] = {}
         self._others_since: float | None = None
+        self._others_last = 0.0
+        #: Hosts already judged by `from_creator`: a spray must not cost an address parse per packet.
+        self._judged: dict[str, bool] = {}
 
     def from_creator(self, addr: Address) -> bool:
-        return self.creator is not None and client_key(addr[0]) == self.creator
+        if self.creator is None:
+            return False
+        host = addr[0]
+        judged = self._judged.get(host)
+        if judged is None:
+            if len(self._judged) >= MAX_CANDIDATE_SOURCES:
+                self._judged.clear()
+            judged = self._judged[host] = client_key(host) == self.creator
+        return judged
 
     def may_take_over(self, addr: Address) -> bool:
         """Whether a packet from `addr`, not the latched source, is still worth offering (`offer`)."""
@@ -94,8 +105,6 @@ class SourceLatch:
     def offer(self, addr: Address, now: float) -> bool:
         """A latchable packet from `addr`, which is not the source: True if `addr` is now the source."""
         if self.source is not None:
-            if addr == self.source:
-                return True
             if not self.may_take_over(addr):
                 return False
             self.source = addr
@@ -104,12 +113,16 @@ class SourceLatch:
         if self.creator is None or self.grace <= 0 or self.from_creator(addr):
             self.source = addr
             return True
+        if self._others_since is None or now - self._others_last > self.grace:
+            # Counts are compared over one unbroken stretch of traffic: a stranger's packets from long ago must
+            # not outweigh (or tie with) the source that is sending now.
+            self._others.clear()
+            self._others_since = now
+        self._others_last = now
         if addr in self._others:
             self._others[addr] += 1
         elif len(self._others) < MAX_CANDIDATE_SOURCES:
             self._others[addr] = 1
-        if self._others_since is None:
-            self._others_since = now
         if now - self._others_since < self.grace or not self._others:
             return False
         self.source = max(self._others, key=self._others.__getitem__)

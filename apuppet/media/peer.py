@@ -95,7 +95,13 @@ class Peers:
         """A server peer connection; with `session` (a Janus session id) it counts against that session's and
         `address`'s caps and raises `TooManyPeerConnections` past them. `name` prefixes its log lines."""
         lease = None if session is None else self.budget.acquire(session, address)
-        return ServerPeerConnection(self.settings, lease, name)
+        try:
+            return ServerPeerConnection(self.settings, lease, name)
+        except BaseException:
+            # No connection, so nothing would ever give the count back.
+            if lease is not None:
+                lease.release()
+            raise
 
 
 def rtc_configuration(settings: MediaSettings) -> RTCConfiguration:

@@ -192,6 +192,9 @@ class Viewer:
         self.ingest.resync(self.output)
 
     async def _send(self, data: bytes) -> None:
+        if self.closed:
+            # Packets queued in the ingest's outbox before the viewer left: neither sent nor "started".
+            return
         transport = self.sender.transport
         await transport._send_rtp(data)
         if not self.started:

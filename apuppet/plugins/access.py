@@ -74,7 +74,6 @@ class Access:
         field: str,
         noun: str,
         viewer_requests: frozenset[str],
-        guessing_request: str,
         by_address: Throttle | None = None,
         by_resource: Throttle | None = None,
         owner_gone: Callable[[Any], bool] | None = None,
@@ -86,7 +85,6 @@ class Access:
         self.field = field
         self.noun = noun
         self.viewer_requests = viewer_requests
-        self.guessing_request = guessing_request
         # (`is None`, not `or`: an empty Throttle is falsy.)
         self.by_address = Throttle(free=5, base_delay=1.0) if by_address is None else by_address
         self.by_resource = Throttle(free=20, base_delay=0.5, max_delay=30.0) if by_resource is None else by_resource

@@ -122,7 +122,6 @@ class Mountpoints:
             field="id",
             noun="mountpoint",
             viewer_requests=VIEWER_REQUESTS,
-            guessing_request="watch",
             by_address=address_throttle,
             by_resource=mountpoint_throttle,
             owner_gone=owner_gone,

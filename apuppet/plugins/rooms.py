@@ -145,7 +145,6 @@ class Rooms:
             field="room",
             noun="room",
             viewer_requests=VIEWER_REQUESTS,
-            guessing_request="join",
             by_address=address_throttle,
             by_resource=room_throttle,
             owner_gone=owner_gone,

@@ -121,6 +121,24 @@ def test_fallback_after_the_grace_period_goes_to_the_busiest_source():
     assert latch.source == ("198.51.100.7", 40000) and latch.fell_back
 
 
+def test_a_strangers_packets_from_long_ago_do_not_weigh_in_the_fallback():
+    """A stranger's packet, then silence longer than the grace, then a device on another address: the fall-back
+    compares what was sent in one unbroken stretch, so the old packet neither wins nor ties."""
+    latch = SourceLatch(CREATOR, grace=10)
+    assert not latch.offer((STRANGER, 5000), now=0.0)
+    device = ("198.51.100.7", 40000)
+    for i in range(26):
+        latch.offer(device, now=30.0 + i * 0.4)
+    assert latch.source == device and latch.fell_back
+
+
+def test_a_spray_is_judged_once_per_host():
+    latch = SourceLatch(CREATOR, grace=10)
+    for port in range(5000, 5200):
+        latch.offer((STRANGER, port), now=0.0)
+    assert list(latch._judged) == [STRANGER]
+
+
 def test_without_a_known_creator_the_first_valid_source_latches():
     relay = StreamRelay(creator=None)
     assert not relay.feed(b"\x80\x60" + bytes(10) + b"\xff\xfe", (STRANGER, 1), now=0.0)

@@ -36,7 +36,6 @@ def make(clock: Clock, gone: set[str] | None = None) -> tuple[Access, list]:
         field="thing",
         noun="thing",
         viewer_requests=frozenset({"reach"}),
-        guessing_request="reach",
         by_address=Throttle(free=2, clock=clock),
         by_resource=Throttle(free=4, clock=clock),
         owner_gone=None if gone is None else gone.__contains__,

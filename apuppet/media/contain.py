@@ -17,13 +17,17 @@ import inspect
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 #: At most one log line per place per this many seconds: a client sending garbage in a loop must not flood the log.
 LOG_INTERVAL = 10.0
+
+#: A close that cannot finish (a peer that cannot say goodbye, an offer still gathering) is not waited for
+#: longer than this, so that a shutdown ends.
+CLOSE_TIMEOUT = 5.0
 
 _last_logged: dict[str, float] = {}
 _tasks: set[asyncio.Future[Any]] = set()
@@ -80,3 +84,18 @@ def contained(
             task.add_done_callback(done)
 
     return run
+
+
+def spawn_owned(coro: Coroutine[Any, Any, Any], where: str, owner: set[asyncio.Task[Any]]) -> asyncio.Task[Any]:
+    """Run `coro` in a task kept in `owner` until it ends (so that a shutdown can await it) and whose failure is
+    reported under `where`: a close that must outlive the handle which started it."""
+    task = asyncio.get_running_loop().create_task(coro, name=where)
+    owner.add(task)
+    task.add_done_callback(owner.discard)
+
+    def done(task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            report_failure(where, task.exception())  # type: ignore[arg-type]
+
+    task.add_done_callback(done)
+    return task

@@ -22,15 +22,13 @@ from typing import Any
 
 from aiortc import RTCDataChannel
 
-from .contain import contained
+from .contain import CLOSE_TIMEOUT, contained
 from .peer import Peers
 
 SERVER_LABEL = "JanusDataChannel"
 #: Messages waiting for the server channel to open, and bytes queued in SCTP. Past them messages are dropped.
 MAX_PENDING = 256
 MAX_BUFFERED = 1 << 20
-#: A peer connection whose offer is still gathering is closed once gathering ends, but not waited for longer.
-CLOSE_TIMEOUT = 5.0
 
 
 class NoOfferPending(Exception):

@@ -9,9 +9,9 @@ peer-reflexive candidates for clients that send none) is aioice's own code.
 
 Host candidates are bound on the configured `bind` address only (every interface for 0.0.0.0 or ::), and the
 remote candidates a client hands the server are checked (`candidate_refusal`, `RemoteCandidates`) inside the
-connection itself, whichever way they arrive. Plugins add trickled candidates with
-`apuppet.media.peer.add_remote_candidate(pc, candidate)`, which applies the same check first and returns why a
-candidate was refused.
+connection itself, whichever way they arrive; `apuppet.media.peer.add_remote_candidate`, through which
+`ServerPeerConnection.trickle` adds a client's trickled candidates, asks the same policy first only to say why
+a candidate was refused.
 """
 
 from __future__ import annotations

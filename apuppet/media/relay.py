@@ -187,7 +187,8 @@ class StreamRelay:
         monotonic time, only matters before the latch)."""
         stats = self.stats
         latch = self.latch
-        if latch.source is not None and addr != latch.source and not latch.may_take_over(addr):
+        from_source = addr == latch.source
+        if not from_source and latch.source is not None and not latch.may_take_over(addr):
             stats.foreign += 1
             return False
         if is_rtcp(data):
@@ -201,7 +202,7 @@ class StreamRelay:
         if not packet.payload:
             stats.malformed += 1
             return False
-        if addr != latch.source:
+        if not from_source:
             if not latchable(packet):
                 stats.malformed += 1
                 return False

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from ..api.idtag import tag
 from ..api.plugin import JSON, Plugin, PluginResult
 from ..api.session import Handle
 from ..config import Config
-from ..media.contain import contained, report_failure
+from ..media.contain import CLOSE_TIMEOUT, contained, report_failure, spawn_owned
 from ..media.ingest import RtpIngest
 from ..media.peer import Peers, TooManyPeerConnections
 from ..media.viewer import Viewer, check_aiortc
@@ -37,8 +38,6 @@ from .mountpoints import (
 
 log = logging.getLogger(__name__)
 
-#: A viewer that cannot say goodbye must not hold up the server's shutdown longer than this.
-CLOSE_TIMEOUT = 5.0
 SYNC_REQUESTS = {"create", "destroy", "list", "info", "edit"}
 ASYNC_REQUESTS = {"watch", "start", "pause", "stop"}
 
@@ -73,7 +72,7 @@ class StreamingPlugin(Plugin):
         self.watches: dict[int, Watch] = {}
         self.handles: dict[int, Handle] = {}
         #: Viewers being closed; owned here because the handle (and its tasks) may already be gone.
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[Any]] = set()
 
     # -- plugin hooks ----------------------------------------------------------------------------------------
     def attach(self, handle: Handle) -> None:
@@ -348,14 +347,6 @@ class StreamingPlugin(Plugin):
         for name, fields in self.mountpoints.take_reports():
             self.emit(name, **fields)
 
-    def _spawn_close(self, coro: Any) -> None:
+    def _spawn_close(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a viewer's close, which must outlive the handle that started it; `close` awaits it."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-        task.add_done_callback(_retrieve)
-
-
-def _retrieve(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        report_failure("streaming viewer close", task.exception())  # type: ignore[arg-type]
+        spawn_owned(coro, "streaming viewer close", self._closing)

@@ -17,8 +17,8 @@ from ..api.idtag import tag
 from ..api.plugin import JSON, Plugin, PluginResult
 from ..api.session import Handle
 from ..config import Config
-from ..media.contain import report_failure
-from ..media.datachannel import CLOSE_TIMEOUT, DataChannelLink, NoOfferPending
+from ..media.contain import CLOSE_TIMEOUT, report_failure, spawn_owned
+from ..media.datachannel import DataChannelLink, NoOfferPending
 from ..media.peer import Peers, TooManyPeerConnections
 from .rooms import Outcome, Peer, Rooms, TextRoomError, error
 
@@ -44,7 +44,7 @@ class TextRoomPlugin(Plugin):
         #: be reached.
         self.links: dict[Peer, DataChannelLink] = {}
         #: Peer connections being closed; owned here because the handle (and its tasks) may already be gone.
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[Any]] = set()
         self.invalid = 0
         self.dropped = 0
 
@@ -233,12 +233,4 @@ class TextRoomPlugin(Plugin):
         """Silence a link now and close its peer connection in a task of ours (the handle may be going)."""
         self.dropped += link.dropped
         link.dropped = 0
-        task = asyncio.get_running_loop().create_task(link.close(), name="textroom-close")
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-        task.add_done_callback(_retrieve)
-
-
-def _retrieve(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        report_failure("textroom close", task.exception())  # type: ignore[arg-type]
+        spawn_owned(link.close(), "textroom close", self._closing)

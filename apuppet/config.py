@@ -303,22 +303,15 @@ def read_secrets(config: Config, base: Path) -> tuple[Config, list[Path]]:
 
 def ensure_secrets(config: Config, base: Path) -> Config:
     """Fill empty secrets from `credentials_dir`, generating them (mode 0600) on first start."""
-    folder = resolve(base, config.credentials_dir)
+    config, missing = read_secrets(config, base)
+    lengths = _secret_lengths(config)
     updates: dict[str, str] = {}
-    for key, length in _secret_lengths(config).items():
-        if getattr(config, key):
-            continue
-        file = folder / key
-        if file.exists():
-            value = file.read_text(encoding="utf-8").strip()
-        else:
-            value = ""
-        if not value:
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            value = generate_secret(config.password_chars, length)
-            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(value + "\n")
+    for file in missing:
+        file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        value = generate_secret(config.password_chars, lengths[file.name])
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(value + "\n")
         os.chmod(file, stat.S_IRUSR | stat.S_IWUSR)
-        updates[key] = value
+        updates[file.name] = value
     return config.model_copy(update=updates) if updates else config

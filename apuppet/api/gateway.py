@@ -123,6 +123,8 @@ class Gateway:
         self.limits = Limits() if limits is None else limits
         self.sessions_by_address = Slots()
         self.viewers_by_address = Slots()
+        #: Long polls and WebSockets open now, per address (and polls per session): `open_poll`, `open_websocket`.
+        self.held = Slots()
         self.viewer_rate = TokenBucket(self.limits.viewer_session_rate, self.limits.viewer_session_burst, clock)
         #: Destroyed sessions whose `timeout` event has not reached a long poll yet.
         self.timed_out: dict[int, Session] = {}
@@ -532,6 +534,29 @@ class Gateway:
         if transaction is not None:
             reply["transaction"] = transaction
         return reply
+
+    # -- what transports hold open: counted here, so that every limit lives in one place ----------------------
+    def open_poll(self, session: Session, remote: str) -> None:
+        """A long poll starts waiting; 429 past `polls_per_address` or `polls_per_session`. Pair with
+        `close_poll`."""
+        client = ("address", client_key(remote))
+        if not self.held.acquire(client, self.limits.polls_per_address):
+            self._refuse(remote, "polls_per_address")
+        if not self.held.acquire(("session", session.id), self.limits.polls_per_session):
+            self.held.release(client)
+            self._refuse(remote, "polls_per_session")
+
+    def close_poll(self, session: Session, remote: str) -> None:
+        self.held.release(("address", client_key(remote)))
+        self.held.release(("session", session.id))
+
+    def open_websocket(self, remote: str) -> None:
+        """A WebSocket is accepted; 429 past `websockets_per_address`. Pair with `close_websocket`."""
+        if not self.held.acquire(("websocket", client_key(remote)), self.limits.websockets_per_address):
+            self._refuse(remote, "websockets_per_address")
+
+    def close_websocket(self, remote: str) -> None:
+        self.held.release(("websocket", client_key(remote)))
 
     def note_limit(self, limit: str, remote: str) -> None:
         """Report a request refused by a limit (transports call it for theirs); logged rate-limited."""

@@ -17,9 +17,7 @@ from aiohttp import web
 
 from ..api.errors import ErrorCode, JanusError
 from ..api.gateway import Gateway, error_reply, parse_id
-from ..api.limits import Slots
 from ..api.session import Session
-from ..netaddr import client_key
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +52,6 @@ class RestTransport:
         self.gateway = gateway
         self.poll_timeout = poll_timeout
         self.body_timeout = body_timeout
-        #: Long polls waiting now, per address and per session.
-        self.polls = Slots()
 
     def add_routes(self, app: web.Application, websocket_handler: Any = None) -> None:
         app.router.add_route("OPTIONS", "/janus{tail:.*}", self.preflight)
@@ -112,21 +108,14 @@ class RestTransport:
             maxev = parse_id(maxev_text) or 1
             maxev = min(maxev, MAX_EVENTS_PER_POLL)
         remote = remote_of(request)
-        limits = self.gateway.limits
-        if not self.polls.acquire(("address", client_key(remote)), limits.polls_per_address):
-            return self._too_many("polls_per_address", remote)
-        if not self.polls.acquire(("session", session.id), limits.polls_per_session):
-            self.polls.release(("address", client_key(remote)))
-            return self._too_many("polls_per_session", remote)
+        try:
+            self.gateway.open_poll(session, remote)
+        except JanusError as exc:
+            return json_response(error_reply(exc.code, exc.reason))
         try:
             return await self._wait_events(request, session, maxev)
         finally:
-            self.polls.release(("address", client_key(remote)))
-            self.polls.release(("session", session.id))
-
-    def _too_many(self, limit: str, remote: str) -> web.Response:
-        self.gateway.note_limit(limit, remote)
-        return json_response(error_reply(ErrorCode.TOO_MANY_REQUESTS, f"Too many requests: over the limit {limit}"))
+            self.gateway.close_poll(session, remote)
 
     async def _wait_events(self, request: web.Request, session: Session, maxev: int | None) -> web.StreamResponse:
         loop = asyncio.get_running_loop()

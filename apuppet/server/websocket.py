@@ -13,10 +13,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from ..api.errors import ErrorCode
+from ..api.errors import ErrorCode, JanusError
 from ..api.gateway import Gateway, error_reply
-from ..api.limits import Slots
-from ..netaddr import client_key
 from .http import json_response, remote_of
 
 log = logging.getLogger(__name__)
@@ -65,7 +63,6 @@ class WebSocketTransport:
         self.max_message_bytes = max_message_bytes
         self.heartbeat = heartbeat
         self.connections: set[Connection] = set()
-        self.per_address = Slots()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(
@@ -77,16 +74,14 @@ class WebSocketTransport:
                 status=405,
             )
         remote = remote_of(request)
-        cap = self.gateway.limits.websockets_per_address
-        if not self.per_address.acquire(client_key(remote), cap):
-            self.gateway.note_limit("websockets_per_address", remote)
-            return json_response(
-                error_reply(ErrorCode.TOO_MANY_REQUESTS, "Too many requests: over the limit websockets_per_address")
-            )
+        try:
+            self.gateway.open_websocket(remote)
+        except JanusError as exc:
+            return json_response(error_reply(exc.code, exc.reason))
         try:
             return await self._serve(request, ws, remote)
         finally:
-            self.per_address.release(client_key(remote))
+            self.gateway.close_websocket(remote)
 
     async def _serve(self, request: web.Request, ws: web.WebSocketResponse, remote: str) -> web.WebSocketResponse:
         await ws.prepare(request)

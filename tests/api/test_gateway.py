@@ -259,3 +259,21 @@ def test_a_viewer_session_answers_its_creators_prefix_only(gw: Gateway) -> None:
     assert gw.handle(dict(keepalive), session_id=sid, remote="2001:db8:1:2::beef")["janus"] == "ack"
     assert gw.handle(dict(keepalive), session_id=sid, remote="2001:db8:1:3::1")["error"]["code"] == 458
     assert gw.handle(dict(keepalive), session_id=sid, remote="10.0.0.1")["error"]["code"] == 458
+
+
+def test_polls_and_websockets_are_counted_by_the_core(plugin: EchoPlugin, clock: Clock) -> None:
+    """The transports only open and close; the caps and their 429 are the gateway's, like every other limit."""
+    gw = Gateway([plugin], api_secret=SECRET, clock=clock, limits=Limits(polls_per_session=1, websockets_per_address=1))
+    session = gw.sessions[create(gw)]
+    gw.open_poll(session, "10.0.0.1")
+    with pytest.raises(JanusError) as refused:
+        gw.open_poll(session, "10.0.0.1")
+    assert refused.value.code == 429 and "polls_per_session" in refused.value.reason
+    gw.close_poll(session, "10.0.0.1")
+    gw.open_poll(session, "10.0.0.1")
+    gw.open_websocket("2001:db8::1")
+    with pytest.raises(JanusError):
+        gw.open_websocket("2001:db8::2")  # the same /64
+    gw.open_websocket("10.0.0.2")
+    gw.close_websocket("2001:db8::1")
+    gw.open_websocket("2001:db8::2")

@@ -119,6 +119,18 @@ class Config(BaseModel):
     http_idle_timeout: float = Field(30.0, gt=0)
     http_header_timeout: float = Field(10.0, gt=0)
     http_body_timeout: float = Field(30.0, gt=0)
+    # -- session limits (docs/deployment.md "Console") -------------------------------------------------------
+    #: A viewer session (no API secret) is ended after this many minutes; 0: no limit. Fractions allowed.
+    max_session_minutes: float = Field(0.0, ge=0)
+    #: A viewer that sent no command over its data channel for this many minutes is disconnected; 0: never.
+    viewer_idle_minutes: float = Field(0.0, ge=0)
+    # -- session recording (docs/deployment.md "Recording") ------------------------------------------------
+    #: Record what a watched device shows, as the H.264 it sends, one MP4 per support session.
+    record_sessions: bool = False
+    #: Relative to the config file, like data_dir.
+    recordings_dir: str = "recordings"
+    #: Days a recording is kept after its last write; 0 keeps them forever.
+    recordings_keep_days: float = Field(30.0, ge=0)
 
     @field_validator("password_chars", mode="before")
     @classmethod
@@ -156,6 +168,13 @@ class Config(BaseModel):
     def _stun(cls, v: str) -> str:
         if v and not v.startswith(("stun:", "stuns:")):
             raise ValueError("must look like stun:host:port")
+        return v
+
+    @field_validator("recordings_dir")
+    @classmethod
+    def _folder(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must name a folder, e.g. recordings")
         return v
 
     @field_validator("log_level")

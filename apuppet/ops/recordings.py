@@ -1,0 +1,234 @@
+"""Session recordings on disk: their names, the listing, which one belongs to an audit record, retention, export.
+
+The server records a device's screen into `recordings_dir` while it is watched (`apuppet.media.recording`), one
+fragmented MP4 per support session, named `<UTC start>-<device>.mp4`, e.g. `20261206T203400Z-4815162342.mp4`.
+`<device>` is the mountpoint id, which for aPuppet agents is the Session ID the audit log shows as the room
+(`ops.audit.Record.room`), percent-encoded so that any id is a safe file name. While the recording runs the file is
+`<name>.part`; it is renamed when the session ends cleanly. A `.part` left behind by a crash or `kill -9` is still
+playable (its fragments reached the disk as they completed) and `export` turns it into a plain MP4.
+
+Everything here reads names and file metadata only (the console lists recordings on every page load); PyAV is
+loaded by `export` alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+from ..config import Config, resolve
+
+SUFFIX = ".mp4"
+#: Appended while a recording is written; removed by a clean close.
+PART = ".part"
+_STAMP = "%Y%m%dT%H%M%SZ"
+_NAME = re.compile(r"^(\d{8}T\d{6}Z)-([A-Za-z0-9._~%-]{1,200})\.mp4(\.part)?$")
+#: File names are kept well under the 255-byte limit of common file systems.
+MAX_DEVICE_CHARS = 160
+#: The file name's start is rounded down to the second and the file's last write may trail the session's end by
+#: a fragment: that much slack when an audit record's times are compared with a recording's.
+MATCH_SLACK = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class Recording:
+    name: str
+    path: Path
+    #: The mountpoint id (the aPuppet Session ID, the audit record's `room`).
+    device: str
+    #: UTC, from the name (to the second).
+    started: datetime
+    size: int
+    #: Closed cleanly (renamed from `.part`). An incomplete file is being written or was left by a crash.
+    complete: bool
+    #: UTC time of the file's last write: the end of a complete recording, the latest fragment of another.
+    ended: datetime
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, (self.ended - self.started).total_seconds())
+
+    @property
+    def stem(self) -> str:
+        """The name without `.part`: what `export` writes and what the file is called once complete."""
+        return self.name.removesuffix(PART)
+
+
+def device_component(device: str) -> str:
+    """`device` as the file-name part: percent-encoded (no `/`, no control characters, reversible), bounded."""
+    return quote(device, safe="-_.~")[:MAX_DEVICE_CHARS] or "_"
+
+
+def recording_name(started: datetime, device: str) -> str:
+    """The complete file's name for a recording of `device` that started at `started` (aware or UTC)."""
+    when = started.astimezone(UTC) if started.tzinfo else started.replace(tzinfo=UTC)
+    return f"{when.strftime(_STAMP)}-{device_component(device)}{SUFFIX}"
+
+
+def parse_name(name: str) -> tuple[datetime, str, bool] | None:
+    """(started, device, complete) of a recording's file name; None for any other file."""
+    match = _NAME.match(name)
+    if match is None:
+        return None
+    try:
+        started = datetime.strptime(match.group(1), _STAMP).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return started, unquote(match.group(2)), match.group(3) is None
+
+
+def recordings_dir(config: Config, base: Path | None = None) -> Path:
+    """Where recordings go: `recordings_dir`, relative to `base` (the config file's folder, `Server.base_dir`), or
+    to the working directory without one, as `Server.data_dir` is."""
+    return resolve(base or Path.cwd(), config.recordings_dir)
+
+
+def list_recordings(directory: Path) -> list[Recording]:
+    """The recordings in `directory`, newest first; other files (and a missing folder) are ignored."""
+    found: list[Recording] = []
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for entry in entries:
+        parsed = parse_name(entry.name)
+        if parsed is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue  # deleted meanwhile (retention, an operator)
+        started, device, complete = parsed
+        ended = max(started, datetime.fromtimestamp(st.st_mtime, UTC))
+        found.append(Recording(entry.name, Path(entry.path), device, started, st.st_size, complete, ended))
+    found.sort(key=lambda r: (r.started, r.name), reverse=True)
+    return found
+
+
+def _utc(value: datetime | float) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(value, UTC)
+
+
+def find_recording(
+    recordings: Iterable[Recording],
+    device: str | None,
+    started: datetime | float,
+    ended: datetime | float | None,
+) -> Recording | None:
+    """The recording of an audit record's session: the same device (`Record.room`) and the most time in common
+    with [`started`, `ended`] (`ended` None: still going). Times are aware datetimes or the audit log's Unix
+    seconds. One recording covers every viewer who watched the device together, so several records may find
+    the same file; a viewer who reconnected finds the file of the longest stretch."""
+    if device is None:
+        return None
+    start = _utc(started)
+    end = _utc(ended) if ended is not None else datetime.now(UTC)
+    best: Recording | None = None
+    best_overlap = timedelta(0)
+    for rec in recordings:
+        if rec.device != device:
+            continue
+        overlap = min(end, rec.ended + MATCH_SLACK) - max(start, rec.started - MATCH_SLACK)
+        if overlap < timedelta(0):
+            continue
+        if best is None or overlap > best_overlap:
+            best, best_overlap = rec, overlap
+    return best
+
+
+def expired(recordings: Iterable[Recording], keep_days: float, now: datetime | None = None) -> list[Recording]:
+    """Recordings last written more than `keep_days` ago (none when `keep_days` is 0: kept forever)."""
+    if keep_days <= 0:
+        return []
+    limit = (now or datetime.now(UTC)) - timedelta(days=keep_days)
+    return [r for r in recordings if r.ended < limit]
+
+
+def sweep(directory: Path, keep_days: float, now: datetime | None = None) -> tuple[int, int]:
+    """Delete the expired recordings of `directory`; returns (files deleted, bytes freed). Blocking file I/O:
+    the server runs it in a thread."""
+    deleted = freed = 0
+    for rec in expired(list_recordings(directory), keep_days, now):
+        try:
+            rec.path.unlink()
+        except FileNotFoundError:
+            continue
+        deleted += 1
+        freed += rec.size
+    return deleted, freed
+
+
+class ExportError(Exception):
+    """A recording that cannot be exported, worded for the operator."""
+
+
+def export(recording: Recording, destination: Path) -> None:
+    """Write `recording` to `destination` as an MP4 any player reads: a complete one is copied; an incomplete one
+    (`.part`, perhaps cut short by a crash) is remuxed packet by packet, never decoded, into an MP4 with its index
+    up front (`+faststart`), dropping a torn last fragment."""
+    if recording.complete:
+        shutil.copyfile(recording.path, destination)
+        return
+    import av
+
+    tmp = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
+    try:
+        with av.open(str(recording.path), "r", format="mp4") as source:
+            if not source.streams.video:
+                raise ExportError(f"{recording.name}: no video in it (the session ended before its first picture)")
+            video = source.streams.video[0]
+            with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+                stream = out.add_stream_from_template(video)
+                copied = 0
+                for packet in source.demux(video):
+                    if packet.dts is None or packet.size == 0:
+                        continue  # the demuxer's end-of-stream packet
+                    packet.stream = stream
+                    out.mux(packet)
+                    copied += 1
+                if not copied:
+                    raise ExportError(f"{recording.name}: no complete picture in it")
+        os.replace(tmp, destination)
+    except av.error.FFmpegError as exc:
+        raise ExportError(f"{recording.name}: cannot be read as MP4: {exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def format_recordings(recordings: list[Recording]) -> str:
+    """The table of `apuppet recordings list`."""
+    header = f"{'started (UTC)':19}  {'device':24}  {'duration':>9}  {'size':>9}  {'state':10}  name"
+    lines = [header]
+    for r in recordings:
+        started = r.started.strftime("%Y-%m-%d %H:%M:%S")
+        device = r.device if len(r.device) <= 24 else r.device[:23] + "…"
+        state = "complete" if r.complete else "incomplete"
+        lines.append(
+            f"{started:19}  {_printable(device):24}  {r.duration:>7.0f} s  {_size(r.size):>9}  {state:10}  {r.name}"
+        )
+    return "\n".join(lines)
+
+
+def _printable(text: str) -> str:
+    from ..runtime import printable
+
+    return printable(text)
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"

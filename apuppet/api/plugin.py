@@ -68,6 +68,21 @@ class Plugin:
         """Counters and gauges for /metrics, e.g. ``{"rtp_packets_total": 123}``; names without a prefix."""
         return {}
 
+    def snapshot(self) -> JSON:
+        """What the plugin holds now, for the operator console: session ids as tags (`api.idtag`), times as UNIX
+        seconds, never a pin or secret."""
+        return {}
+
+    def last_input(self, handle: Handle) -> float | None:
+        """When (`time.monotonic()`, the gateway's clock) the handle's client last sent input a person made, not a
+        heartbeat; None when the plugin takes no such input. `viewer_idle_minutes` is measured on it."""
+        return None
+
+    def evict(self, handle: Handle, reason: str, message: str) -> None:
+        """The handle's session is being ended by an operator or a session limit: tell its client why (`reason`,
+        a short code; `message`, a sentence for people) while it can still hear, and release what the handle
+        holds. The session itself is destroyed a moment later (`api.ending.Endings`)."""
+
     def attach(self, handle: Handle) -> None:
         """A handle was created for this plugin."""
 

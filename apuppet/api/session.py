@@ -35,7 +35,12 @@ class Session:
     def __init__(self, session_id: int, now: float, remote: str = "", connection: Connection | None = None) -> None:
         self.id = session_id
         self.handles: dict[int, Handle] = {}
+        #: When the session was created, on the gateway's clock: `max_session_minutes` counts from here.
+        self.created = now
         self.last_activity = now
+        #: Set by `api.ending.Endings.end`: (when the session is destroyed, why). Its client has been told and
+        #: gets until then to hear it.
+        self.ending: tuple[float, str] | None = None
         #: Address of the client's latest request; plugins key their guess throttles on it.
         self.remote = remote
         #: Address the session was created from: per-address limits count it there, and a viewer session

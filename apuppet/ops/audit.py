@@ -81,8 +81,51 @@ class AuditStore:
         ).fetchall()
         return [Record(*row) for row in rows]
 
+    def query(
+        self,
+        *,
+        device: str | None = None,
+        address: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Record], int]:
+        """One page of the records matching every filter given, newest first, and how many match in all (the
+        console's audit table). `device`: part of the device's name, or the room (Session ID) exactly; `address`:
+        the viewer's address or its start (`192.0.2.` finds a /24); `since`/`until` (UNIX seconds): sessions that
+        overlap that span, ongoing ones reaching until now. Values are bound parameters, and `%`/`_` in them
+        match themselves."""
+        where: list[str] = []
+        args: list[Any] = []
+        if device:
+            where.append("(device LIKE ? ESCAPE '\\' OR room = ?)")
+            args += [f"%{_like(device)}%", device]
+        if address:
+            where.append("viewer_address LIKE ? ESCAPE '\\'")
+            args.append(f"{_like(address)}%")
+        if since is not None:
+            where.append("(ended IS NULL OR ended >= ?)")
+            args.append(since)
+        if until is not None:
+            where.append("started <= ?")
+            args.append(until)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        total = int(self.db.execute(f"SELECT COUNT(*) FROM remote_sessions{clause}", args).fetchone()[0])
+        rows = self.db.execute(
+            "SELECT id, room, device, viewer, viewer_address, started, ended, end_reason FROM remote_sessions"
+            f"{clause} ORDER BY started DESC, id DESC LIMIT ? OFFSET ?",
+            [*args, max(0, limit), max(0, offset)],
+        ).fetchall()
+        return [Record(*row) for row in rows], total
+
     def close(self) -> None:
         self.db.close()
+
+
+def _like(text: str) -> str:
+    """`text` as a literal inside a LIKE pattern (escape character: backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class Audit:

@@ -14,6 +14,7 @@ Sockets and peer connections are not here: `create` asks the caller's `bind` cal
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -78,6 +79,8 @@ class Mountpoint:
     videortpmap: str
     videofmtp: str
     videobufferkf: bool
+    #: When it was created (UNIX seconds, the registry's clock).
+    since: float = 0.0
 
     def protected(self) -> bool:
         return self.is_private or bool(self.pin)
@@ -109,7 +112,9 @@ class Mountpoints:
         mountpoint_throttle: Throttle | None = None,
         owner_gone: Callable[[Any], bool] | None = None,
         port_range: tuple[int, int] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.clock = clock
         self.mountpoints: dict[str, Mountpoint] = {}
         #: Where a requested `videoport` must lie (the firewall's UDP range); None: anywhere.
         self.port_range = port_range
@@ -177,6 +182,7 @@ class Mountpoints:
             videortpmap=rtpmap,
             videofmtp=_text(msg, "videofmtp", MAX_FMTP) or "",
             videobufferkf=_flag(msg, "videobufferkf", False),
+            since=self.clock(),
         )
         try:
             mountpoint.video_port = bind(videoport)
@@ -279,6 +285,21 @@ class Mountpoints:
     def take_reports(self) -> list[tuple[str, JSON]]:
         reports, self.reports = self.reports, []
         return reports
+
+    def snapshot(self, extra: Callable[[Mountpoint], JSON]) -> list[JSON]:
+        """Every mountpoint for the operator console, `extra(mountpoint)` adding what the caller knows (owner,
+        viewers, video age). Never a pin, secret or the ingest port: only whether it is protected."""
+        return [
+            {
+                "id": mountpoint_key(m.id),
+                "name": m.name,
+                "description": m.description,
+                "since": m.since,
+                "protected": m.protected(),
+                **extra(m),
+            }
+            for m in self.mountpoints.values()
+        ]
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def _report(self, name: str, **fields: Any) -> None:

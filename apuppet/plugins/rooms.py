@@ -40,6 +40,9 @@ MAX_PARTICIPANTS = 64
 DEVICE_PREFIX = "device:"
 #: What a viewer session (one created without the API secret) may ask: reaching a device with its password.
 VIEWER_REQUESTS = frozenset({"join", "message", "leave"})
+#: Texts that keep the link alive rather than carry a person's input (aPuppet's `ping,<ms>` every 2 s and its
+#: answer): they do not reset `viewer_idle_minutes`.
+HEARTBEATS = ("ping,", "pong,")
 
 
 class TextRoomError(IntEnum):
@@ -67,6 +70,8 @@ class Outcome:
 
     reply: JSON | None
     events: list[tuple[Peer, JSON]] = field(default_factory=list)
+    #: The request was a person's input (a message other than a heartbeat).
+    input: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -75,6 +80,8 @@ class Participant:
     username: str
     display: str | None
     remote: str = ""
+    #: When it joined (UNIX seconds, the rooms' clock).
+    joined: float = 0.0
 
     def describe(self) -> JSON:
         info: JSON = {"username": self.username}
@@ -91,6 +98,8 @@ class Room:
     pin: str
     secret: str
     is_private: bool
+    #: When it was created (UNIX seconds, the rooms' clock).
+    created: float = 0.0
     #: Username → participant, in join order.
     participants: dict[str, Participant] = field(default_factory=dict)
 
@@ -205,6 +214,49 @@ class Rooms:
             events.extend(self._destroy(room, "creator gone"))
         return events
 
+    def evict(self, peer: Peer, reason: str, message: str) -> list[tuple[Peer, JSON]]:
+        """The peer's session is ended by an operator or a limit. Where it is a participant it is kicked: it gets a
+        `kicked` carrying `reason` and `message` (Janus' event plus two keys clients may ignore), the others a
+        `leave`, which the aPuppet agent understands (it ignores `kicked`) and stops sharing on. Rooms it created
+        are destroyed, their participants told why in the `destroyed` event."""
+        told: JSON = {"reason": reason, "message": message}
+        events: list[tuple[Peer, JSON]] = []
+        for room in self.rooms_of(peer):
+            events.extend((p, {**event, **told}) for p, event in self._destroy(room, reason))
+        for room in list(self.rooms.values()):
+            participant = room.member(peer)
+            if participant is None:
+                continue
+            kicked: JSON = {"textroom": "kicked", "room": room.id, "username": participant.username, **told}
+            events.append((peer, kicked))
+            events.extend(self._leave_events(room, participant, reason))
+        return events
+
+    def snapshot(self, describe: Callable[[Peer], JSON]) -> list[JSON]:
+        """Every room and its participants for the operator console, `describe(peer)` adding what the caller
+        knows of a peer (its session's tag). Never a pin or secret: only whether the room has them."""
+        return [
+            {
+                "room": room_key(room.id),
+                "description": room.description,
+                "since": room.created,
+                "protected": room.protected(),
+                "owner": describe(room.owner),
+                "participants": [
+                    {
+                        "username": p.username,
+                        "display": p.display,
+                        "address": p.remote,
+                        "since": p.joined,
+                        "device": p.username.lower().startswith(DEVICE_PREFIX),
+                        **describe(p.peer),
+                    }
+                    for p in room.participants.values()
+                ],
+            }
+            for room in self.rooms.values()
+        ]
+
     def take_reports(self) -> list[tuple[str, JSON]]:
         """Operator events since the last call: (name, fields), never carrying a pin or secret."""
         reports, self.reports = self.reports, []
@@ -258,6 +310,7 @@ class Rooms:
             pin=_text(msg, "pin", MAX_NAME) or "",
             secret=_text(msg, "secret", MAX_NAME) or "",
             is_private=_flag(msg, "is_private", False),
+            created=self.clock(),
         )
         self.rooms[room_key(room_id)] = room
         self._report("room_created", room=room_key(room_id), remote=remote, protected=room.protected())
@@ -282,7 +335,7 @@ class Rooms:
         if len(room.participants) >= MAX_PARTICIPANTS:
             raise RequestError(TextRoomError.UNKNOWN_ERROR, "Room is full")
         others = [p.describe() for p in room.participants.values()]
-        joined = Participant(peer, username, display, remote)
+        joined = Participant(peer, username, display, remote, self.clock())
         room.participants[username] = joined
         self._report("participant_joined", room=room_key(room.id), username=username, display=display, remote=remote)
         # Everybody, the joiner included, hears the join before the joiner gets its reply (Janus' order; the
@@ -312,7 +365,7 @@ class Rooms:
         events = [(p.peer, dict(event)) for p in targets]
         self.messages += 1
         ack = _flag(msg, "ack", True)
-        return Outcome({"textroom": "success"} if ack else None, events)
+        return Outcome({"textroom": "success"} if ack else None, events, input=not text.startswith(HEARTBEATS))
 
     def _announcement(self, peer: Peer, msg: JSON, remote: str) -> Outcome:
         room = self._room(msg)

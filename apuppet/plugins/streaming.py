@@ -52,6 +52,8 @@ class Watch:
 
     key: str
     viewer: Viewer
+    #: When the watch began (UNIX seconds), for the operator console.
+    since: float = 0.0
 
 
 class StreamingPlugin(Plugin):
@@ -253,7 +255,7 @@ class StreamingPlugin(Plugin):
             )
         except TooManyPeerConnections as exc:
             raise RequestError(StreamingError.UNKNOWN_ERROR, str(exc)) from None
-        watch = Watch(key, viewer)
+        watch = Watch(key, viewer, time.time())
         viewer.on_started = contained(lambda: handle.push_event(status("started")), "streaming viewer started")
         viewer.on_closed = contained(lambda: self._viewer_gone(handle, watch), "streaming viewer closed")
         self.watches[handle.id] = watch
@@ -300,6 +302,48 @@ class StreamingPlugin(Plugin):
         if watch is not None:
             await self._close_viewer(handle, watch, notify=True)
 
+    # -- operators ---------------------------------------------------------------------------------------------
+    def evict(self, handle: Handle, reason: str, message: str) -> None:
+        """The viewer's video stops with the reason (`stopped` plus `reason` and `message`, then a hangup); the
+        mountpoints the handle made go, their viewers told why the same way."""
+        told: JSON = {"reason": reason, "message": message}
+        watch = self._unwatch(handle.id, reason)
+        if watch is not None:
+            watch.viewer.on_closed = None
+            handle.push_event({**status("stopped"), **told})
+            handle.push_hangup(message)
+            self._spawn_close(watch.viewer.close())
+        for key in self.created.pop(handle.id, set()):
+            mountpoint = self.mountpoints.mountpoints.get(key)
+            if mountpoint is not None:
+                self._teardown(self.mountpoints.remove(mountpoint, reason), told)
+        self._drain_reports()
+
+    def snapshot(self) -> JSON:
+        def extra(mountpoint: Mountpoint) -> JSON:
+            key = mountpoint_key(mountpoint.id)
+            owner = self.handles.get(next((h for h, keys in self.created.items() if key in keys), 0))
+            viewers = []
+            for handle_id, watch in self.watches.items():
+                handle = self.handles.get(handle_id)
+                if watch.key == key and handle is not None:
+                    state = "paused" if watch.viewer.paused else "playing" if watch.viewer.started else "starting"
+                    viewers.append(
+                        {
+                            "session": tag(handle.session.id),
+                            "address": handle.session.remote,
+                            "since": watch.since,
+                            "state": state,
+                        }
+                    )
+            return {
+                "owner": {"session": tag(owner.session.id)} if owner is not None else {},
+                "viewers": viewers,
+                **self._age(mountpoint),
+            }
+
+        return {"mountpoints": self.mountpoints.snapshot(extra)}
+
     # -- teardown ----------------------------------------------------------------------------------------------
     def _unwatch(self, handle_id: int, reason: str) -> Watch | None:
         """Forget a handle's viewer (every path goes through here, so operators see each viewer leave once)."""
@@ -324,8 +368,8 @@ class StreamingPlugin(Plugin):
             handle.push_event(status("stopped"))
             handle.push_hangup("ICE failed" if watch.viewer.failed else "Close PC")
 
-    def _teardown(self, mountpoint: Mountpoint) -> None:
-        """A mountpoint is gone: its viewers stop, its port is released."""
+    def _teardown(self, mountpoint: Mountpoint, told: JSON | None = None) -> None:
+        """A mountpoint is gone: its viewers stop (`told`: why, added to their `stopped`), its port is released."""
         key = mountpoint_key(mountpoint.id)
         for handle_id, watch in list(self.watches.items()):
             if watch.key != key:
@@ -334,7 +378,7 @@ class StreamingPlugin(Plugin):
             handle = self.handles.get(handle_id)
             watch.viewer.on_closed = None
             if handle is not None:
-                handle.push_event(status("stopped"))
+                handle.push_event({**status("stopped"), **(told or {})})
                 handle.push_hangup()
             self._spawn_close(watch.viewer.close())
         for created in self.created.values():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from ..api.idtag import tag
@@ -45,6 +46,8 @@ class TextRoomPlugin(Plugin):
         self.links: dict[Peer, DataChannelLink] = {}
         #: Peer connections being closed; owned here because the handle (and its tasks) may already be gone.
         self._closing: set[asyncio.Task[Any]] = set()
+        #: When (time.monotonic) each handle last sent a person's input: `viewer_idle_minutes`.
+        self.inputs: dict[Handle, float] = {}
         self.invalid = 0
         self.dropped = 0
 
@@ -63,6 +66,8 @@ class TextRoomPlugin(Plugin):
         outcome = self.rooms.request(
             handle, body, remote=handle.session.remote, verb_key="request", trusted=handle.session.trusted
         )
+        if outcome.input:
+            self.inputs[handle] = time.monotonic()
         self._deliver(outcome.events)
         return None if outcome.reply is None else PluginResult(outcome.reply)
 
@@ -75,6 +80,7 @@ class TextRoomPlugin(Plugin):
         self.hang_up(handle, reason="Janus API hangup")
 
     def detach(self, handle: Handle) -> None:
+        self.inputs.pop(handle, None)
         link = self.links.pop(handle, None)
         events = self.rooms.drop_peer(handle, "detached") + self.rooms.drop_owner(handle)
         self._deliver(events)
@@ -88,6 +94,25 @@ class TextRoomPlugin(Plugin):
         if self._closing:
             # Bounded: a PeerConnection that cannot say goodbye must not hold up the server's shutdown.
             await asyncio.wait(list(self._closing), timeout=CLOSE_TIMEOUT)
+
+    def last_input(self, handle: Handle) -> float | None:
+        return self.inputs.get(handle)
+
+    def evict(self, handle: Handle, reason: str, message: str) -> None:
+        """Kicked from its rooms with the reason, rooms it made destroyed; the data channel stays up until the
+        session goes, so that the kick reaches the page."""
+        self._deliver(self.rooms.evict(handle, reason, message))
+
+    def snapshot(self) -> JSON:
+        offset = time.time() - time.monotonic()
+
+        def describe(peer: Peer) -> JSON:
+            if not isinstance(peer, Handle):
+                return {}
+            last = self.inputs.get(peer)
+            return {"session": tag(peer.session.id), "last_input": None if last is None else last + offset}
+
+        return {"rooms": self.rooms.snapshot(describe)}
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -201,6 +226,8 @@ class TextRoomPlugin(Plugin):
     def dispatch(self, remote: str, handle: Handle, message: Any) -> None:
         """A request that arrived on one of `handle`'s data channels."""
         outcome: Outcome = self.rooms.request(handle, message, remote=remote, trusted=handle.session.trusted)
+        if outcome.input:
+            self.inputs[handle] = time.monotonic()
         self._deliver(outcome.events)
         if outcome.reply is not None:
             self._deliver([(handle, outcome.reply)])

@@ -30,6 +30,7 @@ from ..media.settings import IceServer, MediaSettings
 from ..netaddr import client_key
 from ..ops.audit import Audit, AuditStore
 from ..ops.eventlog import EventLog
+from ..ops.recordings import recordings_dir, sweep
 from . import metrics
 from .connguard import ConnectionGuard, GuardedSite, QuietServerLogger
 from .http import RestTransport, json_response, remote_of
@@ -38,6 +39,8 @@ from .websocket import WebSocketTransport
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent.parent / "web" / "static"
+#: Seconds between two retention sweeps of the recordings (the first runs at start-up).
+RECORDINGS_SWEEP_INTERVAL = 3600.0
 PLUGIN_MODULES = ("apuppet.plugins.streaming", "apuppet.plugins.textroom")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -51,8 +54,9 @@ SECURITY_HEADERS = {
 }
 
 
-def media_settings(config: Config) -> MediaSettings:
-    """The media layer's part of the configuration: `apuppet.media` is never handed the whole `Config`."""
+def media_settings(config: Config, base_dir: Path | None = None) -> MediaSettings:
+    """The media layer's part of the configuration: `apuppet.media` is never handed the whole `Config`. Relative
+    folders start at `base_dir` (the config file's), or the working directory."""
     return MediaSettings(
         bind=config.bind,
         port_range=config.port_range,
@@ -62,12 +66,13 @@ def media_settings(config: Config) -> MediaSettings:
         max_peers_per_session=config.max_peers_per_session,
         max_peers_per_address=config.max_peers_per_address,
         rtp_latch_grace=config.rtp_latch_grace,
+        recordings_dir=recordings_dir(config, base_dir) if config.record_sessions else None,
     )
 
 
-def load_plugins(config: Config, peers: Peers | None = None) -> list[Plugin]:
+def load_plugins(config: Config, peers: Peers | None = None, base_dir: Path | None = None) -> list[Plugin]:
     """The plugins of `PLUGIN_MODULES`, all given one `Peers`: a client's connections count together."""
-    peers = Peers(media_settings(config)) if peers is None else peers
+    peers = Peers(media_settings(config, base_dir)) if peers is None else peers
     plugins: list[Plugin] = []
     for module_name in PLUGIN_MODULES:
         try:
@@ -114,7 +119,7 @@ class Server:
         self.config = config
         self.base_dir = base_dir
         self.data_dir = resolve(base_dir or Path.cwd(), config.data_dir)
-        self.plugins = load_plugins(config) if plugins is None else plugins
+        self.plugins = load_plugins(config, base_dir=base_dir) if plugins is None else plugins
         self.gateway = Gateway(
             self.plugins,
             api_secret=config.api_secret,
@@ -140,6 +145,7 @@ class Server:
         self.runner: web.AppRunner | None = None
         self.ports: dict[str, int] = {}
         self._housekeeping: asyncio.Task[None] | None = None
+        self._recordings_swept_at: float | None = None
         self.app = self._build_app()
 
     # -- application -------------------------------------------------------------------------------------------
@@ -300,8 +306,24 @@ class Server:
             try:
                 self.gateway.expire()
                 self.guard.sweep()
+                await self._sweep_recordings()
             except Exception:
                 log.exception("housekeeping failed")
+
+    async def _sweep_recordings(self) -> None:
+        """Retention: recordings last written more than `recordings_keep_days` ago are deleted, at start-up and
+        then every `RECORDINGS_SWEEP_INTERVAL` (in a thread: a folder of thousands of files is not the loop's)."""
+        keep_days = self.config.recordings_keep_days
+        now = time.monotonic()
+        due = self._recordings_swept_at is None or now - self._recordings_swept_at >= RECORDINGS_SWEEP_INTERVAL
+        if keep_days <= 0 or not due or not (self.config.record_sessions or self.base_dir is not None):
+            return
+        self._recordings_swept_at = now
+        folder = recordings_dir(self.config, self.base_dir)
+        if not folder.is_dir():
+            return
+        deleted, freed = await asyncio.to_thread(sweep, folder, keep_days)
+        log.info("recordings: %d older than %g days deleted (%.1f MB freed)", deleted, keep_days, freed / 1e6)
 
     async def stop(self) -> None:
         if self._housekeeping is not None:

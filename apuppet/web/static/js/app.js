@@ -187,7 +187,11 @@ remote.addEventListener("state", ({ detail }) => {
       overlay("The device left the session", detail.message ?? "");
       break;
     case "closed":
-      overlay("Session closed", detail.message ?? "The session was closed on the device.");
+      document.body.dataset.endReason = detail.reason ?? "";
+      overlay(
+        detail.reason ? "Session ended" : "Session closed",
+        detail.message ?? "The session was closed on the device.",
+      );
       break;
     case "idle":
       if (detail.error) overlay("Disconnected", detail.message ?? detail.error.message);

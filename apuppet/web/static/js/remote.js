@@ -280,7 +280,9 @@ export class Remote extends EventTarget {
   _streamingEvent(link, data) {
     if (link !== this.link) return;
     const status = data.result?.status;
-    if (status === "stopped") this._ended(link, "closed", "The session was closed on the device.");
+    // With a reason, the server ended it on purpose (an operator, a time limit) and says so: no guessing.
+    if (status === "stopped" && data.reason) this._end(link, "closed", data.message, data.reason);
+    else if (status === "stopped") this._ended(link, "closed", "The session was closed on the device.");
     if (status) this._emit("stream", { status });
   }
 
@@ -312,10 +314,13 @@ export class Remote extends EventTarget {
           );
         break;
       case "destroyed":
-        this._ended(link, "closed", "The session was closed on the device.");
+        if (msg.reason) this._end(link, "closed", msg.message, msg.reason);
+        else this._ended(link, "closed", "The session was closed on the device.");
         break;
       case "kicked":
-        if (msg.username === link.username) this._end(link, "closed", "You were removed from the session.");
+        if (msg.username === link.username) {
+          this._end(link, "closed", msg.message ?? "You were removed from the session.", msg.reason);
+        }
         break;
       default:
     }
@@ -381,11 +386,12 @@ export class Remote extends EventTarget {
     link.ending = setTimeout(() => this._end(link, link.outcome.state, link.outcome.message), END_GRACE_MS);
   }
 
-  _end(link, state, message) {
+  /** `reason`: why the server ended the session ("operator", "time limit", "idle"), when it said so. */
+  _end(link, state, message, reason) {
     if (link !== this.link) return;
     this._teardown(link, { polite: false });
     this.link = null;
-    this._setState(state, { message });
+    this._setState(state, { message, reason });
   }
 
   _hiccup(link, reason, { server = false } = {}) {

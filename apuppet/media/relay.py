@@ -271,6 +271,10 @@ class StreamRelay:
     def has_keyframe(self) -> bool:
         return self.gop_valid
 
+    def kept_gop(self) -> list[RtpPacket]:
+        """The packets since the latest complete keyframe (a recording that starts mid-stream starts with them)."""
+        return list(self._gop) if self.gop_valid else []
+
     def nal_summary(self) -> dict[str, int]:
         a = self.assembler.stats
         return {

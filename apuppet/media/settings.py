@@ -9,6 +9,7 @@ of a scaled-out server can be given its settings without the API's secrets. The 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .latch import DEFAULT_GRACE
@@ -52,6 +53,8 @@ class MediaSettings:
     max_peers_per_address: int = 16
     #: Seconds the RTP latch waits for the mountpoint's creator before taking another source (`latch.py`).
     rtp_latch_grace: float = DEFAULT_GRACE
+    #: Where watched devices are recorded (`recording.Recordings`); None: nothing is recorded.
+    recordings_dir: Path | None = None
 
     def __post_init__(self) -> None:
         low, high = self.port_range

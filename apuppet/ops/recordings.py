@@ -3,7 +3,9 @@
 The server records a device's screen into `recordings_dir` while it is watched (`apuppet.media.recording`), one
 fragmented MP4 per support session, named `<UTC start>-<device>.mp4`, e.g. `20261206T203400Z-4815162342.mp4`.
 `<device>` is the mountpoint id, which for aPuppet agents is the Session ID the audit log shows as the room
-(`ops.audit.Record.room`), percent-encoded so that any id is a safe file name. While the recording runs the file is
+(`ops.audit.Record.room`), percent-encoded so that any id is a safe file name. The writer
+(`apuppet.media.recording.file_name`) makes the names and this module reads them (ops/ does not import the
+media layer); tests/ops/test_recordings.py checks that the two agree. While the recording runs the file is
 `<name>.part`; it is renamed when the session ends cleanly. A `.part` left behind by a crash or `kill -9` is still
 playable (its fragments reached the disk as they completed) and `export` turns it into a plain MP4.
 
@@ -20,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from ..config import Config, resolve
 
@@ -29,8 +31,6 @@ SUFFIX = ".mp4"
 PART = ".part"
 _STAMP = "%Y%m%dT%H%M%SZ"
 _NAME = re.compile(r"^(\d{8}T\d{6}Z)-([A-Za-z0-9._~%-]{1,200})\.mp4(\.part)?$")
-#: File names are kept well under the 255-byte limit of common file systems.
-MAX_DEVICE_CHARS = 160
 #: The file name's start is rounded down to the second and the file's last write may trail the session's end by
 #: a fragment: that much slack when an audit record's times are compared with a recording's.
 MATCH_SLACK = timedelta(seconds=5)
@@ -58,17 +58,6 @@ class Recording:
     def stem(self) -> str:
         """The name without `.part`: what `export` writes and what the file is called once complete."""
         return self.name.removesuffix(PART)
-
-
-def device_component(device: str) -> str:
-    """`device` as the file-name part: percent-encoded (no `/`, no control characters, reversible), bounded."""
-    return quote(device, safe="-_.~")[:MAX_DEVICE_CHARS] or "_"
-
-
-def recording_name(started: datetime, device: str) -> str:
-    """The complete file's name for a recording of `device` that started at `started` (aware or UTC)."""
-    when = started.astimezone(UTC) if started.tzinfo else started.replace(tzinfo=UTC)
-    return f"{when.strftime(_STAMP)}-{device_component(device)}{SUFFIX}"
 
 
 def parse_name(name: str) -> tuple[datetime, str, bool] | None:

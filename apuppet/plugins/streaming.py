@@ -26,6 +26,7 @@ from ..config import Config
 from ..media.contain import CLOSE_TIMEOUT, contained, report_failure, spawn_owned
 from ..media.ingest import RtpIngest
 from ..media.peer import Peers, TooManyPeerConnections
+from ..media.recording import Recordings
 from ..media.viewer import Viewer, check_aiortc
 from .mountpoints import (
     Mountpoint,
@@ -73,6 +74,8 @@ class StreamingPlugin(Plugin):
         self.created: dict[int, set[str]] = {}
         self.watches: dict[int, Watch] = {}
         self.handles: dict[int, Handle] = {}
+        #: One recording per watched mountpoint with `record_sessions` (media/recording.py: what a session is).
+        self.recordings = Recordings(peers.settings.recordings_dir)
         #: Viewers being closed; owned here because the handle (and its tasks) may already be gone.
         self._closing: set[asyncio.Task[Any]] = set()
 
@@ -138,6 +141,7 @@ class StreamingPlugin(Plugin):
         if self._closing:
             # Bounded: a peer connection that cannot say goodbye must not hold up the server's shutdown.
             await asyncio.wait(list(self._closing), timeout=CLOSE_TIMEOUT)
+        await self.recordings.close()
 
     def metrics(self) -> dict[str, float]:
         totals: dict[str, float] = {
@@ -270,6 +274,7 @@ class StreamingPlugin(Plugin):
             raise
         if self.watches.get(handle.id) is not watch:
             return  # stopped or replaced meanwhile
+        self.recordings.watched(key, self.ingests[key].relay, f"mountpoint {tag(key)}")
         self.emit("viewer_watching", mountpoint=key, handle=handle.id, remote=handle.session.remote)
         handle.push_event(status("preparing"), offer, transaction)
 
@@ -352,6 +357,8 @@ class StreamingPlugin(Plugin):
             handle = self.handles.get(handle_id)
             remote = handle.session.remote if handle is not None else ""
             self.emit("viewer_left", mountpoint=watch.key, handle=handle_id, remote=remote, reason=reason)
+            if all(other.key != watch.key for other in self.watches.values()):
+                self.recordings.unwatched(watch.key)
         return watch
 
     async def _close_viewer(self, handle: Handle, watch: Watch, notify: bool) -> None:

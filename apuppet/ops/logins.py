@@ -73,7 +73,8 @@ class Logins:
         # Text that is not UTF-8 (surrogate escapes) must compare unequal, not raise.
         if hmac.compare_digest(given.encode("utf-8", "surrogatepass"), self.secret.encode()):
             return self._new(address)
-        key = ("console", address if client is None else client)
+        # Keyed like /metrics' admin-secret throttle (the server shares one): guesses at either count together.
+        key = address if client is None else client
         wait = self.throttle.blocked_for(key)
         if wait > 0:
             raise LoginRefused(429, f"too many failed attempts, retry in {wait:.0f} s")

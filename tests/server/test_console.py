@@ -1,0 +1,240 @@
+"""/console/ over HTTP against a real server: the login (admin secret, throttle, cookie flags), the refusals (no
+cookie, another origin, no CSRF token, after logout), the live view of a real demo agent and an aiortc viewer,
+ending the viewer's and the device's session, and the recordings served only from the listing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from apuppet.api.idtag import tag
+from apuppet.config import Config
+from apuppet.server import Server
+
+from ..agent.conftest import SECRET, start_agent
+from .viewer import TellingViewer, until
+
+ADMIN = "console-admin-" + SECRET
+FIXTURES = Path(__file__).parent.parent / "media" / "fixtures"
+
+#: Every console API route, as (method, path): each needs the login.
+ROUTES = [
+    ("GET", "/console/api/login"),
+    ("GET", "/console/api/state"),
+    ("GET", "/console/api/live"),
+    ("GET", "/console/api/audit"),
+    ("GET", "/console/api/recordings"),
+    ("GET", "/console/api/recordings/20261206T203400Z-1234.mp4"),
+    ("POST", "/console/api/logout"),
+    ("POST", "/console/api/sessions/abcdef01/end"),
+]
+
+
+def config(**overrides: Any) -> Config:
+    values: dict[str, Any] = {
+        "bind": "127.0.0.1",
+        "web_http_port": 0,
+        "api_http": False,
+        "api_secret": SECRET,
+        "admin_secret": ADMIN,
+    }
+    return Config(**{**values, **overrides})
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    srv = Server(config(recordings_dir=str(tmp_path / "recordings")), housekeeping_interval=0.2)
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
+
+
+class Operator:
+    """A console client: the cookie kept by hand (aiohttp's jar ignores cookies of IP addresses)."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
+        self.http = http
+        self.base = base.rstrip("/")
+        self.origin = self.base
+        self.cookie = ""
+        self.csrf = ""
+        self.set_cookie: Any = None
+
+    async def log_in(self, secret: str = ADMIN, origin: str | None = None) -> aiohttp.ClientResponse:
+        headers = {"Origin": self.origin if origin is None else origin}
+        async with self.http.post(f"{self.base}/console/api/login", json={"secret": secret}, headers=headers) as r:
+            await r.read()
+            if r.status == 200:
+                cookie = SimpleCookie(r.headers["Set-Cookie"])
+                self.set_cookie = cookie["apuppet_console"]
+                self.cookie = f"apuppet_console={self.set_cookie.value}"
+                self.csrf = (await r.json())["csrf"]
+            return r
+
+    async def call(self, method: str, path: str, **headers: str) -> tuple[int, Any]:
+        sent = {"Cookie": self.cookie, "Origin": self.origin, "X-Console-Token": self.csrf, **headers}
+        sent = {k: v for k, v in sent.items() if v}
+        async with self.http.request(method, f"{self.base}{path}", headers=sent) as r:
+            body = await r.read()
+            try:
+                return r.status, json.loads(body)
+            except ValueError:
+                return r.status, body
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_no_admin_secret_no_console(http: aiohttp.ClientSession) -> None:
+    async with Server(config(admin_secret="")) as srv:
+        operator = Operator(http, srv.url)
+        for method, path in ROUTES:
+            status, body = await operator.call(method, path)
+            assert (status, body["disabled"]) == (403, True), (method, path)
+        assert "admin_secret" in body["error"]
+        assert (await operator.log_in("")).status == 403
+        async with http.get(f"{srv.url}console/") as page:
+            assert page.status == 200 and "operator console" in await page.text()
+            assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+
+
+async def test_every_console_api_needs_the_login(server: Server, http: aiohttp.ClientSession) -> None:
+    operator = Operator(http, server.url)
+    for method, path in ROUTES:
+        status, body = await operator.call(method, path)
+        assert status == 401, (method, path)
+    operator.cookie = "apuppet_console=made-up-token"
+    for method, path in ROUTES:
+        assert (await operator.call(method, path))[0] == 401, (method, path)
+
+
+async def test_wrong_secret_refused_throttled_and_the_cookie_flags(server: Server, http: aiohttp.ClientSession) -> None:
+    operator = Operator(http, server.url)
+    statuses = [(await operator.log_in("wrong-" + ADMIN)).status for _ in range(3)]
+    # Guesses at /metrics' admin secret count with the console's: it is the same secret.
+    for _ in range(3):
+        async with http.get(f"{server.url}metrics", headers={"Authorization": "Bearer wrong"}) as metrics:
+            statuses.append(metrics.status)
+    statuses += [(await operator.log_in("wrong-" + ADMIN)).status for _ in range(2)]
+    assert statuses == [401] * 6 + [429] * 2
+    # The right secret still passes from the throttled address (the operator is not locked out by a guesser).
+    response = await operator.log_in(ADMIN)
+    assert response.status == 200
+    cookie = operator.set_cookie
+    assert cookie["httponly"] is True and cookie["samesite"] == "Strict" and cookie["path"] == "/console/"
+    assert not cookie["secure"]  # plain HTTP here; set over TLS
+    assert ADMIN not in cookie.value and len(cookie.value) >= 40
+    status, state = await operator.call("GET", "/console/api/state")
+    assert status == 200 and state["devices"] == []
+
+
+async def test_cross_origin_posts_are_refused(server: Server, http: aiohttp.ClientSession) -> None:
+    operator = Operator(http, server.url)
+    assert (await operator.log_in(ADMIN, origin="http://evil.example")).status == 403
+    assert (await operator.log_in(ADMIN, origin="")).status == 403  # no Origin: not from our page
+    assert (await operator.log_in(ADMIN)).status == 200
+    path = "/console/api/sessions/abcdef01/end"
+    assert (await operator.call("POST", path, Origin="http://evil.example"))[0] == 403
+    assert (await operator.call("POST", path, **{"X-Console-Token": "guessed"}))[0] == 403
+    assert (await operator.call("POST", path))[0] == 404  # through every check: there is no such session
+    # Reading stays possible without the token (SameSite=Strict keeps other sites' requests cookie-less).
+    assert (await operator.call("GET", "/console/api/state", **{"X-Console-Token": "", "Origin": ""}))[0] == 200
+
+
+async def test_logout_revokes_the_cookie_and_ends_the_live_stream(server: Server, http: aiohttp.ClientSession) -> None:
+    operator = Operator(http, server.url)
+    await operator.log_in()
+    async with http.get(f"{server.url}console/api/live", headers={"Cookie": operator.cookie}) as live:
+        assert live.headers["Content-Type"].startswith("text/event-stream")
+        first = await asyncio.wait_for(live.content.readuntil(b"\n\n"), 10)
+        assert first.startswith(b"event: state\n")
+        assert (await operator.call("POST", "/console/api/logout"))[0] == 200
+        rest = await asyncio.wait_for(live.content.read(), 10)  # the stream ends
+        assert b"event: logout" in rest
+    assert (await operator.call("GET", "/console/api/state"))[0] == 401
+    assert (await operator.call("POST", "/console/api/logout"))[0] == 401
+
+
+async def test_the_live_view_and_ending_a_viewer_then_the_device(server: Server, http: aiohttp.ClientSession) -> None:
+    agent = await start_agent(server.url)
+    operator = Operator(http, server.url)
+    await operator.log_in()
+    try:
+        info = agent.agent.info
+        async with TellingViewer(server.url, info["session"], info["password"], name="admin:v1") as viewer:
+            await viewer.until(lambda frame: True, timeout=20)
+            status, state = await operator.call("GET", "/console/api/state")
+            [device] = state["devices"]
+            assert device["name"] == "Test phone" and device["id"] == info["session"]
+            assert device["video"]["viewers"] == 1 and device["room"]["participants"] == 2
+            [seen] = device["viewers"]
+            assert seen["username"] == "admin:v1" and seen["address"] == "127.0.0.1" and seen["in_room"]
+            assert seen["video"] == "playing" and seen["transport"] == "http"
+            [viewer_session] = [s for s in server.gateway.sessions.values() if not s.trusted]
+            assert seen["session"] == tag(viewer_session.id)
+            text = json.dumps(state)
+            assert info["password"] not in text and str(viewer_session.id) not in text  # no pin, no ids
+
+            status, ended = await operator.call("POST", f"/console/api/sessions/{seen['session']}/end")
+            assert (status, ended["device"]) == (200, False)
+            kicked = await until(lambda: [e for e in viewer.room_events if e.get("textroom") == "kicked"])
+            assert kicked[0]["reason"] == "operator" and kicked[0]["message"] == "An operator ended this session."
+            stopped = await until(viewer.stopped)
+            assert stopped["reason"] == "operator"
+            await until(lambda: viewer_session.destroyed, timeout=10)  # after the grace
+            assert (await operator.call("POST", f"/console/api/sessions/{seen['session']}/end"))[0] == 404
+            status, state = await operator.call("GET", "/console/api/state")
+            assert state["devices"][0]["viewers"] == []
+            assert [a["event"] for a in state["activity"]].count("session_ended") == 1
+
+        async with TellingViewer(server.url, info["session"], info["password"], name="admin:v2") as viewer:
+            await viewer.until(lambda frame: True, timeout=20)
+            device_session = state["devices"][0]["session"]
+            status, ended = await operator.call("POST", f"/console/api/sessions/{device_session}/end")
+            assert (status, ended["device"]) == (200, True)
+            destroyed = await until(lambda: [e for e in viewer.room_events if e.get("textroom") == "destroyed"])
+            assert destroyed[0]["message"] == "An operator closed the device's session."
+            assert (await until(viewer.stopped))["reason"] == "operator"
+            # Its mountpoint went with it (the agent, reconnecting by itself, may have made a new one since).
+            mountpoints = server.gateway.plugins["janus.plugin.streaming"].snapshot()["mountpoints"]
+            assert [m for m in mountpoints if m["owner"].get("session") == device_session] == []
+            ended_device = server.console.endings.find(device_session)
+            await until(lambda: ended_device is None or ended_device.destroyed, timeout=10)
+    finally:
+        await agent.stop()
+
+
+async def test_recordings_are_served_from_the_listing_only(server: Server, http: aiohttp.ClientSession) -> None:
+    folder = server.console.recordings
+    folder.mkdir(parents=True)
+    name = "20261206T203400Z-4815162342.mp4"
+    shutil.copy(FIXTURES / "h264_libav_annexb.bin", folder / name)  # bytes to serve; playback is the browser's test
+    (folder / "notes.txt").write_text("not a recording")
+    (folder.parent / "secret.txt").write_text("outside")
+    operator = Operator(http, server.url)
+    await operator.log_in()
+    status, listing = await operator.call("GET", "/console/api/recordings")
+    assert [r["name"] for r in listing["recordings"]] == [name]
+    size = (folder / name).stat().st_size
+    headers = {"Cookie": operator.cookie, "Range": "bytes=100-199"}
+    async with http.get(f"{server.url}console/api/recordings/{name}", headers=headers) as part:
+        assert part.status == 206 and part.headers["Content-Type"] == "video/mp4"
+        assert part.headers["Content-Range"] == f"bytes 100-199/{size}"
+        assert await part.read() == (folder / name).read_bytes()[100:200]
+    status, body = await operator.call("GET", f"/console/api/recordings/{name}?download=1")
+    assert status == 200 and body == (folder / name).read_bytes()
+    for other in ("notes.txt", "..%2Fsecret.txt", "%2E%2E%2Fsecret.txt", "20261206T203400Z-..%2F..%2Fsecret.txt.mp4"):
+        assert (await operator.call("GET", f"/console/api/recordings/{other}"))[0] == 404, other

@@ -119,6 +119,13 @@ class Config(BaseModel):
     http_idle_timeout: float = Field(30.0, gt=0)
     http_header_timeout: float = Field(10.0, gt=0)
     http_body_timeout: float = Field(30.0, gt=0)
+    # -- scale-out (docs/deployment.md "Scale-out") -----------------------------------------------------------
+    #: Redis that the nodes of one service share (e.g. redis://127.0.0.1:6379/0); empty: one node, no Redis.
+    redis_url: str = ""
+    #: This node's name in Redis; empty: the host name and a random suffix (`--workers` appends -1, -2, …).
+    node_name: str = ""
+    #: Nodes `apuppet serve` starts on this host (each a process on one core); more than 1 needs `redis_url`.
+    workers: int = Field(1, ge=1, le=256)
     # -- session limits (docs/deployment.md "Console") -------------------------------------------------------
     #: A viewer session (no API secret) is ended after this many minutes; 0: no limit. Fractions allowed.
     max_session_minutes: float = Field(0.0, ge=0)
@@ -177,6 +184,13 @@ class Config(BaseModel):
             raise ValueError("must name a folder, e.g. recordings")
         return v
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, v: str) -> str:
+        if v and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must look like redis://host:6379/0 (or rediss://, unix://)")
+        return v
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, v: str) -> str:
@@ -194,6 +208,8 @@ class Config(BaseModel):
             raise ValueError("turn: true needs hostname or public_ip (the address browsers reach coturn at)")
         if not (self.turn or self.turn_secret) and any(not t.static for t in self.turn_servers):
             raise ValueError("a turn_servers entry without username and credential needs turn_secret")
+        if self.workers > 1 and not self.redis_url:
+            raise ValueError("workers above 1 need redis_url (the nodes share who holds what through Redis)")
         if self.turn:
             low, high = parse_port_range(self.turn_relay_range)
             rtp_low, rtp_high = self.port_range

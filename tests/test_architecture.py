@@ -26,7 +26,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "root": set(),
     "__main__": {"cli"},
     # The composition root: it builds the server, the demo (server + agent) and registers every command.
-    "cli": {"config", "runtime", "listeners", "api", "media", "plugins", "server", "ops", "agent"},
+    "cli": {"config", "runtime", "listeners", "api", "media", "plugins", "server", "ops", "agent", "cluster"},
     # Neutral modules that every process may load: no aiohttp, no WebRTC.
     "config": set(),
     "listeners": {"config"},
@@ -40,7 +40,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "media": {"netaddr"},
     "plugins": {"config", "netaddr", "api", "media"},
     # aiohttp: the app, transports, connection guard, /metrics; it composes the core, the plugins' media and ops.
-    "server": {"config", "listeners", "netaddr", "api", "media", "plugins", "ops"},
+    "server": {"config", "listeners", "netaddr", "api", "media", "plugins", "ops", "cluster"},
+    # Scale-out on Redis: routing in front of the sans-I/O core; the transports call it, it never calls them.
+    "cluster": {"config", "netaddr", "api"},
     # Operator tools, run where no server may be running: never the server itself, nor the command line.
     "ops": {"config", "listeners", "runtime", "api"},
     # The device agent is a client of any Janus server: nothing of ours on the server side, only the codec half of
@@ -54,6 +56,7 @@ MUST_NOT_IMPORT: dict[str, set[str]] = {
     "media": {"aiohttp"},
     # The plugins reach WebRTC only through media/ (`datachannel.DataChannelLink`, `viewer.Viewer`, `peer.Peers`).
     "plugins": {"aiohttp", "aiortc", "aioice"},
+    "cluster": {"aiohttp", "aiortc", "aioice"},
 }
 
 

@@ -131,6 +131,8 @@ class Gateway:
         self._errors_logged = LogLimiter(lines=1, clock=clock)
         #: Callbacks for operators' logs and metrics: (event name, fields).
         self.observers: list[Callable[[str, JSON], None]] = []
+        #: Called with every handle detached (by request, session destroy, timeout or a closed WebSocket).
+        self.detach_hooks: list[Callable[[Handle], None]] = []
         #: The ICE servers (with fresh TURN credentials) a new session is handed, given the session's log tag.
         self.ice_servers = ice_servers
         for plugin in self.plugins.values():
@@ -361,14 +363,7 @@ class Gateway:
 
         if verb in OPEN_VERBS:
             raise JanusError(ErrorCode.INVALID_REQUEST_PATH, f"Unhandled request '{verb}' at this path")
-        secret = msg.get("apisecret")
-        if secret:
-            self.check_secret(secret, remote)
-        session = self._find(session_id, remote, connection)
-        if session is None:
-            raise JanusError(ErrorCode.SESSION_NOT_FOUND, f"No such session {session_id}")
-        self.authorize(secret, remote, session)
-        session.touch(self.clock(), remote)
+        session = self.admit(msg, session_id, remote, connection)
         base: JSON = {"session_id": session.id, "transaction": transaction}
 
         if not handle_id:
@@ -399,6 +394,31 @@ class Gateway:
         if verb == "trickle":
             return self._trickle(handle, msg, base)
         return self._message(handle, msg, transaction, base)
+
+    def admit(self, msg: JSON, session_id: int | None, remote: str, connection: Connection | None) -> Session:
+        """The session a request below the root addresses, after its secret and reach are checked; the request
+        counts as activity. A cluster node checks a request this way before sending it on to another node."""
+        secret = msg.get("apisecret")
+        if secret:
+            self.check_secret(secret, remote)
+        session = self._find(session_id, remote, connection)
+        if session is None:
+            raise JanusError(ErrorCode.SESSION_NOT_FOUND, f"No such session {session_id}")
+        self.authorize(secret, remote, session)
+        session.touch(self.clock(), remote)
+        return session
+
+    def adopt(self, session: Session) -> None:
+        """Keep a session made elsewhere (a cluster node's guest of another node's session). It is counted like
+        the sessions created here, so that its destroy gives back exactly what it took."""
+        self.sessions[session.id] = session
+        self.sessions_by_address.acquire(client_key(session.creator), MAX_ID)
+        if not session.trusted:
+            self.viewers_by_address.acquire(client_key(session.creator), MAX_ID)
+
+    def detach_handle(self, handle: Handle, notify: bool = True) -> None:
+        """Detach a handle from outside a request (a cluster node whose peer went away)."""
+        self._detach(handle, notify)
 
     def _create(self, transaction: str, remote: str, connection: Connection | None, trusted: bool) -> JSON:
         limits = self.limits
@@ -458,6 +478,8 @@ class Gateway:
         handle.detached = True
         handle.cancel_tasks()
         handle.session.handles.pop(handle.id, None)
+        for hook in self.detach_hooks:
+            hook(handle)
 
     def _trickle(self, handle: Handle, msg: JSON, base: JSON) -> JSON:
         if "candidate" in msg:

@@ -43,6 +43,9 @@ class Plugin:
     idle_for: Callable[[int], float | None] | None = None
     #: A creator silent for this long has lost its connection (a live client polls every second or so).
     RECLAIM_AFTER = 10.0
+    #: Set by a cluster node (apuppet.cluster): told (kind, key, present) when this plugin starts or stops holding
+    #: a resource that clients name by id, so that the other nodes send its viewers here.
+    placement: Callable[[str, str, bool], None] | None = None
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -63,6 +66,16 @@ class Plugin:
             return False
         idle = self.idle_for(session_id)
         return idle is None or idle > self.RECLAIM_AFTER
+
+    def placed(self, kind: str, key: str, present: bool) -> None:
+        if self.placement is not None:
+            self.placement(kind, key, present)
+
+    def locate(self, body: JSON) -> tuple[str, str] | None:
+        """The resource a message names, as (kind, key) like `placed` reports it, or None. A cluster node sends a
+        fresh handle whose first message names a resource held by another node to that node (the media must flow
+        where the resource is); a plugin without named resources keeps the default."""
+        return None
 
     def metrics(self) -> dict[str, float]:
         """Counters and gauges for /metrics, e.g. ``{"rtp_packets_total": 123}``; names without a prefix."""

@@ -106,6 +106,14 @@ class StreamingPlugin(Plugin):
             return PluginResult(error(StreamingError.MISSING_ELEMENT, "Missing mandatory element (request)"))
         return PluginResult(error(StreamingError.INVALID_REQUEST, f"Unknown request '{str(request)[:32]}'"))
 
+    def locate(self, body: JSON) -> tuple[str, str] | None:
+        request, mp_id = body.get("request"), body.get("id")
+        if request not in ("watch", "create", "destroy", "info", "edit") or isinstance(mp_id, bool):
+            return None
+        if isinstance(mp_id, str | int):
+            return "mountpoint", mountpoint_key(mp_id)
+        return None
+
     def trickle(self, handle: Handle, candidates: list[JSON]) -> None:
         """The web-admin's candidates (janus.js trickles them): without them a viewer whose checks cannot reach the
         server never connects."""
@@ -396,6 +404,8 @@ class StreamingPlugin(Plugin):
 
     def _drain_reports(self) -> None:
         for name, fields in self.mountpoints.take_reports():
+            if name in ("mountpoint_created", "mountpoint_destroyed"):
+                self.placed("mountpoint", fields["id"], name == "mountpoint_created")
             self.emit(name, **fields)
 
     def _spawn_close(self, coro: Coroutine[Any, Any, None]) -> None:

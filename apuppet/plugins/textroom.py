@@ -21,7 +21,7 @@ from ..config import Config
 from ..media.contain import CLOSE_TIMEOUT, report_failure, spawn_owned
 from ..media.datachannel import DataChannelLink, NoOfferPending
 from ..media.peer import Peers, TooManyPeerConnections
-from .rooms import Outcome, Peer, Rooms, TextRoomError, error
+from .rooms import Outcome, Peer, Rooms, TextRoomError, error, room_key
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,14 @@ class TextRoomPlugin(Plugin):
             self.inputs[handle] = time.monotonic()
         self._deliver(outcome.events)
         return None if outcome.reply is None else PluginResult(outcome.reply)
+
+    def locate(self, body: JSON) -> tuple[str, str] | None:
+        """`setup` may carry the room it is for (a placement hint: Janus ignores the key), so that a cluster node
+        sets the data channel up where the room is; the room requests name theirs."""
+        room = body.get("room")
+        if isinstance(room, str | int) and not isinstance(room, bool):
+            return "room", room_key(room)
+        return None
 
     def trickle(self, handle: Handle, candidates: list[JSON]) -> None:
         link = self.links.get(handle)
@@ -246,6 +254,8 @@ class TextRoomPlugin(Plugin):
 
     def _deliver(self, events: list[tuple[Peer, JSON]]) -> None:
         for name, fields in self.rooms.take_reports():
+            if name in ("room_created", "room_destroyed"):
+                self.placed("room", fields["room"], name == "room_created")
             self.emit(name, **fields)
         for peer, message in events:
             link = self.links.get(peer)

@@ -24,6 +24,7 @@ from ..api.limits import Limits
 from ..api.plugin import Plugin
 from ..api.throttle import Throttle
 from ..config import Config, resolve
+from ..cluster.node import ClusterNode
 from ..listeners import listeners
 from ..media.peer import Peers
 from ..media.settings import IceServer, MediaSettings
@@ -115,6 +116,7 @@ class Server:
         housekeeping_interval: float = 1.0,
     ) -> None:
         """`base_dir` is the folder of config.yaml: relative paths start there, and only a server given one keeps
+        reuse_port: bool = False,
         an audit log on disk (embedded servers, such as the demo's and the tests', write nothing)."""
         self.config = config
         self.base_dir = base_dir
@@ -156,6 +158,12 @@ class Server:
         )
         self.rest.add_routes(app, websocket_handler=self.websocket.handle)
         app.router.add_get("/metrics", self._metrics)
+        #: `--workers`: every node of the host listens on the same web port.
+        self.reuse_port = reuse_port
+        self.cluster: ClusterNode | None = None
+        if config.redis_url:
+            self.cluster = ClusterNode(config, self.gateway, poll_timeout=self.rest.poll_timeout)
+            self.rest.router = self.websocket.router = self.cluster.router
         app.router.add_get("/.well-known/acme-challenge/{token}", self._acme)
         if self.config.is_nginx_enabled:
             app.router.add_get("/", self._root)
@@ -187,7 +195,11 @@ class Server:
         secret = self.config.admin_secret
         if secret and hmac.compare_digest(given.encode("utf-8", "surrogateescape"), secret.encode()):
             return web.Response(
-                text=metrics.render(self.gateway, self.events, self.guard), content_type="text/plain", charset="utf-8"
+                text=metrics.render(
+                    self.gateway, self.events, self.guard, self.cluster.router.metrics() if self.cluster else None
+                ),
+                content_type="text/plain",
+                charset="utf-8",
             )
         if self.admin_throttle.blocked_for(client_key(remote)) > 0:
             return web.Response(status=429, text="too many failed attempts\n")
@@ -272,6 +284,9 @@ class Server:
                 site = GuardedSite(
                     self.runner,
                     self.config.bind,
+        if self.cluster is not None:
+            # Redis first: a node that cannot reach it must not take clients (ClusterUnavailable).
+            await self.cluster.start(self.config.web_http_port)
                     item.port,
                     guard=self.guard,
                     ssl_context=self.ssl_context if item.tls else None,
@@ -292,6 +307,7 @@ class Server:
         return next(iter(self.ports.values()))
 
     @property
+                    reuse_port=self.reuse_port or None,
     def url(self) -> str:
         host = self.config.bind
         if host in ("0.0.0.0", "::", ""):
@@ -346,3 +362,5 @@ class Server:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()

@@ -11,13 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..api.errors import ErrorCode, JanusError
 from ..api.gateway import Gateway, error_reply, parse_id
+from ..api.longpoll import wait_events
 from ..api.session import Session
+
+if TYPE_CHECKING:
+    from ..cluster.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,8 @@ class RestTransport:
         self.gateway = gateway
         self.poll_timeout = poll_timeout
         self.body_timeout = body_timeout
+        #: A cluster node's router (apuppet.cluster, `redis_url`); None: this process is the only node.
+        self.router: Router | None = None
 
     def add_routes(self, app: web.Application, websocket_handler: Any = None) -> None:
         app.router.add_route("OPTIONS", "/janus{tail:.*}", self.preflight)
@@ -91,22 +98,29 @@ class RestTransport:
         except ConnectionResetError:
             # The client hung up in the middle of its body: nobody is left to answer, and nothing went wrong here.
             return web.Response(status=499)
-        reply = self.gateway.receive(data, session_id=session_id, handle_id=handle_id, remote=remote_of(request))
+        remote = remote_of(request)
+        if self.router is not None:
+            reply = await self.router.receive(data, session_id=session_id, handle_id=handle_id, remote=remote)
+        else:
+            reply = self.gateway.receive(data, session_id=session_id, handle_id=handle_id, remote=remote)
         return json_response(reply)
 
     async def poll(self, request: web.Request) -> web.StreamResponse:
         session_id, _ = self._path_ids(request)
         query = request.query
+        if self.router is not None:
+            relayed = await self.router.poll(
+                session_id, query.get("apisecret"), remote_of(request), self._maxev(query), lambda: _closed(request)
+            )
+            if relayed is not None:
+                status, payload = relayed
+                return web.Response(status=499) if payload is None else json_response(payload, status=status)
         try:
             session = self.gateway.poll_session(session_id, query.get("apisecret"), remote_of(request))
         except JanusError as exc:
             status = 404 if exc.code == ErrorCode.SESSION_NOT_FOUND else 200
             return json_response(error_reply(exc.code, exc.reason), status=status)
-        maxev_text = query.get("maxev")
-        maxev = None
-        if maxev_text is not None:
-            maxev = parse_id(maxev_text) or 1
-            maxev = min(maxev, MAX_EVENTS_PER_POLL)
+        maxev = self._maxev(query)
         remote = remote_of(request)
         try:
             self.gateway.open_poll(session, remote)
@@ -117,41 +131,23 @@ class RestTransport:
         finally:
             self.gateway.close_poll(session, remote)
 
+    @staticmethod
+    def _maxev(query: Mapping[str, str]) -> int | None:
+        text = query.get("maxev")
+        return None if text is None else min(parse_id(text) or 1, MAX_EVENTS_PER_POLL)
+
     async def _wait_events(self, request: web.Request, session: Session, maxev: int | None) -> web.StreamResponse:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.poll_timeout
-        while True:
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                # The client vanished: leave its events queued for the next poll.
-                return web.Response(status=499)
-            # Events first: a session that timed out still hands over its `timeout` event.
-            if session.events:
-                events = session.pop_events(maxev or 1)
-                return json_response(events if maxev is not None else events[0])
-            if session.destroyed:
-                return json_response(
-                    error_reply(ErrorCode.SESSION_NOT_FOUND, f"No such session {session.id}"), status=404
-                )
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return json_response({"janus": "keepalive"})
-            waiter = loop.create_future()
+        def closed() -> bool:
+            return _closed(request)
 
-            def wake(w: asyncio.Future[None] = waiter) -> None:
-                if not w.done():
-                    w.set_result(None)
-
-            session.add_listener(wake)
-            try:
-                # Wake at least every second to notice a client that went away.
-                await asyncio.wait_for(waiter, timeout=min(remaining, 1.0))
-            except TimeoutError:
-                pass
-            finally:
-                session.remove_listener(wake)
-            # A waiting poll is a keepalive, however short the configured session timeout.
+        def touch() -> None:
             session.touch(self.gateway.clock())
+
+        outcome = await wait_events(session, maxev, self.poll_timeout, closed=closed, touch=touch)
+        if outcome is None:
+            # The client vanished: its events stay queued for the next poll.
+            return web.Response(status=499)
+        return json_response(outcome[1], status=outcome[0])
 
     @staticmethod
     def _path_ids(request: web.Request) -> tuple[int | None, int | None]:
@@ -165,3 +161,9 @@ class RestTransport:
                 value = parse_id(text)
                 ids.append(value if value is not None else -1)
         return ids[0], ids[1]
+
+
+def _closed(request: web.Request) -> bool:
+    """Whether the client of a waiting request went away."""
+    transport = request.transport
+    return transport is None or transport.is_closing()

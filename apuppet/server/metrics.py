@@ -25,7 +25,12 @@ def _name(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_]", "_", text)
 
 
-def render(gateway: Gateway, events: EventCounter, guard: ConnectionGuard | None = None) -> str:
+def render(
+    gateway: Gateway,
+    events: EventCounter,
+    guard: ConnectionGuard | None = None,
+    cluster: dict[str, float] | None = None,
+) -> str:
     lines = [
         "# HELP apuppet_sessions Janus sessions alive.",
         "# TYPE apuppet_sessions gauge",
@@ -49,6 +54,10 @@ def render(gateway: Gateway, events: EventCounter, guard: ConnectionGuard | None
             f'apuppet_connections_closed_total{{reason="slow_head"}} {guard.closed_slow}',
             f'apuppet_connections_closed_total{{reason="over_limit"}} {guard.refused}',
         ]
+    # Scale-out (apuppet.cluster): requests relayed to other nodes, their time, failures, nodes alive.
+    for key, value in sorted((cluster or {}).items()):
+        kind = "counter" if key.endswith("_total") else "gauge"
+        lines += [f"# TYPE apuppet_{key} {kind}", f"apuppet_{key} {value:g}"]
     for plugin in gateway.plugins.values():
         short = _name(plugin.name.rsplit(".", 1)[-1])
         for key, value in sorted(plugin.metrics().items()):

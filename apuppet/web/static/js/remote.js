@@ -194,7 +194,7 @@ export class Remote extends EventTarget {
     this._watchPeer(link, pc, "control connection");
 
     const offer = link.textroom.waitFor((data, jsep) => jsep?.type === "offer" || data.error_code);
-    await link.textroom.message({ request: "setup" });
+    await link.textroom.message({ request: "setup", room: this.sessionId }); // a cluster places it by the room
     const { data, jsep } = await offer;
     if (!jsep) throw new JanusError(data.error_code, data.error);
     await pc.setRemoteDescription(jsep);

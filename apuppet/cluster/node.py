@@ -1,0 +1,102 @@
+"""A cluster node's lifecycle: it checks Redis at start (unreachable: a clear error, the node does not start),
+announces itself and refreshes what it owns every `HEARTBEAT` seconds, notices nodes that died, and leaves on
+stop. Redis lost later: the node keeps serving what it holds, logs it once, and re-registers everything as soon as
+Redis answers again (the next heartbeat writes every entry anew)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from typing import Any
+
+from ..api.gateway import Gateway
+from ..config import Config
+from .bus import ClusterUnavailable, RedisBus, redacted
+from .directory import HEARTBEAT, Directory
+from .router import Router
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ClusterNode", "ClusterUnavailable", "node_name"]
+
+
+def node_name(config: Config) -> str:
+    """`node_name`, or the host name with a random suffix (two nodes of one host must not share a name)."""
+    return config.node_name or f"{socket.gethostname()}-{secrets.token_hex(3)}"
+
+
+class ClusterNode:
+    def __init__(self, config: Config, gateway: Gateway, poll_timeout: float = 30.0) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.name = node_name(config)
+        self.directory = Directory(self.name)
+        self.bus = RedisBus(config.redis_url, self.name, self._on_message)
+        self.router = Router(gateway, self.directory, self.bus, poll_timeout)
+        self.record: dict[str, Any] = {"pid": os.getpid(), "started": time.time(), "rtp": config.rtp_port_range}
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._owned_sessions: set[int] = set()
+        self._redis_lost = False
+        self.started = False
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        self.router.on_message(message)
+
+    async def start(self, web_port: int | None = None) -> None:
+        """Raises `ClusterUnavailable` when Redis does not answer."""
+        if web_port is not None:
+            self.record["web_port"] = web_port
+        await self.bus.start()
+        self.started = True
+        await self.beat()
+        self._heartbeat = asyncio.get_running_loop().create_task(self._run(), name=f"cluster-heartbeat-{self.name}")
+        log.info("cluster node %s joined through Redis at %s", self.name, redacted(self.config.redis_url))
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            try:
+                await self.beat()
+            except Exception as exc:  # noqa: BLE001 - any Redis failure: keep serving, try again
+                self.bus.reachable = False
+                if not self._redis_lost:
+                    self._redis_lost = True
+                    log.warning("cluster: Redis unreachable (%s); node %s keeps serving what it holds", exc, self.name)
+                continue
+            if self._redis_lost:
+                self._redis_lost = False
+                log.warning("cluster: Redis reachable again; node %s re-registered what it holds", self.name)
+
+    async def beat(self) -> None:
+        """One heartbeat: announce, refresh, learn who is alive, act on who died."""
+        sessions = set(self.router.local_sessions())
+        live = await self.bus.heartbeat(self.record, sessions, sorted(self.router.resources))
+        ended = self._owned_sessions - sessions
+        self._owned_sessions = sessions
+        if ended:
+            await self.bus.release([("session", sid) for sid in ended])
+        gone = self.directory.update_live(live)
+        if gone:
+            log.warning("cluster: node(s) %s gone; their guests here are released", ", ".join(sorted(gone)))
+            self.router.nodes_gone(gone)
+        self.router.report_idle()
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            self._heartbeat = None
+        await self.router.close()
+        try:
+            async with asyncio.timeout(2.0):
+                await self.bus.leave(self._owned_sessions, self.router.resources)
+        except Exception as exc:  # noqa: BLE001 - entries expire by themselves
+            log.debug("cluster: leaving Redis failed: %s", exc)
+        await self.bus.close()

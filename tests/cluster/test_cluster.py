@@ -1,0 +1,74 @@
+"""Two nodes on one Redis serve a device on one and its viewer on the other, end to end: real redis-server, real
+HTTP, the Python agent with its demo phone, aiortc viewers decoding the video."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from apuppet.agent import phone as ph
+from apuppet.agent.janus import JanusClient
+from apuppet.agent.textroom import TextRoomPeer
+from apuppet.server import Server
+
+from ..agent.conftest import SECRET, start_agent
+from ..agent.viewer import Viewer, near
+from .balancer import Balancer
+from .conftest import ADMIN, RedisProcess, node_config
+
+
+class WatchFirstViewer(Viewer):
+    """A viewer as janus.js pages do it: it watches first, then sets up its data channel without naming a room
+    (the cluster sends that handle where the session's other handle went)."""
+
+    async def _enter(self) -> Viewer:
+        self._http = aiohttp.ClientSession()
+        self.janus = JanusClient(self._http, self.server_url, self.secret)
+        await self.janus.create()
+        await self._watch()
+        self.room = TextRoomPeer(self.janus, self._event)
+        await self.room.connect()
+        reply = await self.room.checked(
+            {"textroom": "join", "room": self.session, "pin": self.password, "username": self.name}
+        )
+        self.participants = reply.get("participants", [])
+        return self
+
+
+async def metric(http: aiohttp.ClientSession, server: Server, name: str) -> float:
+    async with http.get(server.url + "metrics", headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
+        text = await resp.text()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def test_a_viewer_on_node_b_watches_and_drives_a_device_on_node_a(
+    nodes: list[Server], http: aiohttp.ClientSession
+) -> None:
+    a, b = nodes
+    device = await start_agent(a.url)
+    try:
+        creds = device.agent.credentials
+        async with WatchFirstViewer(b.url, SECRET, creds.session, creds.password) as viewer:
+            await viewer.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
+            viewer.send("tap,72,156,60")
+            await viewer.until(lambda f: near(f, 20, 400, (250, 240, 225)))
+            assert device.phone.screen == "counter"
+            # The viewer's session is B's; its handles run on A, where the mountpoint and room are.
+            assert len(b.gateway.sessions) == 1 and a.cluster is not None and b.cluster is not None
+            assert len(b.cluster.directory.bound) == 2
+            assert len(a.cluster.directory.guests) == 1
+            assert a.plugins[0].metrics()["streaming_viewers"] == 1
+            assert await metric(http, b, "apuppet_cluster_relayed_total") > 3
+        # The viewer left: its guest on A went with it, and the peer connections with the guest.
+        async with asyncio.timeout(10):
+            while a.cluster.directory.guests or a.plugins[0].metrics()["streaming_viewers"]:
+                await asyncio.sleep(0.05)
+    finally:
+        await device.stop()

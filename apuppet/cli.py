@@ -62,6 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_sessions(args: argparse.Namespace) -> int:
     from .config import resolve
     from .ops.audit import AuditStore, format_records
+    from .ops.recordings import find_recording, list_recordings, recordings_dir
 
     loaded = load_config(args.config)
     if loaded is None:
@@ -73,9 +74,12 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         return 0
     store = AuditStore(path)
     try:
-        print(format_records(store.records(args.limit)))  # escapes the clients' text (printable)
+        records = store.records(args.limit)
     finally:
         store.close()
+    found = list_recordings(recordings_dir(config, base))
+    names = {r.id: rec.name for r in records if (rec := find_recording(found, r.room, r.started, r.ended))}
+    print(format_records(records, names))  # escapes the clients' text (printable)
     return 0
 
 
@@ -174,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sessions",
         help="list the audit log of remote-control sessions",
         description="Remote-control sessions recorded by the server: device, viewer address, start, duration, "
-        "and how each ended (from <data_dir>/audit.sqlite3).",
+        "its recording in recordings_dir (record_sessions), and how each ended (from <data_dir>/audit.sqlite3).",
     )
     add_config_option(sessions)
     sessions.add_argument("--limit", type=int, default=50, help="most recent N sessions (default: %(default)s)")

@@ -168,12 +168,17 @@ def _fit(text: str, width: int) -> str:
     return f"{text:{width}}" if len(text) <= width else text[: width - 1] + "…"
 
 
-def format_records(records: list[Record]) -> str:
+def format_records(records: list[Record], recordings: dict[int, str] | None = None) -> str:
     """The table of `apuppet sessions`. Every field but the times comes from clients (names, display names,
-    reasons), so each goes through `printable` before it is cut to its column."""
+    reasons), so each goes through `printable` before it is cut to its column. `recordings` names the recording
+    of each record by id (`ops.recordings.find_recording`); "—" where there is none."""
     from ..runtime import printable
 
-    header = f"{'started (UTC)':19}  {'duration':>9}  {'room':12}  {'device':20}  {'viewer':24}  {'address':39}  ended"
+    recordings = recordings or {}
+    header = (
+        f"{'started (UTC)':19}  {'duration':>9}  {'room':12}  {'device':20}  {'viewer':24}  {'address':39}  "
+        f"{'recording':36}  ended"
+    )
     lines = [header]
     for r in records:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.started))
@@ -181,5 +186,6 @@ def format_records(records: list[Record]) -> str:
         room, device, viewer = printable(r.room), printable(r.device or "?"), printable(r.viewer)
         address, reason = printable(r.viewer_address or "?"), printable(r.end_reason or "")
         columns = f"{_fit(room, 12)}  {_fit(device, 20)}  {_fit(viewer, 24)}  {_fit(address, 39)}"
-        lines.append(f"{started:19}  {duration:>9}  {columns}  {reason}")
+        recording = recordings.get(r.id, "—")
+        lines.append(f"{started:19}  {duration:>9}  {columns}  {_fit(recording, 36)}  {reason}")
     return "\n".join(lines)

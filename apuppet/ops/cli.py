@@ -1,4 +1,5 @@
-"""Operator commands: `apuppet doctor`, `apuppet config check|secrets|set`, `apuppet tls self-signed`.
+"""Operator commands: `apuppet doctor`, `apuppet config check|secrets|set`, `apuppet tls self-signed`,
+`apuppet recordings list|export`.
 
 `./install.sh` drives the server through these commands, so that validation, secret generation and the summary it
 prints are the same Python code the server runs, not a second reading of config.yaml in shell.
@@ -20,13 +21,14 @@ import yaml
 
 from ..config import Config, ConfigError, ensure_secrets, read_secrets, resolve, validate
 from ..runtime import add_config_option, load_config
-from . import coturn, doctor, tls
+from . import coturn, doctor, recordings, tls
 
 
 def register(subparsers: Any) -> None:
     _register_doctor(subparsers)
     _register_config(subparsers)
     _register_tls(subparsers)
+    _register_recordings(subparsers)
 
 
 # -- doctor ------------------------------------------------------------------------------------------------------------
@@ -419,4 +421,76 @@ def cmd_tls_self_signed(args: argparse.Namespace) -> int:
     print(f"  tls_cert: {json.dumps(str(cert_path.resolve()))}")
     print(f"  tls_key: {json.dumps(str(key_path.resolve()))}")
     print("\nthen run ./install.sh (or send SIGHUP to a running server to swap certificates).")
+    return 0
+
+
+# -- recordings --------------------------------------------------------------------------------------------------------
+
+
+def _register_recordings(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "recordings",
+        help="list and export the recordings of support sessions (record_sessions)",
+        description="Recordings the server made into recordings_dir: one MP4 per support session, named with its "
+        "UTC start and the device's Session ID. An incomplete one (.part) is still being written, or was left by "
+        "a crash; export turns it into a plain MP4.",
+    )
+    sub = parser.add_subparsers(dest="recordings_command", metavar="ACTION", required=True)
+    listing = sub.add_parser("list", help="the recordings, newest first", description="The recordings, newest first.")
+    add_config_option(listing)
+    listing.add_argument("--limit", type=int, default=0, help="the N newest only (default: all)")
+    listing.set_defaults(func=cmd_recordings_list)
+    export = sub.add_parser(
+        "export",
+        help="copy a recording out as a plain MP4",
+        description="Write a recording to a file: a complete one is copied; an incomplete one is remuxed (packet "
+        "by packet, never re-encoded) into an MP4 that any player opens and can seek (+faststart).",
+    )
+    add_config_option(export)
+    export.add_argument("name", help="the recording's name, as `apuppet recordings list` shows it")
+    export.add_argument("-o", "--output", default="", help="the file to write (default: the name, here)")
+    export.add_argument("--force", action="store_true", help="replace an existing output file")
+    export.set_defaults(func=cmd_recordings_export)
+
+
+def cmd_recordings_list(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config)
+    if loaded is None:
+        return 2
+    folder = recordings.recordings_dir(*loaded)
+    found = recordings.list_recordings(folder)
+    if args.limit > 0:
+        found = found[: args.limit]
+    if not found:
+        print(f"no recordings in {folder}" + ("" if loaded[0].record_sessions else " (record_sessions is off)"))
+        return 0
+    print(recordings.format_recordings(found))
+    return 0
+
+
+def cmd_recordings_export(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config)
+    if loaded is None:
+        return 2
+    folder = recordings.recordings_dir(*loaded)
+    # Only a name the listing returns: never a path the argument could lead out of the folder with.
+    found = [r for r in recordings.list_recordings(folder) if args.name in (r.name, r.stem)]
+    if not found:
+        print(f"apuppet recordings export: no recording {args.name!r} in {folder}", file=sys.stderr)
+        return 1
+    recording = min(found, key=lambda r: not r.complete)  # the complete file when both exist
+    output = Path(args.output or recording.stem)
+    if output.exists() and not args.force:
+        print(f"apuppet recordings export: {output} exists (--force replaces it)", file=sys.stderr)
+        return 1
+    try:
+        recordings.export(recording, output)
+    except recordings.ExportError as exc:
+        print(f"apuppet recordings export: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"apuppet recordings export: cannot write {output}: {exc.strerror}", file=sys.stderr)
+        return 1
+    how = "copied" if recording.complete else "remuxed from the incomplete recording"
+    print(f"{output}: {how} ({recordings.human_size(output.stat().st_size)})")
     return 0

@@ -123,15 +123,16 @@ def find_recording(
     start = _utc(started)
     end = _utc(ended) if ended is not None else datetime.now(UTC)
     best: Recording | None = None
-    best_overlap = timedelta(0)
+    best_score: tuple[timedelta, timedelta] | None = None
     for rec in recordings:
         if rec.device != device:
             continue
-        overlap = min(end, rec.ended + MATCH_SLACK) - max(start, rec.started - MATCH_SLACK)
-        if overlap < timedelta(0):
-            continue
-        if best is None or overlap > best_overlap:
-            best, best_overlap = rec, overlap
+        if min(end, rec.ended + MATCH_SLACK) < max(start, rec.started - MATCH_SLACK):
+            continue  # no time in common, even with the slack
+        # Most time in common first, then the nearest start: a short session next to the following one.
+        score = (min(end, rec.ended) - max(start, rec.started), -abs(rec.started - start))
+        if best_score is None or score > best_score:
+            best, best_score = rec, score
     return best
 
 
@@ -164,7 +165,7 @@ class ExportError(Exception):
 def export(recording: Recording, destination: Path) -> None:
     """Write `recording` to `destination` as an MP4 any player reads: a complete one is copied; an incomplete one
     (`.part`, perhaps cut short by a crash) is remuxed packet by packet, never decoded, into an MP4 with its index
-    up front (`+faststart`), dropping a torn last fragment."""
+    up front (`+faststart`), up to where the last fragment was torn."""
     if recording.complete:
         shutil.copyfile(recording.path, destination)
         return
@@ -180,6 +181,8 @@ def export(recording: Recording, destination: Path) -> None:
                 stream = out.add_stream_from_template(video)
                 copied = 0
                 for packet in source.demux(video):
+                    if packet.is_corrupt:
+                        break  # the torn end of the last fragment: its data never reached the disk
                     if packet.dts is None or packet.size == 0:
                         continue  # the demuxer's end-of-stream packet
                     packet.stream = stream
@@ -203,7 +206,7 @@ def format_recordings(recordings: list[Recording]) -> str:
         device = r.device if len(r.device) <= 24 else r.device[:23] + "…"
         state = "complete" if r.complete else "incomplete"
         lines.append(
-            f"{started:19}  {_printable(device):24}  {r.duration:>7.0f} s  {_size(r.size):>9}  {state:10}  {r.name}"
+            f"{started:19}  {_printable(device):24}  {r.duration:>7.0f} s  {human_size(r.size):>9}  {state:10}  {r.name}"
         )
     return "\n".join(lines)
 
@@ -214,7 +217,7 @@ def _printable(text: str) -> str:
     return printable(text)
 
 
-def _size(size: int) -> str:
+def human_size(size: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):
         if value < 1000 or unit == "GB":

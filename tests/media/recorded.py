@@ -66,17 +66,21 @@ class Decoded:
 
 
 def decode(path: Path) -> Decoded:
-    """Every picture of a recording (demuxed by its content, whatever the name ends with), decoded."""
+    """Every picture of a recording (demuxed by its content, whatever the name ends with), decoded; a torn last
+    fragment up to its first incomplete picture."""
     out = Decoded([], [], [], [], 0, 0)
     with av.open(str(path), format="mp4") as container:
         stream = container.streams.video[0]
         out.width, out.height = stream.width, stream.height
-        for frame in container.decode(stream):
-            rgb = frame.to_ndarray(format="rgb24")
-            out.codes.append(read_code(rgb))
-            out.times.append(float(frame.time or 0.0))
-            out.keyframes.append(bool(frame.key_frame))
-            out.pictures.append(rgb)
+        for packet in container.demux(stream):
+            if packet.is_corrupt:
+                break  # a torn last fragment (a killed writer): what a player stops at too
+            for frame in packet.decode():
+                rgb = frame.to_ndarray(format="rgb24")
+                out.codes.append(read_code(rgb))
+                out.times.append(float(frame.time or 0.0))
+                out.keyframes.append(bool(frame.key_frame))
+                out.pictures.append(rgb)
     return out
 
 

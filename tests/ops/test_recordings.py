@@ -1,0 +1,210 @@
+"""`ops.recordings` and `apuppet recordings list|export`, on real recordings (libx264 through the relay into
+`SessionRecording`, tests/media/recorded.py) and on the files an operator's folder also holds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from apuppet.cli import main
+from apuppet.config import Config
+from apuppet.media.recording import file_name
+from apuppet.ops.recordings import (
+    PART,
+    Recording,
+    expired,
+    export,
+    find_recording,
+    format_recordings,
+    list_recordings,
+    recordings_dir,
+    sweep,
+)
+
+from ..media.recorded import decode, make_recording
+
+T0 = datetime(2026, 12, 6, 20, 0, 0, tzinfo=UTC)
+
+
+def touch(folder: Path, name: str, size: int = 10, ended: datetime | None = None) -> Path:
+    path = folder / name
+    path.write_bytes(b"\0" * size)
+    if ended is not None:
+        os.utime(path, (ended.timestamp(), ended.timestamp()))
+    return path
+
+
+def boxes(path: Path) -> list[str]:
+    """The top-level MP4 boxes, in file order."""
+    data = path.read_bytes()
+    out, pos = [], 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        out.append(data[pos + 4 : pos + 8].decode("ascii", "replace"))
+        if size < 8:
+            break
+        pos += size
+    return out
+
+
+def test_the_listing_reads_names_and_ignores_foreign_files(tmp_path: Path) -> None:
+    a = touch(tmp_path, file_name(T0, "4815162342"), 100, T0 + timedelta(minutes=5))
+    b = touch(
+        tmp_path, file_name(T0 + timedelta(hours=1), "Pixel 7/é") + PART, 200, T0 + timedelta(hours=1, seconds=30)
+    )
+    for foreign in ("notes.txt", "20261206T200000Z-x.mkv", "20261399T000000Z-x.mp4", "20261206T200000Z-.mp4", ".part"):
+        touch(tmp_path, foreign)
+    (tmp_path / file_name(T0, "a-folder")).mkdir()
+    (tmp_path / file_name(T0, "a-link")).symlink_to(a)
+    found = list_recordings(tmp_path)
+    assert [r.path for r in found] == [b, a]  # newest first
+    newest, oldest = found
+    assert (newest.device, newest.complete, newest.size) == ("Pixel 7/é", False, 200)
+    assert newest.stem == file_name(T0 + timedelta(hours=1), "Pixel 7/é")
+    assert newest.duration == 30
+    assert (oldest.device, oldest.complete, oldest.started, oldest.duration) == ("4815162342", True, T0, 300)
+    assert list_recordings(tmp_path / "missing") == []
+
+
+def test_recordings_dir_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    assert recordings_dir(Config(), tmp_path) == tmp_path / "recordings"
+    assert recordings_dir(Config(recordings_dir="/srv/rec"), tmp_path) == Path("/srv/rec")
+    assert recordings_dir(Config(recordings_dir="rec")) == Path.cwd() / "rec"
+
+
+def rec(device: str, start_minute: int, end_minute: int) -> Recording:
+    started = T0 + timedelta(minutes=start_minute)
+    ended = T0 + timedelta(minutes=end_minute)
+    return Recording(file_name(started, device), Path("/x"), device, started, 1, True, ended)
+
+
+def test_find_recording_matches_the_device_and_the_most_time_in_common() -> None:
+    first, second, other = rec("42", 0, 10), rec("42", 10, 30), rec("7", 0, 60)
+    found = [second, first, other]
+    at = T0.timestamp()
+    assert find_recording(found, "42", at + 60, at + 9 * 60) == first  # Unix seconds, as the audit log keeps them
+    assert find_recording(found, "42", T0 + timedelta(minutes=9), T0 + timedelta(minutes=25)) == second
+    assert find_recording(found, "42", T0 + timedelta(minutes=20), None) == second  # still going
+    assert find_recording(found, "7", at + 5, at + 10) == other
+    assert find_recording(found, "42", at + 3600, at + 3700) is None  # no time in common
+    assert find_recording(found, "99", at, at + 60) is None
+    assert find_recording(found, None, at, at + 60) is None
+    # The name is to the second, the file's last write may trail the end: a short session still finds its file.
+    short = rec("42", 40, 40)
+    assert find_recording([short], "42", short.started.timestamp() + 0.6, short.started.timestamp() + 1.5) == short
+
+
+def test_retention_deletes_only_recordings_older_than_the_limit(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    old = touch(tmp_path, file_name(now - timedelta(days=40), "1"), 1000, now - timedelta(days=39))
+    crashed = touch(tmp_path, file_name(now - timedelta(days=35), "2") + PART, 500, now - timedelta(days=35))
+    recent = touch(tmp_path, file_name(now - timedelta(days=29), "3"), 10, now - timedelta(days=28))
+    foreign = touch(tmp_path, "keep-me.txt", 10, now - timedelta(days=400))
+    assert {r.path for r in expired(list_recordings(tmp_path), 30)} == {old, crashed}
+    assert expired(list_recordings(tmp_path), 0) == []  # 0: kept forever
+    assert sweep(tmp_path, 0) == (0, 0)
+    assert sweep(tmp_path, 30) == (2, 1500)
+    assert sorted(tmp_path.iterdir()) == sorted([recent, foreign])
+
+
+async def test_export_copies_a_complete_recording(tmp_path: Path) -> None:
+    path = await make_recording(tmp_path / "recordings", frames=45)
+    recording = list_recordings(tmp_path / "recordings")[0]
+    export(recording, tmp_path / "out.mp4")
+    assert (tmp_path / "out.mp4").read_bytes() == path.read_bytes()
+    assert decode(tmp_path / "out.mp4").codes == list(range(45))
+
+
+async def test_export_remuxes_a_torn_part_into_a_plain_mp4(tmp_path: Path) -> None:
+    """A `.part` cut in the middle of a fragment (what a kill leaves) becomes an MP4 with its index first and
+    no fragments, holding every picture that reached the disk whole, bit for bit."""
+    folder = tmp_path / "recordings"
+    path = await make_recording(folder, frames=95)  # fragments of ~1 s: 30 pictures each
+    complete = decode(path)
+    data = path.read_bytes()
+    moofs = [i - 4 for i in range(len(data)) if data[i : i + 4] == b"moof"]
+    cut = moofs[2] + (moofs[3] - moofs[2]) // 2  # half of the third fragment
+    torn = path.with_name(path.name + PART)
+    torn.write_bytes(data[:cut])
+    path.unlink()
+    recording = list_recordings(folder)[0]
+    assert not recording.complete
+    export(recording, tmp_path / "out.mp4")
+    assert boxes(tmp_path / "out.mp4")[:2] == ["ftyp", "moov"]  # +faststart: the index before the pictures
+    assert "moof" not in boxes(tmp_path / "out.mp4")
+    got = decode(tmp_path / "out.mp4")
+    # The two complete fragments, and the pictures of the torn one that made it whole to the disk.
+    assert 60 < len(got.codes) < 90 and got.codes == list(range(len(got.codes)))
+    assert got.times == complete.times[: len(got.codes)]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(got.pictures, complete.pictures, strict=False))
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary file left
+
+
+def test_export_refuses_what_is_not_a_recording(tmp_path: Path) -> None:
+    from apuppet.ops.recordings import ExportError
+
+    junk = touch(tmp_path, file_name(T0, "1") + PART, 5000)
+    with pytest.raises(ExportError, match="cannot be read"):
+        export(list_recordings(tmp_path)[0], tmp_path / "out.mp4")
+    assert junk.exists() and not (tmp_path / "out.mp4").exists()
+
+
+def test_the_table_escapes_device_ids(tmp_path: Path) -> None:
+    touch(tmp_path, file_name(T0, "\x1b[2Jx"), 2_500_000, T0 + timedelta(seconds=75))
+    table = format_recordings(list_recordings(tmp_path))
+    assert "\x1b" not in table and "\\x1b[2Jx" in table
+    assert "75 s" in table and "2.5 MB" in table and "complete" in table
+
+
+async def test_the_recordings_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("record_sessions: true\n")
+    assert main(["recordings", "list", "--config", str(config)]) == 0
+    assert "no recordings in" in capsys.readouterr().out
+
+    folder = tmp_path / "recordings"
+    path = await make_recording(folder, "4815162342", frames=40)
+    time.sleep(1.1)  # a second recording, a second later (names are to the second)
+    part = await make_recording(folder, "777", frames=70)
+    shutil.move(part, part.with_name(part.name + PART))  # as a crash leaves it
+    assert main(["recordings", "list", "--config", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].split()[:3] == ["started", "(UTC)", "device"]
+    assert "777" in lines[1] and "incomplete" in lines[1] and lines[1].endswith(part.name + PART)
+    assert "4815162342" in lines[2] and " complete " in lines[2] and lines[2].endswith(path.name)
+    assert main(["recordings", "list", "--limit", "1", "--config", str(config)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["recordings", "export", path.name, "--config", str(config)]) == 0
+    assert (tmp_path / path.name).read_bytes() == path.read_bytes()
+    assert "copied" in capsys.readouterr().out
+    assert main(["recordings", "export", path.name, "--config", str(config)]) == 1  # no silent overwrite
+    assert "exists" in capsys.readouterr().err
+    out = tmp_path / "crash.mp4"
+    assert main(["recordings", "export", part.name, "-o", str(out), "--config", str(config)]) == 0
+    assert "remuxed" in capsys.readouterr().out
+    assert decode(out).codes == list(range(70)) and boxes(out)[:2] == ["ftyp", "moov"]
+    for wrong in ("nothing.mp4", "../config.yaml", str(path)):
+        assert main(["recordings", "export", wrong, "-o", str(tmp_path / "x.mp4"), "--config", str(config)]) == 1
+        assert "no recording" in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_sessions_name_each_records_recording() -> None:
+    from apuppet.ops.audit import Record, format_records
+
+    records = [
+        Record(2, "4815162342", "Pixel", "admin:b", "10.0.0.2", T0.timestamp() + 60, None, None),
+        Record(1, "4815162342", "Pixel", "admin:a", "10.0.0.1", T0.timestamp(), T0.timestamp() + 30, "left"),
+    ]
+    table = format_records(records, {1: file_name(T0, "4815162342")}).splitlines()
+    assert table[0].split()[-2:] == ["recording", "ended"]
+    assert "  —  " in table[1] and f"  {file_name(T0, '4815162342')}  " in table[2] and table[2].endswith("left")

@@ -17,14 +17,15 @@ from typing import cast
 
 from aiohttp import web
 
+from ..api.ending import Endings
 from ..api.errors import ErrorCode
 from ..api.gateway import Gateway, error_reply
 from ..api.iceservers import browser_ice_servers
 from ..api.limits import Limits
 from ..api.plugin import Plugin
 from ..api.throttle import Throttle
-from ..config import Config, resolve
 from ..cluster.node import ClusterNode
+from ..config import Config, resolve
 from ..listeners import listeners
 from ..media.peer import Peers
 from ..media.settings import IceServer, MediaSettings
@@ -34,6 +35,7 @@ from ..ops.eventlog import EventLog
 from ..ops.recordings import recordings_dir, sweep
 from . import metrics
 from .connguard import ConnectionGuard, GuardedSite, QuietServerLogger
+from .console import Console
 from .http import RestTransport, json_response, remote_of
 from .websocket import WebSocketTransport
 
@@ -114,9 +116,9 @@ class Server:
         plugins: list[Plugin] | None = None,
         base_dir: Path | None = None,
         housekeeping_interval: float = 1.0,
+        reuse_port: bool = False,
     ) -> None:
         """`base_dir` is the folder of config.yaml: relative paths start there, and only a server given one keeps
-        reuse_port: bool = False,
         an audit log on disk (embedded servers, such as the demo's and the tests', write nothing)."""
         self.config = config
         self.base_dir = base_dir
@@ -137,12 +139,31 @@ class Server:
             self.audit = Audit(AuditStore(self.data_dir / "audit.sqlite3"))
             self.gateway.observers.append(self.audit)
         self.admin_throttle = Throttle()
+        self.endings = Endings(
+            self.gateway,
+            max_viewer_session=config.max_session_minutes * 60,
+            viewer_idle=config.viewer_idle_minutes * 60,
+        )
+        self.console = Console(
+            config,
+            self.gateway,
+            self.endings,
+            throttle=self.admin_throttle,
+            audit=lambda: self.audit.store if self.audit is not None else None,
+            base_dir=base_dir,
+        )
         self.rest = RestTransport(self.gateway, body_timeout=config.http_body_timeout)
         self.guard = ConnectionGuard(
             self.gateway.limits.connections_per_address, config.http_idle_timeout, config.http_header_timeout
         )
         self.websocket = WebSocketTransport(self.gateway, max_message_bytes=config.max_request_bytes)
         self.housekeeping_interval = housekeeping_interval
+        #: `--workers`: every node of the host listens on the same web port.
+        self.reuse_port = reuse_port
+        self.cluster: ClusterNode | None = None
+        if config.redis_url:
+            self.cluster = ClusterNode(config, self.gateway, poll_timeout=self.rest.poll_timeout)
+            self.rest.router = self.websocket.router = self.cluster.router
         self.ssl_context: ssl.SSLContext | None = None
         self.runner: web.AppRunner | None = None
         self.ports: dict[str, int] = {}
@@ -157,13 +178,8 @@ class Server:
             middlewares=[self._backstop, self.guard.middleware, self._https_redirect],
         )
         self.rest.add_routes(app, websocket_handler=self.websocket.handle)
+        self.console.add_routes(app)
         app.router.add_get("/metrics", self._metrics)
-        #: `--workers`: every node of the host listens on the same web port.
-        self.reuse_port = reuse_port
-        self.cluster: ClusterNode | None = None
-        if config.redis_url:
-            self.cluster = ClusterNode(config, self.gateway, poll_timeout=self.rest.poll_timeout)
-            self.rest.router = self.websocket.router = self.cluster.router
         app.router.add_get("/.well-known/acme-challenge/{token}", self._acme)
         if self.config.is_nginx_enabled:
             app.router.add_get("/", self._root)
@@ -268,6 +284,9 @@ class Server:
 
     async def start(self) -> None:
         self.load_tls()
+        if self.cluster is not None:
+            # Redis first: a node that cannot reach it must not take clients (ClusterUnavailable).
+            await self.cluster.start(self.config.web_http_port)
         # No body decompression: Janus clients never compress, and undecodable gzip/deflate/br bodies made aiohttp
         # log a traceback per request (decompression bombs aside). Idle keep-alive ends at http_idle_timeout.
         self.runner = web.AppRunner(
@@ -284,13 +303,11 @@ class Server:
                 site = GuardedSite(
                     self.runner,
                     self.config.bind,
-        if self.cluster is not None:
-            # Redis first: a node that cannot reach it must not take clients (ClusterUnavailable).
-            await self.cluster.start(self.config.web_http_port)
                     item.port,
                     guard=self.guard,
                     ssl_context=self.ssl_context if item.tls else None,
                     reuse_address=True,
+                    reuse_port=self.reuse_port or None,
                 )
                 await site.start()
                 port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
@@ -307,7 +324,6 @@ class Server:
         return next(iter(self.ports.values()))
 
     @property
-                    reuse_port=self.reuse_port or None,
     def url(self) -> str:
         host = self.config.bind
         if host in ("0.0.0.0", "::", ""):
@@ -321,6 +337,7 @@ class Server:
             await asyncio.sleep(self.housekeeping_interval)
             try:
                 self.gateway.expire()
+                self.endings.sweep()
                 self.guard.sweep()
                 await self._sweep_recordings()
             except Exception:
@@ -342,12 +359,15 @@ class Server:
         log.info("recordings: %d older than %g days deleted (%.1f MB freed)", deleted, keep_days, freed / 1e6)
 
     async def stop(self) -> None:
+        await self.console.close()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             await asyncio.gather(self._housekeeping, return_exceptions=True)
             self._housekeeping = None
         await self.websocket.close()
         await self.gateway.close()
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self.audit is not None:
             self.audit.close()
             self.audit = None
@@ -362,5 +382,3 @@ class Server:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-        if self.cluster is not None:
-            await self.cluster.stop()

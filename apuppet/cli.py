@@ -28,10 +28,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     if loaded is None:
         return 2
+    from .cluster.bus import ClusterUnavailable
+    from .cluster.workers import Supervisor, parse_worker, port_slices, worker_config
+
     config = ensure_secrets(*loaded)
     base = loaded[1]
     setup_logging(args.log_level or config.log_level)
-    server = Server(config, base_dir=base)
+    workers = args.workers or config.workers
+    try:
+        if args.worker:
+            config = worker_config(config, *parse_worker(args.worker))
+        elif workers > 1:
+            if not config.redis_url:
+                raise ValueError("--workers above 1 needs redis_url in the configuration (see docs/deployment.md)")
+            port_slices(config.port_range, workers)
+            supervisor = Supervisor(args.config, workers, ["--log-level", args.log_level] if args.log_level else [])
+            asyncio.run(serve_until_signal(supervisor.start, supervisor.stop, supervisor.reload))
+            return 0
+    except ValueError as exc:
+        print(f"apuppet: {exc}", file=sys.stderr)
+        return 2
+    server = Server(config, base_dir=base, reuse_port=bool(args.worker))
 
     def reload() -> None:
         try:
@@ -53,7 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve_until_signal(start, server.stop, reload))
-    except OSError as exc:
+    except (OSError, ClusterUnavailable) as exc:
         print(f"apuppet: cannot start the server: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -172,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_option(serve)
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log_level")
+    serve.add_argument(
+        "--workers", type=int, default=0, metavar="N", help="run N nodes on this host (one per core; needs redis_url)"
+    )
+    serve.add_argument("--worker", help=argparse.SUPPRESS)  # i/N: a child of --workers
     serve.set_defaults(func=cmd_serve)
 
     sessions = sub.add_parser(

@@ -37,6 +37,8 @@ HANDLE_VERBS = {"message", "trickle", "hangup", "detach"}
 CALL_TIMEOUT = 10.0
 #: Added to the poll timeout for a relayed long poll.
 POLL_MARGIN = 10.0
+#: A long poll that cannot learn where its session is (Redis lost) is answered after this pause.
+UNAVAILABLE_PAUSE = 1.0
 
 
 class NodeGone(Exception):
@@ -131,7 +133,7 @@ class Router:
                 holder = self.directory.holder(await self.bus.holder("session", session_id))
             except Exception as exc:  # noqa: BLE001 - any Redis failure: what is here is still served
                 self._redis_failed(exc)
-                return gone if guest else local()
+                return gone if guest else unavailable(transaction, session_id)
             if holder is None:
                 return gone if guest else local()
             data = json.dumps(msg)
@@ -197,7 +199,9 @@ class Router:
             holder = self.directory.holder(await self.bus.holder("session", session_id))
         except Exception as exc:  # noqa: BLE001 - any Redis failure
             self._redis_failed(exc)
-            return gone if guest else None
+            # Not at once: a client polls again as soon as it is answered.
+            await asyncio.sleep(UNAVAILABLE_PAUSE)
+            return gone if guest else (200, unavailable(None, session_id))
         if holder is None:
             return gone if guest else None
         call_id = secrets.token_hex(8)

@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import aiohttp
-import pytest
 
 from apuppet.agent import phone as ph
 from apuppet.agent.janus import JanusClient
@@ -18,15 +17,18 @@ from apuppet.server import Server
 from ..agent.conftest import SECRET, start_agent
 from ..agent.viewer import Viewer, near
 from .balancer import Balancer
-from .conftest import ADMIN, RedisProcess, node_config
+from .conftest import ADMIN
 
 
 class WatchFirstViewer(Viewer):
     """A viewer as janus.js pages do it: it watches first, then sets up its data channel without naming a room
-    (the cluster sends that handle where the session's other handle went)."""
+    (the cluster sends that handle where the session's other handle went). `fresh_connections`: a new TCP
+    connection per request, so that a round-robin balancer sends each request to the next node."""
+
+    fresh_connections = False
 
     async def _enter(self) -> Viewer:
-        self._http = aiohttp.ClientSession()
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=self.fresh_connections))
         self.janus = JanusClient(self._http, self.server_url, self.secret)
         await self.janus.create()
         await self._watch()
@@ -72,3 +74,69 @@ async def test_a_viewer_on_node_b_watches_and_drives_a_device_on_node_a(
                 await asyncio.sleep(0.05)
     finally:
         await device.stop()
+
+
+class RoundRobinViewer(WatchFirstViewer):
+    fresh_connections = True
+
+
+async def test_one_sessions_requests_and_long_polls_round_robin_across_nodes(nodes: list[Server]) -> None:
+    a, b = nodes
+    device = await start_agent(a.url)
+    try:
+        creds = device.agent.credentials
+        async with Balancer([a.port, b.port]) as lb:
+            async with RoundRobinViewer(lb.url, SECRET, creds.session, creds.password) as viewer:
+                await viewer.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
+                viewer.send("ping,42")
+                assert await viewer.message(lambda t: t.startswith("pong")) == "pong,42"
+            # Creating, attaching, watching, answering, joining and the long polls between them: both nodes
+            # took a fair share of the one session's connections.
+            assert min(lb.counts.get(a.port, 0), lb.counts.get(b.port, 0)) >= 4, lb.counts
+    finally:
+        await device.stop()
+
+
+async def janus_post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    payload = {"transaction": "t-" + str(id(body)), "apisecret": SECRET, **body}
+    async with http.post(url, data=json.dumps(payload)) as resp:
+        reply = await resp.json(content_type=None)
+    assert isinstance(reply, dict)
+    return reply
+
+
+async def test_a_node_that_stops_harms_only_its_own_sessions_and_the_agent_comes_back_on_another(
+    nodes: list[Server], http: aiohttp.ClientSession
+) -> None:
+    a, b = nodes
+    async with Balancer([a.port]) as lb:
+        device = await start_agent(lb.url)
+        try:
+            lb.ports[:] = [a.port, b.port]
+            first = device.agent.sessions[-1]
+            assert first in a.gateway.sessions
+            created = await janus_post(http, f"{b.url}janus", {"janus": "create"})
+            own = created["data"]["id"]
+            creds = device.agent.credentials
+            async with WatchFirstViewer(b.url, SECRET, creds.session, creds.password) as viewer:
+                await viewer.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
+                await a.stop()
+                # The viewer's handles ran on A: B hangs them up and forgets them.
+                assert viewer.janus is not None
+                async with asyncio.timeout(10):
+                    while b.cluster is not None and b.cluster.directory.bound:
+                        await asyncio.sleep(0.05)
+                keepalive = await janus_post(http, f"{b.url}janus/{own}", {"janus": "keepalive"})
+                assert keepalive["janus"] == "ack"
+                gone = await janus_post(http, f"{b.url}janus/{first}", {"janus": "keepalive"})
+                assert gone["janus"] == "error" and gone["error"]["code"] == 458
+            # The agent noticed and made everything anew on B, where a viewer sees it again.
+            async with asyncio.timeout(40):
+                while device.agent.sessions[-1] == first or device.agent.state not in ("connected", "sharing"):
+                    await asyncio.sleep(0.1)
+            assert device.agent.sessions[-1] in b.gateway.sessions
+            creds = device.agent.credentials
+            async with WatchFirstViewer(b.url, SECRET, creds.session, creds.password) as again:
+                await again.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
+        finally:
+            await device.stop()

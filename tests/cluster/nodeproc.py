@@ -1,0 +1,76 @@
+"""apuppet nodes as child processes (`python -m apuppet serve`), for the tests that kill one with SIGKILL or run
+`--workers`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from .conftest import ADMIN, SECRET
+
+
+def write_config(folder: Path, redis_url: str, port: int, rtp: tuple[int, int], **extra: Any) -> Path:
+    path = folder / "config.yaml"
+    config = {
+        "bind": "127.0.0.1",
+        "web_http_port": port,
+        "api_http": False,
+        "api_secret": SECRET,
+        "admin_secret": ADMIN,
+        "redis_url": redis_url,
+        "rtp_port_range": f"{rtp[0]}-{rtp[1]}",
+        "credentials_dir": str(folder / "credentials"),
+        "data_dir": str(folder / "data"),
+        "log_level": "warning",
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+async def serve(config: Path, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "apuppet",
+        "serve",
+        "--config",
+        str(config),
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+async def wait_http(port: int, timeout: float = 30.0) -> None:
+    async with aiohttp.ClientSession() as http, asyncio.timeout(timeout):
+        while True:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/janus/info") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+
+
+async def stop(process: asyncio.subprocess.Process, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+    if process.returncode is None:
+        process.send_signal(sig)
+    try:
+        async with asyncio.timeout(timeout):
+            await process.wait()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+    if process.stderr is not None:
+        await process.stderr.read()
+    return process.returncode if process.returncode is not None else -1

@@ -1,0 +1,164 @@
+"""What a cluster does when a part of it fails: a node killed with SIGKILL, Redis unreachable at start, Redis
+lost while the nodes run; and `apuppet serve --workers 2`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from apuppet.agent import phone as ph
+from apuppet.cluster.bus import ClusterUnavailable
+from apuppet.server import Server
+
+from ..agent.conftest import SECRET, start_agent
+from ..agent.viewer import near
+from ..ports import free_port
+from .conftest import RedisProcess, node_config, start_redis, wait_redis
+from .nodeproc import serve, stop, wait_http, write_config
+from .test_cluster import WatchFirstViewer, janus_post
+
+
+async def test_a_killed_viewer_node_leaves_nothing_on_the_device_node(
+    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]], tmp_path: Path
+) -> None:
+    a = Server(node_config(redis_server.url, rtp_slices[0], "node-a"))
+    await a.start()
+    port = free_port()
+    b = await serve(write_config(tmp_path, redis_server.url, port, rtp_slices[1], node_name="node-b"))
+    device = None
+    try:
+        await wait_http(port)
+        device = await start_agent(a.url)
+        creds = device.agent.credentials
+        streaming, textroom = a.plugins[0].metrics, a.plugins[1].metrics
+        assert textroom()["peer_connections"] == 1  # the device's own
+        viewer = WatchFirstViewer(f"http://127.0.0.1:{port}/", SECRET, creds.session, creds.password)
+        async with viewer:
+            await viewer.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
+            assert a.cluster is not None and a.cluster.directory.guests
+            assert streaming()["streaming_viewers"] == 1 and textroom()["peer_connections"] == 2
+            # B dies without a word: A notices its node key expire and lets the guest go, peers and ports too.
+            assert await stop(b, signal.SIGKILL) == -signal.SIGKILL
+            async with asyncio.timeout(15):
+                while a.cluster.directory.guests or streaming()["streaming_viewers"]:
+                    await asyncio.sleep(0.1)
+            async with asyncio.timeout(10):
+                while textroom()["peer_connections"] != 1 or len(a.gateway.sessions) != 1:
+                    await asyncio.sleep(0.1)
+            assert device.agent.state in ("connected", "sharing")
+    finally:
+        if device is not None:
+            await device.stop()
+        await stop(b, signal.SIGKILL)
+        await a.stop()
+
+
+async def test_redis_unreachable_at_start_is_a_clear_error(rtp_slices: list[tuple[int, int]], tmp_path: Path) -> None:
+    nowhere = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    server = Server(node_config(nowhere, rtp_slices[0], "lonely"))
+    with pytest.raises(ClusterUnavailable, match=r"cannot reach Redis at redis://:\*\*\*@127\.0\.0\.1"):
+        await server.start()
+    assert not server.ports  # no client was ever accepted
+    await server.stop()
+    # The command says it in one line, without the password, and exits 1.
+    process = await serve(write_config(tmp_path, nowhere, free_port(), rtp_slices[1]))
+    assert process.stderr is not None
+    err = (await process.stderr.read()).decode()
+    assert await process.wait() == 1
+    assert "cannot reach Redis at redis://:***@127.0.0.1" in err and "hunter2" not in err
+    assert "Traceback" not in err
+
+
+async def test_redis_lost_mid_run_each_node_keeps_serving_what_it_holds(
+    redis_server: RedisProcess, nodes: list[Server], http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = nodes
+    device = await start_agent(a.url)
+    try:
+        creds = device.agent.credentials
+        session = device.agent.sessions[-1]
+        async with WatchFirstViewer(a.url, SECRET, creds.session, creds.password) as viewer:
+            await viewer.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
+            caplog.set_level(logging.WARNING, logger="apuppet.cluster")
+            redis_server.stop()
+            # A still serves its device and viewer, and a new viewer of its own.
+            viewer.send("tap,72,156,60")
+            await viewer.until(lambda f: near(f, 20, 400, (250, 240, 225)), timeout=20)
+            async with WatchFirstViewer(a.url, SECRET, creds.session, creds.password, "admin:two") as two:
+                await two.until(lambda f: near(f, 20, 400, (250, 240, 225)), timeout=20)
+            # B cannot tell where A's session is: a clear error, not "no such session".
+            reply = await janus_post(http, f"{b.url}janus/{session}", {"janus": "keepalive"})
+            assert reply["janus"] == "error" and reply["error"]["code"] == 490, reply
+            async with asyncio.timeout(10):
+                while not any("Redis unreachable" in r.getMessage() for r in caplog.records):
+                    await asyncio.sleep(0.1)
+            lost = [r for r in caplog.records if "Redis unreachable" in r.getMessage() and r.name.endswith("node")]
+            assert len(lost) <= 2  # once per node, not once a second
+            # Redis back (empty, as after a restart): A registers what it holds again, and B relays again.
+            again = start_redis(redis_server.port)
+            try:
+                await wait_redis(again.url)
+                client = aioredis.from_url(again.url, decode_responses=True)
+                try:
+                    async with asyncio.timeout(15):
+                        while await client.get(f"apuppet:own:s:{session}") != "node-a":
+                            await asyncio.sleep(0.2)
+                        while await client.get(f"apuppet:own:m:{creds.session}") != "node-a":
+                            await asyncio.sleep(0.2)
+                finally:
+                    await client.aclose()
+                async with asyncio.timeout(10):
+                    while (await janus_post(http, f"{b.url}janus/{session}", {"janus": "keepalive"}))["janus"] != "ack":
+                        await asyncio.sleep(0.2)
+            finally:
+                again.stop()
+    finally:
+        await device.stop()
+
+
+async def test_workers_share_the_web_port_and_a_dead_worker_comes_back(
+    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]], tmp_path: Path
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, redis_server.url, port, (rtp_slices[0][0], rtp_slices[1][1]), node_name="w")
+    parent = await serve(config, "--workers", "2")
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    try:
+        await wait_http(port)
+        async with asyncio.timeout(20):
+            while await client.exists("apuppet:node:w-1", "apuppet:node:w-2") != 2:
+                await asyncio.sleep(0.1)
+        records = {n: json.loads(await client.get(f"apuppet:node:w-{n}") or "{}") for n in (1, 2)}
+        assert records[1]["rtp"] != records[2]["rtp"]
+        # Sessions made through the one port land on both nodes (the kernel spreads connections).
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            ids = [
+                (await janus_post(http, f"http://127.0.0.1:{port}/janus", {"janus": "create"}))["data"]["id"]
+                for _ in range(24)
+            ]
+        holders = {await client.get(f"apuppet:own:s:{sid}") for sid in ids}
+        assert holders == {"w-1", "w-2"}
+        # A worker killed is started again under its name.
+        os.kill(records[1]["pid"], signal.SIGKILL)
+        async with asyncio.timeout(30):
+            while True:
+                record = json.loads(await client.get("apuppet:node:w-1") or "{}")
+                if record.get("pid") not in (None, records[1]["pid"]):
+                    break
+                await asyncio.sleep(0.2)
+        assert await stop(parent) == 0
+        async with asyncio.timeout(10):
+            while await client.exists("apuppet:node:w-1", "apuppet:node:w-2"):
+                await asyncio.sleep(0.1)
+    finally:
+        await stop(parent, signal.SIGKILL)
+        await client.aclose()

@@ -211,7 +211,7 @@ if ! use_systemd; then
 fi
 
 # -- systemd: user, folders, access -----------------------------------------------------------------------------------
-for path in "$REPO" "$VENV" "$CONFIG" "$BASE" "$CREDENTIALS_DIR" "$DATA_DIR"; do
+for path in "$REPO" "$VENV" "$CONFIG" "$BASE" "$CREDENTIALS_DIR" "$DATA_DIR" "$RECORDINGS_DIR"; do
     case $path in *[[:space:]]*) die "'$path' contains white space, which systemd units cannot hold: move it" ;; esac
 done
 if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
@@ -240,6 +240,9 @@ fi
 install -d -m 0700 -o "$SERVICE_USER" -g "$SERVICE_USER" "$CREDENTIALS_DIR"
 chown -R "$SERVICE_USER:$SERVICE_USER" "$CREDENTIALS_DIR"
 install -d -m 0750 -o "$SERVICE_USER" -g "$SERVICE_USER" "$DATA_DIR"
+# Session recordings show people's screens: the service user's alone (made even with record_sessions off, since
+# the unit lists it among its writable paths).
+install -d -m 0700 -o "$SERVICE_USER" -g "$SERVICE_USER" "$RECORDINGS_DIR"
 if [ "$TLS" = 1 ]; then
     for file in "$TLS_CERT" "$TLS_KEY"; do
         as_service_user test -r "$file" ||
@@ -258,6 +261,7 @@ render() {
     text=${text//@USER@/"$SERVICE_USER"}
     text=${text//@CREDENTIALS_DIR@/"$CREDENTIALS_DIR"}
     text=${text//@DATA_DIR@/"$DATA_DIR"}
+    text=${text//@RECORDINGS_DIR@/"$RECORDINGS_DIR"}
     text=${text//@TLS_DIR@/"$CREDENTIALS_DIR/tls"}
     text=${text//@SERVER_NAME@/"$SERVER_NAME"}
     text=${text//@TURN_TLS_DIR@/"$TURN_TLS_DIR"}

@@ -201,6 +201,7 @@ def summary(config: Config, base: Path, config_path: str, interfaces: list[docto
         "BASE": str(base),
         "CREDENTIALS_DIR": str(credentials),
         "DATA_DIR": str(data),
+        "RECORDINGS_DIR": str(resolve(base, config.recordings_dir)),
         "ACME_DIR": str(data / "acme"),
         "SERVER_NAME": config.hostname,
         "EMAIL": config.email,

@@ -238,7 +238,7 @@ def test_systemd_path_applies_changes_only(tmp_path: Path, venv: Path, systemd: 
     assert out.returncode == 0, out.stdout + out.stderr
     unit = (tmp_path / "units" / "apuppet.service").read_text()
     assert f"ExecStart={venv}/bin/apuppet serve --config {cfg}\n" in unit
-    assert f"ReadWritePaths={site}/credentials {site}/data\n" in unit
+    assert f"ReadWritePaths={site}/credentials {site}/data {site}/recordings\n" in unit
     assert f"User={systemd['APUPPET_USER']}\n" in unit and f"WorkingDirectory={site}\n" in unit
     assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in unit and "ProtectSystem=strict" in unit
     assert "@" not in unit  # every placeholder rendered
@@ -313,6 +313,7 @@ def test_unit_template_verifies(tmp_path: Path) -> None:
         "USER": "root",
         "CREDENTIALS_DIR": str(tmp_path),
         "DATA_DIR": str(tmp_path),
+        "RECORDINGS_DIR": str(tmp_path),
     }.items():
         text = text.replace(f"@{key}@", value)
     unit = tmp_path / "apuppet.service"

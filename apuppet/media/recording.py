@@ -44,8 +44,10 @@ log = logging.getLogger(__name__)
 
 #: A fragment is cut at each keyframe and at least this often: what a crash can lose.
 FRAGMENT_SECONDS = 1.0
-#: Pictures waiting for the writer thread before new ones are dropped (~10 s at 30 fps).
+#: Pictures, and bytes, waiting for the writer thread before new ones are dropped (~10 s at 30 fps; the bytes
+#: bound a device that sends huge pictures to a stalled disk).
 MAX_QUEUED = 300
+MAX_QUEUED_BYTES = 32 << 20
 PART = ".part"
 _STAMP = "%Y%m%dT%H%M%SZ"
 _TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
@@ -108,12 +110,15 @@ class SessionRecording:
         self.failed = False
         self.path: Path | None = None
         self._queue: queue.Queue[Sample | None] = queue.Queue()
+        #: Bytes queued so far and bytes taken by the thread: each written by one thread only, so no lock.
+        self._put_bytes = 0
+        self._taken_bytes = 0
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"recording {label}", daemon=True)
         self._thread.start()
         now = time.monotonic()
         for sample in self.recorder.replay(relay.kept_gop(), now) if relay.has_keyframe else []:
-            self._queue.put(sample)
+            self._put(sample)
         relay.unit_listeners.append(self._unit)
 
     # -- event loop side: per picture ---------------------------------------------------------------------
@@ -121,10 +126,14 @@ class SessionRecording:
         sample = self.recorder.push(unit, time.monotonic())
         if sample is None or self.failed:
             return
-        if self._queue.qsize() >= MAX_QUEUED:
+        if self._queue.qsize() >= MAX_QUEUED or self._put_bytes - self._taken_bytes >= MAX_QUEUED_BYTES:
             self.dropped += 1
             self.recorder.restart()
             return
+        self._put(sample)
+
+    def _put(self, sample: Sample) -> None:
+        self._put_bytes += len(sample.data)
         self._queue.put(sample)
 
     def stop(self) -> None:
@@ -145,6 +154,7 @@ class SessionRecording:
         writer: Mp4Writer | None = None
         try:
             while (sample := self._queue.get()) is not None:
+                self._taken_bytes += len(sample.data)
                 if self.failed:
                     continue
                 try:

@@ -77,10 +77,14 @@ async def test_a_loss_restarts_the_recording_cleanly_at_the_next_keyframe(tmp_pa
         assert difference(picture, code_frame(code)) < 6
 
 
-async def test_a_slow_disk_drops_pictures_never_the_relay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("bound", "value", "heads"), [("MAX_QUEUED", 3, (3, 4)), ("MAX_QUEUED_BYTES", 1, (1, 2))])
+async def test_a_slow_disk_drops_pictures_never_the_relay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bound: str, value: int, heads: tuple[int, int]
+) -> None:
     """The writer thread stalls (a disk that does not answer): the relay keeps forwarding at full speed, the
-    recording drops what does not fit in its queue and continues at a keyframe once the disk is back."""
-    monkeypatch.setattr(recording_module, "MAX_QUEUED", 3)
+    recording drops what does not fit in its queue (pictures or bytes) and continues at a keyframe once the disk
+    is back."""
+    monkeypatch.setattr(recording_module, bound, value)
     disk = threading.Event()
     write = Mp4Writer.write
 
@@ -106,7 +110,7 @@ async def test_a_slow_disk_drops_pictures_never_the_relay(tmp_path: Path, monkey
     async with asyncio.timeout(20):
         while rec._queue.qsize():
             await asyncio.sleep(0.01)
-    monkeypatch.setattr(recording_module, "MAX_QUEUED", 300)
+    monkeypatch.setattr(recording_module, bound, 10**9)  # the disk is back: room again
     for frame in packets[45:]:
         for packet in frame:
             relay.feed(packet, SOURCE)
@@ -116,7 +120,7 @@ async def test_a_slow_disk_drops_pictures_never_the_relay(tmp_path: Path, monkey
     # 0 went to the stalled writer (or still waited), the next ones filled the queue, the rest until the disk came
     # back was dropped, keyframe 30 too; the file resumes at keyframe 60, without a broken picture in between.
     head = got.codes.index(60)
-    assert head in (3, 4) and got.codes == [*range(head), *range(60, 90)]
+    assert head in heads and got.codes == [*range(head), *range(60, 90)]
     assert got.keyframes[head]
 
 
@@ -235,3 +239,22 @@ asyncio.run(main())
             proc.stdout.close()
     got = decode(part)
     assert len(got.codes) >= 60 and got.codes == list(range(len(got.codes))) and got.keyframes[0]
+
+
+async def test_a_device_that_rotates_goes_on_in_the_same_file(tmp_path: Path) -> None:
+    """The agent restarts its encoder at another size (the phone turned): the new SPS travels in-band before the
+    next keyframe, and the one file holds both sizes (the track header keeps the first)."""
+    relay = StreamRelay()
+    rec = SessionRecording(relay, tmp_path, "7", "test")
+    portrait = Stream(size=(240, 320))
+    feed(relay, portrait, range(30))
+    landscape = Stream(size=(320, 240), first_timestamp=0x1000)
+    landscape.packetizer.sequence_number = portrait.packetizer.sequence_number
+    feed(relay, landscape, range(30, 60))
+    await rec.close()
+    assert rec.path is not None
+    got = decode(rec.path)
+    assert (got.width, got.height) == (240, 320)
+    assert got.codes == list(range(60))
+    assert [p.shape[:2] for p in got.pictures] == [(320, 240)] * 30 + [(240, 320)] * 30
+    assert all(b > a for a, b in zip(got.times, got.times[1:], strict=False))

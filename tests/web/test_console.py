@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page
 
-from .conftest import DemoProcess, wait
+from .conftest import DemoProcess, screenshot, wait
 from .screen import WHERE, login, wait_playing
 
 
@@ -43,7 +43,7 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def demo(recordings: Path) -> Iterator[DemoProcess]:
-    proc = DemoProcess(with_agent=True, config={"recordings_dir": str(recordings)})
+    proc = DemoProcess(with_agent=True, config={"recordings_dir": str(recordings), "record_sessions": True})
     yield proc
     proc.stop()
 
@@ -86,6 +86,7 @@ def test_console_watches_and_ends_a_session(console: Page, page: Page, demo: Dem
     row = console.wait_for_selector("article.device tr[data-viewer]")
     cells = [c.text_content() for c in row.query_selector_all("td")]
     assert cells[0] == "Support" and cells[1] == "127.0.0.1" and cells[3] in ("WebSocket", "HTTP long poll")
+    screenshot(console, "console-live")
     session_tag = row.get_attribute("data-viewer")
     assert session_tag and len(session_tag) == 8
 
@@ -109,27 +110,59 @@ def test_console_watches_and_ends_a_session(console: Page, page: Page, demo: Dem
     assert page.evaluate("document.body.dataset.state") == "closed"
 
 
-def test_recording_plays_in_the_console_and_logout_ends_the_login(console: Page, demo: DemoProcess) -> None:
+PLAYING = "() => { const v = document.getElementById('player'); return v.readyState >= 2 && v.videoWidth > 0; }"
+PIXEL = """([x, y]) => { const v = document.getElementById('player'); const c = document.createElement('canvas');
+  c.width = v.videoWidth; c.height = v.videoHeight; const g = c.getContext('2d');
+  g.drawImage(v, 0, 0); return Array.from(g.getImageData(x, y, 1, 1).data).slice(0, 3); }"""
+
+
+def play(console: Page, name: str) -> None:
+    button = console.wait_for_selector(f"#recordings-table button[data-play='{name}']")
+    button.focus()
+    console.keyboard.press("Enter")
+    console.wait_for_function(PLAYING)
+    assert console.evaluate("document.getElementById('player').error") is None
+
+
+def test_recordings_play_in_the_console_and_logout_ends_the_login(console: Page, page: Page, demo: DemoProcess) -> None:
     console.goto(f"{demo.base}console/")
     log_in(console, demo, f"admin-{demo.secret}")
-    play = console.wait_for_selector("#recordings-table button[data-play]")
-    assert play.get_attribute("data-play") == "20261206T203400Z-4815162342.mp4"
-    download = console.get_attribute("#recordings-table a", "href")
+    made = "20261206T203400Z-4815162342.mp4"
+    console.wait_for_selector(f"#recordings-table button[data-play='{made}']")
+    listed = "rows => rows.map(r => r.dataset.recording)"
+    before = set(console.eval_on_selector_all("#recordings-table tr[data-recording]", listed))
+
+    # A support session on the demo phone, recorded by the server (record_sessions: true).
+    login(page, demo)
+    wait_playing(page)
+    page.wait_for_timeout(3000)
+    page.click("#disconnect")
+    page.wait_for_selector("#login-view", state="visible")
+
+    def recorded() -> list[str]:
+        """The session's recording once it is complete (closed when the viewer left), clicking Refresh."""
+        console.click("#recordings-refresh")
+        console.wait_for_timeout(300)
+        names = set(console.eval_on_selector_all("#recordings-table tr[data-recording]", listed)) - before
+        return [n for n in names if n.split("-", 1)[1] == f"{demo.info['session']}.mp4"]
+
+    # The newest (an earlier test's session on this phone may have completed meanwhile too).
+    session = sorted(wait(recorded, timeout=20))[-1:]
+    download = console.get_attribute(f"#recordings-table tr[data-recording='{session[0]}'] a", "href")
     assert download is not None and download.endswith("?download=1")
-    play.focus()
-    console.keyboard.press("Enter")
-    console.wait_for_function(
-        "() => { const v = document.getElementById('player'); return v.readyState >= 2 && v.videoWidth === 320; }"
-    )
-    assert console.evaluate("document.getElementById('player').error") is None
-    # Decoded frames: the played picture is the recording's grey with its red bar, not black.
-    colour = console.evaluate(
-        """() => { const v = document.getElementById('player'); const c = document.createElement('canvas');
-        c.width = v.videoWidth; c.height = v.videoHeight; const x = c.getContext('2d');
-        x.drawImage(v, 0, 0); return Array.from(x.getImageData(300, 200, 1, 1).data).slice(0, 3); }"""
-    )
+
+    # The recording of the session plays: the demo phone's picture, decoded by Chromium.
+    play(console, session[0])
+    width, height = console.evaluate("(v => [v.videoWidth, v.videoHeight])(document.getElementById('player'))")
+    assert console.evaluate(PIXEL, [width // 2, height // 2]) != [0, 0, 0]
+
+    # And an MP4 made here plays with the very pixels it holds (grey with a red bar).
+    play(console, made)
+    console.wait_for_function("() => document.getElementById('player').videoWidth === 320")
+    colour = console.evaluate(PIXEL, [300, 200])
     assert all(abs(channel - 90) < 30 for channel in colour), colour
 
+    screenshot(console, "console-recording")
     console.click("#logout")
     console.wait_for_selector("#login-view", state="visible")
     status = console.evaluate("fetch('/console/api/state').then(r => r.status)")

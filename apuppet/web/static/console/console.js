@@ -431,5 +431,7 @@ async function loadRecordings() {
   $("recordings-table").tBodies[0].replaceChildren(...rows);
 }
 
+$("recordings-refresh").addEventListener("click", () => loadRecordings());
+
 window.apuppetConsole = { render: () => latest && render(latest), loadAudit, loadRecordings };
 start();

@@ -94,7 +94,11 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         records = store.records(args.limit)
     finally:
         store.close()
-    found = list_recordings(recordings_dir(config, base))
+    try:
+        found = list_recordings(recordings_dir(config, base))
+    except OSError as exc:  # e.g. the service user's 0700 folder, read by another user
+        print(f"apuppet sessions: cannot read recordings_dir: {exc.strerror}", file=sys.stderr)
+        found = []
     names = {r.id: rec.name for r in records if (rec := find_recording(found, r.room, r.started, r.ended))}
     print(format_records(records, names))  # escapes the clients' text (printable)
     return 0

@@ -7,8 +7,8 @@ DTLS, SRTP; not decoding), an apuppet server in its own process (pinned to one c
 measured twice, recording off and on, in alternating order:
 
 * server CPU (user+system, % of one core) over the measuring window, and RSS;
-* the bytes the recordings grew by over the window, as MB per recorded hour per device, against the bytes of
-  H.264 the source sent (the container's share);
+* the bytes the recordings grew by over the window, as MB per recorded hour per device, against the clip's H.264
+  (the container's share);
 * in this process, without sockets: the relay's `feed` per packet with and without a recording attached (the
   event loop's share of the cost; muxing and writing happen on the recording's thread).
 
@@ -205,9 +205,10 @@ async def main(args: argparse.Namespace) -> None:
                     print(f"  {devices} device(s), recording {'on' if record else 'off'}: {row}", flush=True)
     print(f"\nsource: {relay.SIZE[0]}x{relay.SIZE[1]} libx264, {clip_mbps:.2f} Mbit/s, {relay.FPS} fps, keyframe "
           f"every 1 s; one viewer per device; medians of {args.runs} run(s), {args.seconds:.0f} s windows")  # fmt: skip
+    h264_mb_per_hour = clip_mbps * 1e6 / 8 * 3600 / 1e6
     print("\n| devices | CPU, recording off | CPU, recording on | added | RSS off / on | disk per recorded hour "
-          "and device | H.264 sent per hour and device |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+          f"and device (H.264: {h264_mb_per_hour:.0f} MB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
     for devices in args.devices:
         off_rows, on_rows = rows[(devices, False)], rows[(devices, True)]
         cpu_off = statistics.median(r["cpu_pct"] for r in off_rows)
@@ -215,10 +216,9 @@ async def main(args: argparse.Namespace) -> None:
         rss_off = statistics.median(r["rss_mb"] for r in off_rows)
         rss_on = statistics.median(r["rss_mb"] for r in on_rows)
         disk = statistics.median(r["disk_mb_per_hour"] for r in on_rows)
-        sent = statistics.median(r["sent_mb_per_hour"] for r in on_rows)
         print(
             f"| {devices} | {cpu_off:.1f} % | {cpu_on:.1f} % | {(cpu_on - cpu_off) / cpu_off * 100:+.1f} % | "
-            f"{rss_off:.0f} / {rss_on:.0f} MB | {disk:.0f} MB | {sent:.0f} MB (RTP) |"
+            f"{rss_off:.0f} / {rss_on:.0f} MB | {disk:.0f} MB ({(disk / h264_mb_per_hour - 1) * 100:+.1f} %) |"
         )
     complete = [r.get("complete_after_stop", 0) == d for (d, rec), rs in rows.items() if rec for r in rs]
     print(f"\nevery recording complete (renamed from .part) after the server's SIGTERM: {all(complete)}")

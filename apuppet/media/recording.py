@@ -74,11 +74,16 @@ class Mp4Writer:
             "flush_packets": "1",
         }
         self.path = path
-        self.container = av.open(str(path), "w", format="mp4", options=options)
+        try:
+            self.container = av.open(str(path), "w", format="mp4", options=options)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         try:
             self.stream = self.container.add_mux_stream("h264", width=width, height=height, time_base=_TIME_BASE)
         except BaseException:
             self.container.close()
+            path.unlink(missing_ok=True)
             raise
 
     def write(self, sample: Sample) -> None:
@@ -192,7 +197,9 @@ class SessionRecording:
             if not self.failed:
                 os.replace(writer.path, self.path)
         except (OSError, av.FFmpegError) as exc:
-            log.warning("recording %s could not be closed (the .part file stays playable): %s", self.label, exc)
+            log.warning(
+                "recording %s could not be closed (the .part file stays playable): %s", self.label, _reason(exc)
+            )
             return
         log.info(
             "recording %s: %s, %d pictures, %.0f s, %d dropped",

@@ -459,7 +459,11 @@ def cmd_recordings_list(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     folder = recordings.recordings_dir(*loaded)
-    found = recordings.list_recordings(folder)
+    try:
+        found = recordings.list_recordings(folder)
+    except OSError as exc:
+        print(f"apuppet recordings: cannot read {folder}: {exc.strerror} (run as the service's user?)", file=sys.stderr)
+        return 1
     if args.limit > 0:
         found = found[: args.limit]
     if not found:
@@ -475,7 +479,11 @@ def cmd_recordings_export(args: argparse.Namespace) -> int:
         return 2
     folder = recordings.recordings_dir(*loaded)
     # Only a name the listing returns: never a path the argument could lead out of the folder with.
-    found = [r for r in recordings.list_recordings(folder) if args.name in (r.name, r.stem)]
+    try:
+        found = [r for r in recordings.list_recordings(folder) if args.name in (r.name, r.stem)]
+    except OSError as exc:
+        print(f"apuppet recordings: cannot read {folder}: {exc.strerror} (run as the service's user?)", file=sys.stderr)
+        return 1
     if not found:
         print(f"apuppet recordings export: no recording {args.name!r} in {folder}", file=sys.stderr)
         return 1

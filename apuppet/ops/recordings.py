@@ -79,7 +79,8 @@ def recordings_dir(config: Config, base: Path | None = None) -> Path:
 
 
 def list_recordings(directory: Path) -> list[Recording]:
-    """The recordings in `directory`, newest first; other files (and a missing folder) are ignored."""
+    """The recordings in `directory`, newest first; other files (and a missing folder) are ignored. A folder that
+    cannot be read raises `OSError` (`PermissionError` for another user than the server's)."""
     found: list[Recording] = []
     try:
         entries = list(os.scandir(directory))
@@ -205,9 +206,8 @@ def format_recordings(recordings: list[Recording]) -> str:
         started = r.started.strftime("%Y-%m-%d %H:%M:%S")
         device = r.device if len(r.device) <= 24 else r.device[:23] + "…"
         state = "complete" if r.complete else "incomplete"
-        lines.append(
-            f"{started:19}  {_printable(device):24}  {r.duration:>7.0f} s  {human_size(r.size):>9}  {state:10}  {r.name}"
-        )
+        size = human_size(r.size)
+        lines.append(f"{started:19}  {_printable(device):24}  {r.duration:>7.0f} s  {size:>9}  {state:10}  {r.name}")
     return "\n".join(lines)
 
 

@@ -208,3 +208,22 @@ def test_sessions_name_each_records_recording() -> None:
     table = format_records(records, {1: file_name(T0, "4815162342")}).splitlines()
     assert table[0].split()[-2:] == ["recording", "ended"]
     assert "  —  " in table[1] and f"  {file_name(T0, '4815162342')}  " in table[2] and table[2].endswith("left")
+
+
+def test_a_folder_that_cannot_be_read_is_said_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service user's 0700 folder, listed by another user (these tests run as root, which reads anything)."""
+    config = tmp_path / "config.yaml"
+    config.write_text("record_sessions: true\n")
+    (tmp_path / "recordings").mkdir()
+
+    def refused(path: object) -> object:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("apuppet.ops.recordings.os.scandir", refused)
+    with pytest.raises(PermissionError):
+        list_recordings(tmp_path / "recordings")
+    for command in (["list"], ["export", "x.mp4"]):
+        assert main(["recordings", *command, "--config", str(config)]) == 1
+        assert "cannot read" in capsys.readouterr().err

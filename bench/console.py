@@ -1,0 +1,108 @@
+"""The operator console's cost on a busy server: devices made through the Janus API as agents make them (one
+trusted session each, a textroom room and a streaming mountpoint with a UDP port), then the console's state built
+in-process and fetched over HTTP, its size, and the cost of one operator event reaching the console's observer
+(which runs inside every request that reports one). Not a test: it prints.
+
+    python bench/console.py [--devices 200] [--repeat 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from apuppet.config import Config  # noqa: E402
+from apuppet.server import Server  # noqa: E402
+
+SECRET, ADMIN = "bench-api-secret", "bench-admin-secret"
+
+
+def summary(name: str, samples_ms: list[float]) -> str:
+    ordered = sorted(samples_ms)
+    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+    return f"{name}: median {statistics.median(ordered):.2f} ms, p95 {p95:.2f} ms (n={len(ordered)})"
+
+
+async def janus(http: aiohttp.ClientSession, url: str, body: dict[str, object]) -> dict[str, object]:
+    async with http.post(url, json={"transaction": "b", "apisecret": SECRET, **body}) as response:
+        reply: dict[str, object] = await response.json()
+        return reply
+
+
+async def add_device(http: aiohttp.ClientSession, base: str, n: int) -> None:
+    """What an agent asks before its data channel is up: its room and its mountpoint, same id, with a pin."""
+    session = (await janus(http, base, {"janus": "create"}))["data"]["id"]  # type: ignore[index]
+    url = f"{base}/{session}"
+    room = str(4_000_000_000 + n)
+    for plugin, body in (
+        ("janus.plugin.textroom", {"request": "create", "room": room, "pin": "pin", "description": f"Phone {n}"}),
+        ("janus.plugin.streaming", {"request": "create", "type": "rtp", "video": True, "id": room, "pin": "pin"}),
+    ):
+        handle = (await janus(http, url, {"janus": "attach", "plugin": plugin}))["data"]["id"]  # type: ignore[index]
+        reply = await janus(http, f"{url}/{handle}", {"janus": "message", "body": body})
+        assert "error_code" not in json.dumps(reply), reply
+
+
+async def main(args: argparse.Namespace) -> None:
+    config = Config(
+        bind="127.0.0.1",
+        web_http_port=0,
+        api_http=False,
+        api_secret=SECRET,
+        admin_secret=ADMIN,
+        rtp_port_range="20000-29999",
+        session_timeout=3600,
+    )
+    async with Server(config) as server, aiohttp.ClientSession() as http:
+        base = f"{server.url}janus"
+        for n in range(args.devices):
+            await add_device(http, base, n)
+        state = server.console.state()
+        assert len(state["devices"]) == args.devices, len(state["devices"])
+
+        built: list[float] = []
+        for _ in range(args.repeat):
+            began = time.perf_counter()
+            server.console.state()
+            built.append((time.perf_counter() - began) * 1000)
+
+        origin = server.url.rstrip("/")
+        async with http.post(
+            f"{server.url}console/api/login", json={"secret": ADMIN}, headers={"Origin": origin}
+        ) as response:
+            cookie = f"apuppet_console={response.cookies['apuppet_console'].value}"
+        fetched: list[float] = []
+        size = 0
+        for _ in range(args.repeat):
+            began = time.perf_counter()
+            async with http.get(f"{server.url}console/api/state", headers={"Cookie": cookie}) as response:
+                size = len(await response.read())
+            fetched.append((time.perf_counter() - began) * 1000)
+
+        events = 100_000
+        began = time.perf_counter()
+        for n in range(events):
+            server.console._observe("participant_joined", {"room": "1", "username": f"admin:{n}", "remote": "x"})
+        per_event_us = (time.perf_counter() - began) / events * 1e6
+
+    print(f"{args.devices} devices (room + mountpoint each), no viewers")
+    print(summary("console state built in-process", built))
+    print(summary("GET /console/api/state over loopback", fetched) + f", {size / 1024:.0f} KiB")
+    print(f"one operator event through the console's observer: {per_event_us:.2f} µs")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=30)
+    asyncio.run(main(parser.parse_args()))

@@ -41,6 +41,8 @@ REFRESH = 5.0
 #: Operator events kept for the console's activity list.
 ACTIVITY = 100
 MAX_PAGE = 200
+#: SQLite's integers are 64-bit: a larger offset would be an error, not an empty page.
+MAX_OFFSET = 2**62
 DISABLED = (
     "The console is disabled: no admin_secret is configured. Set admin_secret in config.yaml (or leave it empty in "
     "a server started with --config, which generates one into credentials_dir) and restart the server."
@@ -251,7 +253,7 @@ class Console:
             return _data({"records": [], "total": 0, "enabled": False})
         q = request.query
         limit = int(min(MAX_PAGE, max(1, _number(q.get("limit"), "limit") or 50)))
-        offset = int(max(0, _number(q.get("offset"), "offset") or 0))
+        offset = int(min(MAX_OFFSET, max(0, _number(q.get("offset"), "offset") or 0)))
         records, total = store.query(
             device=q.get("device") or None,
             address=q.get("address") or None,

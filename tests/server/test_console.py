@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -90,12 +92,6 @@ class Operator:
                 return r.status, json.loads(body)
             except ValueError:
                 return r.status, body
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_no_admin_secret_no_console(http: aiohttp.ClientSession) -> None:
@@ -238,3 +234,41 @@ async def test_recordings_are_served_from_the_listing_only(server: Server, http:
     assert status == 200 and body == (folder / name).read_bytes()
     for other in ("notes.txt", "..%2Fsecret.txt", "%2E%2E%2Fsecret.txt", "20261206T203400Z-..%2F..%2Fsecret.txt.mp4"):
         assert (await operator.call("GET", f"/console/api/recordings/{other}"))[0] == 404, other
+
+
+async def test_the_audit_log_filtered_and_paged_with_each_sessions_recording(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with Server(config(recordings_dir="recordings"), base_dir=tmp_path) as srv:
+        assert srv.audit is not None
+        store = srv.audit.store
+        t0 = 1_765_000_000.0
+        for n in range(30):
+            record = store.start(f"room{n % 3}", f"Phone {n % 3}", f"admin:{n}", f"192.0.2.{n}", t0 + 100 * n)
+            store.end(record, t0 + 100 * n + 50, "operator" if n == 4 else "left")
+        folder = tmp_path / "recordings"
+        folder.mkdir()
+        started = datetime.fromtimestamp(t0 + 400, UTC)
+        (folder / f"{started:%Y%m%dT%H%M%SZ}-room1.mp4").write_bytes(b"\0" * 64)
+        os.utime(folder / f"{started:%Y%m%dT%H%M%SZ}-room1.mp4", (t0 + 450, t0 + 450))
+        operator = Operator(http, srv.url)
+        await operator.log_in()
+
+        status, page = await operator.call("GET", "/console/api/audit?limit=4&offset=4")
+        assert (status, page["total"], page["enabled"]) == (200, 30, True)
+        assert [r["viewer"] for r in page["records"]] == ["admin:25", "admin:24", "admin:23", "admin:22"]
+        status, found = await operator.call(
+            "GET", "/console/api/audit?device=Phone%201&address=192.0.2.&until=" + str(t0 + 1000)
+        )
+        assert [r["viewer"] for r in found["records"]] == ["admin:10", "admin:7", "admin:4", "admin:1"]
+        four = found["records"][2]
+        assert (four["reason"], four["recording"], four["room"]) == (
+            "operator",
+            f"{started:%Y%m%dT%H%M%SZ}-room1.mp4",
+            "room1",
+        )
+        assert found["records"][0]["recording"] is None
+        assert (await operator.call("GET", "/console/api/audit?limit=many"))[0] == 400
+        assert (await operator.call("GET", "/console/api/audit?since=nan"))[0] == 400
+        status, beyond = await operator.call("GET", "/console/api/audit?offset=1e300")
+        assert (status, beyond["records"], beyond["total"]) == (200, [], 30)

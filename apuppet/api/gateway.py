@@ -365,6 +365,9 @@ class Gateway:
             raise JanusError(ErrorCode.INVALID_REQUEST_PATH, f"Unhandled request '{verb}' at this path")
         session = self.admit(msg, session_id, remote, connection)
         base: JSON = {"session_id": session.id, "transaction": transaction}
+        if session.ending is not None and verb in ("attach", "message", "trickle"):
+            # Ended on purpose (api.ending) and told why: until it goes it may poll, hang up and destroy, no more.
+            raise JanusError(ErrorCode.UNAUTHORIZED, f"Session ended ({session.ending[1]})")
 
         if not handle_id:
             if verb not in SESSION_VERBS:

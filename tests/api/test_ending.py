@@ -142,3 +142,21 @@ def test_limits_read_like_the_config() -> None:
     assert minutes(60) == "1 minute"
     assert minutes(1800) == "30 minutes"
     assert minutes(3) == "0.05 minutes"
+
+
+def test_an_ending_session_may_only_poll_hang_up_and_destroy() -> None:
+    gateway, endings, plugin, clock, _ = setup()
+    session, handle = open_session(gateway, trusted=False)
+    endings.end(session, OPERATOR, "bye")
+    for body, target in (
+        ({"janus": "message", "body": {"input": True}}, handle),
+        ({"janus": "attach", "plugin": "janus.plugin.input"}, None),
+        ({"janus": "trickle", "candidate": {"completed": True}}, handle),
+    ):
+        reply = request(gateway, body, session.id, target)
+        assert reply["error"] == {"code": 403, "reason": "Session ended (operator)"}, body
+    assert plugin.inputs == {} and len(session.handles) == 1  # nothing reached the plugin
+    assert request(gateway, {"janus": "keepalive"}, session.id)["janus"] == "ack"
+    assert request(gateway, {"janus": "hangup"}, session.id, handle)["janus"] == "success"
+    assert request(gateway, {"janus": "destroy"}, session.id)["janus"] == "success"
+    assert session.destroyed

@@ -17,6 +17,8 @@
 #   APUPPET_PYTHON=PROG    Python (3.11+) making the venv     APUPPET_VENV_ARGS / APUPPET_PIP_ARGS: extra arguments
 #   APUPPET_START_WAIT=SECONDS  how long to wait for the server to answer (default: 30)
 #   APUPPET_TURN_CONF=FILE coturn's configuration, with turn: true (default: /etc/turnserver.conf)
+#   With redis_url on 127.0.0.1/localhost (workers > 1, docs/deployment.md "Scale-out") it installs and starts
+#   Debian's redis-server, which listens on loopback only; a remote redis_url is left to its operator.
 #   APUPPET_DEPS_SITE=DIR  a site-packages that already holds the dependencies: a new venv uses it (a .pth file)
 #                          instead of downloading them; with APUPPET_PIP_ARGS=--no-deps (the tests reuse theirs)
 #   Tests of the systemd path without systemd: APUPPET_SYSTEMD=1, APUPPET_UNIT_DIR=DIR
@@ -134,6 +136,34 @@ if ! settings=$("$APUPPET" config check --config "$CONFIG" --shell); then
 fi
 eval "$settings"
 "$APUPPET" config secrets --config "$CONFIG" || die "could not write the secrets (see above)"
+
+# -- redis-server (redis_url on this host): the directory the nodes of `workers` > 1 share --------------------------
+setup_redis() {
+    local workers url host
+    read -r workers url < <("$VENV/bin/python" -c 'import sys
+from apuppet.config import load
+c, _ = load(sys.argv[1])
+print(c.workers, c.redis_url or "-")' "$CONFIG")
+    [ "$url" != "-" ] || return 0
+    host=${url#*://}
+    host=${host#*@}
+    host=${host%%/*}
+    host=${host%:*}
+    case $host in
+        127.0.0.1 | localhost | "[::1]" | "") ;;
+        *)
+            say "redis_url points at $host: that Redis is run there, not here (docs/deployment.md, Scale-out)"
+            return 0
+            ;;
+    esac
+    # Debian's redis-server listens on 127.0.0.1 and ::1 only; nothing needs persistence (entries expire in seconds).
+    apt_install redis-server
+    if use_systemd && [ -z "${APUPPET_UNIT_DIR:-}" ]; then
+        systemctl enable --quiet --now redis-server.service || die "redis-server did not start (journalctl -u redis-server)"
+    fi
+    say "apuppet runs $workers node(s) here on the local Redis ($host)"
+}
+setup_redis
 
 # -- coturn (turn: true): TURN for browsers on networks that drop UDP --------------------------------------------------
 TURN_CONF=${APUPPET_TURN_CONF:-/etc/turnserver.conf}

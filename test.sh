@@ -9,7 +9,7 @@ SUDO=""
 need=()
 # janus: the reference gateway our compatibility tests also run against; coturn, nftables, iproute2: the TURN tests
 # (a browser in a network namespace whose UDP is dropped).
-for pkg in python3-venv chromium xvfb xauth janus coturn nftables iproute2; do
+for pkg in python3-venv chromium xvfb xauth janus coturn nftables iproute2 redis-server; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -28,7 +28,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     if loaded is None:
         return 2
-    from .cluster.bus import ClusterUnavailable
+    from .cluster.directory import ClusterUnavailable
     from .cluster.workers import Supervisor, parse_worker, port_slices, worker_config
 
     config = ensure_secrets(*loaded)

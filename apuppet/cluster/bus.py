@@ -18,7 +18,17 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .directory import CLAIM_SCRIPT, NODE_TTL, NODES, OWN_TTL, RELEASE_SCRIPT, channel, node_key, own_key
+from .directory import (
+    CLAIM_SCRIPT,
+    NODE_TTL,
+    NODES,
+    OWN_TTL,
+    RELEASE_SCRIPT,
+    ClusterUnavailable,
+    channel,
+    node_key,
+    own_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +37,6 @@ JSON = dict[str, Any]
 COMMAND_TIMEOUT = 2.0
 #: Messages sent in one pipeline at most.
 BATCH = 256
-
-
-class ClusterUnavailable(Exception):
-    """Redis cannot be reached (at start: the node refuses to start; later: a request that needs another node)."""
 
 
 def redacted(url: str) -> str:

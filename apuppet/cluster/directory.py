@@ -45,6 +45,10 @@ return 0
 """
 
 
+class ClusterUnavailable(Exception):
+    """Redis cannot be reached (at start: the node refuses to start; later: a request that needs another node)."""
+
+
 def node_key(name: str) -> str:
     return f"{PREFIX}:node:{name}"
 

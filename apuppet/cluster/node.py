@@ -15,8 +15,8 @@ from typing import Any
 
 from ..api.gateway import Gateway
 from ..config import Config
-from .bus import ClusterUnavailable, RedisBus, redacted
-from .directory import HEARTBEAT, Directory
+from .bus import RedisBus, redacted
+from .directory import HEARTBEAT, ClusterUnavailable, Directory
 from .router import Router
 
 log = logging.getLogger(__name__)

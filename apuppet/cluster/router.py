@@ -26,8 +26,8 @@ from ..api.gateway import MAX_JSON_DEPTH, Gateway, error_reply, json_depth_excee
 from ..api.limits import LogLimiter
 from ..api.longpoll import wait_events
 from ..api.session import Connection, Handle, Session
-from .bus import ClusterUnavailable, RedisBus
-from .directory import Directory
+from .bus import RedisBus
+from .directory import ClusterUnavailable, Directory
 
 log = logging.getLogger(__name__)
 

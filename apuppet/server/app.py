@@ -13,7 +13,7 @@ import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
 
@@ -24,7 +24,6 @@ from ..api.iceservers import browser_ice_servers
 from ..api.limits import Limits
 from ..api.plugin import Plugin
 from ..api.throttle import Throttle
-from ..cluster.node import ClusterNode
 from ..config import Config, resolve
 from ..listeners import listeners
 from ..media.peer import Peers
@@ -38,6 +37,9 @@ from .connguard import ConnectionGuard, GuardedSite, QuietServerLogger
 from .console import Console
 from .http import RestTransport, json_response, remote_of
 from .websocket import WebSocketTransport
+
+if TYPE_CHECKING:
+    from ..cluster.node import ClusterNode
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,8 @@ class Server:
         self.reuse_port = reuse_port
         self.cluster: ClusterNode | None = None
         if config.redis_url:
+            from ..cluster.node import ClusterNode  # redis-py is loaded only by the nodes of a cluster
+
             self.cluster = ClusterNode(config, self.gateway, poll_timeout=self.rest.poll_timeout)
             self.rest.router = self.websocket.router = self.cluster.router
         self.ssl_context: ssl.SSLContext | None = None

@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from apuppet.agent import phone as ph
-from apuppet.cluster.bus import ClusterUnavailable
+from apuppet.cluster.directory import ClusterUnavailable
 from apuppet.server import Server
 
 from ..agent.conftest import SECRET, start_agent

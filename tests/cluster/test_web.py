@@ -1,0 +1,74 @@
+"""The web-admin in Chromium against two nodes: the page and its WebSocket are served by node B, the demo phone is
+on node A. The page's handles are bound to A (its textroom `setup` names the room), so its WebRTC goes to A."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from playwright.sync_api import Page
+
+from apuppet.agent import phone
+
+from ..media.test_ice import free_range
+from ..web.conftest import CHROMIUM, DemoProcess, browser, page  # noqa: F401  (fixtures)
+from ..web.screen import login, tap, wait_color, wait_playing
+from .conftest import RedisProcess, start_redis
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")
+
+COUNTER_ICON = (phone.ICON_XS[0] + phone.ICON // 2, phone.ICON_Y + phone.ICON // 2)
+COUNTER_BG = (250, 240, 225)
+
+
+@pytest.fixture
+def local_redis() -> Iterator[RedisProcess]:
+    server = start_redis()
+    client = redis.Redis(port=server.port)
+    try:
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield server
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_a_page_served_by_node_b_drives_a_phone_on_node_a(page: Page, local_redis: RedisProcess) -> None:  # noqa: F811
+    low, high = free_range(60)
+    nodes: list[DemoProcess] = []
+    try:
+        a = DemoProcess(
+            with_agent=True,
+            config={"redis_url": local_redis.url, "node_name": "web-a", "rtp_port_range": f"{low}-{low + 29}"},
+        )
+        nodes.append(a)
+        b = DemoProcess(
+            with_agent=False,
+            secret=a.secret,
+            config={"redis_url": local_redis.url, "node_name": "web-b", "rtp_port_range": f"{low + 30}-{high}"},
+        )
+        nodes.append(b)
+        b.info.update(session=a.info["session"], password=a.info["password"])
+        login(page, b)
+        wait_playing(page)
+        page.click("[data-command=home]")
+        wait_color(page, *COUNTER_ICON, phone.APPS["counter"])
+        tap(page, *COUNTER_ICON)
+        wait_color(page, 20, 200, COUNTER_BG)
+        # The page's session is B's; its streaming and textroom handles run on A, next to the phone.
+        assert b.metric("apuppet_cluster_bound_handles") == 2
+        assert a.metric("apuppet_cluster_guest_sessions") == 1
+        assert a.metric("apuppet_streaming_streaming_viewers") == 1
+        assert b.metric("apuppet_streaming_streaming_viewers") == 0
+        page.evaluate("() => window.apuppet && window.apuppet.remote.disconnect()")
+    finally:
+        for node in reversed(nodes):
+            node.stop()

@@ -272,3 +272,21 @@ async def test_the_audit_log_filtered_and_paged_with_each_sessions_recording(
         assert (await operator.call("GET", "/console/api/audit?since=nan"))[0] == 400
         status, beyond = await operator.call("GET", "/console/api/audit?offset=1e300")
         assert (status, beyond["records"], beyond["total"]) == (200, [], 30)
+
+
+async def test_bad_input_gets_a_clear_refusal_and_the_console_keeps_serving(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    url, origin = f"{server.url}console/api/login", server.url.rstrip("/")
+    for body in (b"\xff\xfe{", b"[]", b'{"secret": 5}', b'{"secret": ["x"]}', b"", b'{"secret": "\\ud800"}'):
+        async with http.post(url, data=body, headers={"Origin": origin}) as response:
+            assert response.status in (400, 401), (body, response.status)
+            assert "error" in await response.json()
+    operator = Operator(http, server.url)
+    await operator.log_in()
+    for tag_ in ("%00", "..", "x" * 500, "%E2%80%AE"):
+        assert (await operator.call("POST", f"/console/api/sessions/{tag_}/end"))[0] == 404, tag_
+    odd = {"Cookie": "apuppet_console=\u00e9t\u00e9; other=1"}
+    async with http.get(f"{server.url}console/api/state", headers=odd) as response:
+        assert response.status == 401
+    assert (await operator.call("GET", "/console/api/state"))[0] == 200

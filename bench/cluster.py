@@ -289,10 +289,12 @@ async def run_workers(args: argparse.Namespace, workers: int, redis_port: int | 
             await asyncio.sleep(0.5)
         await asyncio.sleep(2)
         pids = [p.pid for p in procs]
+        each0 = [cpu_seconds([pid]) for pid in pids]
         cpu0, sent0, got0, t0 = cpu_seconds(pids), sum(c.sent for c in counters), packets.value, time.monotonic()
         await asyncio.sleep(args.seconds)
         sender.cancel()
         cpu1, sent1, t1 = cpu_seconds(pids), sum(c.sent for c in counters), time.monotonic()
+        each = [100 * (cpu_seconds([pid]) - before) / (t1 - t0) for pid, before in zip(pids, each0, strict=True)]
         await asyncio.sleep(1.0)  # what is still on its way arrives
         got1 = packets.value
         stop.set()
@@ -309,6 +311,7 @@ async def run_workers(args: argparse.Namespace, workers: int, redis_port: int | 
             f"{label:22s} {args.devices} devices x {args.viewers} viewer(s): {watching.value}/{want} watching, "
             f"CPU {cpu:5.1f} % of a core ({cpu / args.devices:.2f} % per device), "
             f"RTP delivered {delivered:5.1f} %"
+            + (f"; per worker {' / '.join(f'{c:.1f}' for c in each)} %" if len(each) > 1 else "")
         )
     finally:
         if api is not None:
@@ -384,7 +387,8 @@ async def run_first(args: argparse.Namespace, redis_port: int, folder: Path) -> 
             f"through another node {rm:.1f} ms (+{rm - lm:.1f} ms)",
             f"Redis memory per device: {key_bytes} bytes in its two entries (MEMORY USAGE of the session's and the "
             f"mountpoint's key; the agent's room adds a third like them), used_memory grew {per_device:.0f} bytes "
-            f"per device over {len(devices)} devices; per 1 000 devices (with rooms): {key_bytes * 1.5 * 1000 / 1024:.0f} KiB of entries",
+            f"per device over {len(devices)} devices; per 1 000 devices (with rooms): "
+            f"{key_bytes * 1.5 * 1000 / 1024:.0f} KiB of entries",
         ]
     finally:
         for api in apis:

@@ -77,6 +77,11 @@ class Plugin:
         where the resource is); a plugin without named resources keeps the default."""
         return None
 
+    def abandon(self, kind: str, key: str) -> bool:
+        """Another cluster node made this resource anew (an agent that came back through another node): let ours
+        go if its creator is gone, so that clients are sent to the new one. True: it went."""
+        return False
+
     def metrics(self) -> dict[str, float]:
         """Counters and gauges for /metrics, e.g. ``{"rtp_packets_total": 123}``; names without a prefix."""
         return {}

@@ -160,32 +160,35 @@ class RedisBus:
         value = await self.client.get(own_key(kind, key))
         return value if isinstance(value, str) else None
 
-    async def claim(self, entries: Iterable[tuple[str, str | int]]) -> list[str]:
-        """Take ownership entries for this node; returns the keys that another live node holds."""
-        keys = [own_key(kind, key) for kind, key in entries]
-        if not keys:
+    async def claim(self, entries: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Take ownership entries for this node; returns those that another live node holds."""
+        named = {own_key(kind, key): (kind, key) for kind, key in entries}
+        if not named:
             return []
-        lost = await self._claim(keys=keys, args=[self.name, OWN_TTL, node_key("")])
-        return [str(k) for k in lost]
+        lost = await self._claim(keys=list(named), args=[self.name, OWN_TTL, node_key("")])
+        return [named[str(k)] for k in lost if str(k) in named]
 
     async def release(self, entries: Iterable[tuple[str, str | int]]) -> None:
         keys = [own_key(kind, key) for kind, key in entries]
         if keys:
             await self._release(keys=keys, args=[self.name])
 
-    async def heartbeat(self, record: JSON, sessions: Iterable[int], resources: Iterable[tuple[str, str]]) -> set[str]:
-        """Announce this node, refresh what it owns, and return the names of the live nodes: two round trips
-        whatever the number of sessions."""
+    async def heartbeat(
+        self, record: JSON, sessions: Iterable[int], resources: Iterable[tuple[str, str]]
+    ) -> tuple[set[str], list[tuple[str, str]]]:
+        """Announce this node, refresh what it owns; returns the names of the live nodes and the resources another
+        live node holds. Two round trips whatever the number of sessions."""
         pipe = self.client.pipeline(transaction=False)
         pipe.set(node_key(self.name), json.dumps(record), ex=NODE_TTL)
         pipe.sadd(NODES, self.name)
         for sid in sessions:
             pipe.set(own_key("session", sid), self.name, ex=OWN_TTL)
-        claimed = [own_key(kind, key) for kind, key in resources]
-        if claimed:
-            await self._claim(keys=claimed, args=[self.name, OWN_TTL, node_key("")], client=pipe)
+        named = {own_key(kind, key): (kind, key) for kind, key in resources}
+        if named:
+            await self._claim(keys=list(named), args=[self.name, OWN_TTL, node_key("")], client=pipe)
         pipe.smembers(NODES)
         results = await pipe.execute()
+        lost = [named[str(k)] for k in results[-2] if str(k) in named] if named else []
         names = sorted(results[-1])
         alive = await self.client.mget([node_key(n) for n in names]) if names else []
         live = {n for n, value in zip(names, alive, strict=True) if value is not None}
@@ -194,7 +197,7 @@ class RedisBus:
             # A node that comes back adds itself again; the set only lists names worth asking about.
             await self.client.srem(NODES, *dead)
         self.reachable = True
-        return live
+        return live, lost
 
     async def leave(self, sessions: Iterable[int], resources: Iterable[tuple[str, str]]) -> None:
         """A node stopping on purpose: its entries go at once rather than expiring."""

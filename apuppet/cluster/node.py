@@ -74,7 +74,7 @@ class ClusterNode:
     async def beat(self) -> None:
         """One heartbeat: announce, refresh, learn who is alive, act on who died."""
         sessions = set(self.router.local_sessions())
-        live = await self.bus.heartbeat(self.record, sessions, sorted(self.router.resources))
+        live, lost = await self.bus.heartbeat(self.record, sessions, sorted(self.router.resources))
         ended = self._owned_sessions - sessions
         self._owned_sessions = sessions
         if ended:
@@ -84,6 +84,7 @@ class ClusterNode:
             log.warning("cluster: node(s) %s gone; their guests here are released", ", ".join(sorted(gone)))
             self.router.nodes_gone(gone)
         self.router.report_idle()
+        await self.router.contest(lost)
 
     async def stop(self) -> None:
         if not self.started:

@@ -280,6 +280,8 @@ class Router:
             self._cancelled.add(str(message.get("id")))
         elif kind == "requeue":
             self._requeue(message)
+        elif kind == "contest":
+            self._contested(message)
 
     async def _answer(self, call: JSON) -> None:
         origin, call_id = str(call.get("from")), call.get("id")
@@ -447,8 +449,28 @@ class Router:
         except Exception as exc:  # noqa: BLE001 - any Redis failure; the heartbeat claims again
             self._redis_failed(exc)
             return
-        for key in lost:
-            log.warning("cluster: %s is already held by another live node; clients are sent there", key[:24])
+        await self.contest(lost)
+
+    async def contest(self, lost: list[tuple[str, str]]) -> None:
+        """Resources made here that another live node holds too: ask it to let go of its copy if the creator is
+        gone there (the heartbeat asks again each second until it does, or ours goes)."""
+        for kind, key in lost:
+            try:
+                holder = self.directory.holder(await self.bus.holder(kind, key))
+            except Exception as exc:  # noqa: BLE001 - any Redis failure; the next heartbeat asks again
+                self._redis_failed(exc)
+                return
+            if holder is not None:
+                self.bus.send(holder, {"type": "contest", "kind": kind, "key": key, "from": self.bus.name})
+
+    def _contested(self, message: JSON) -> None:
+        kind, key = str(message.get("kind")), str(message.get("key"))
+        if (kind, key) not in self.resources:
+            return
+        for plugin in self.gateway.plugins.values():
+            if plugin.abandon(kind, key):
+                log.info("cluster: a %s made anew on node %s; ours went", kind, str(message.get("from"))[:64])
+                return
 
     async def _release(self, entries: list[tuple[str, str]]) -> None:
         try:

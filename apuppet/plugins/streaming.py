@@ -114,6 +114,14 @@ class StreamingPlugin(Plugin):
             return "mountpoint", mountpoint_key(mp_id)
         return None
 
+    def abandon(self, kind: str, key: str) -> bool:
+        mountpoint = self.mountpoints.mountpoints.get(key) if kind == "mountpoint" else None
+        if mountpoint is None or not isinstance(mountpoint.owner, int) or not self.owner_gone(mountpoint.owner):
+            return False
+        self._teardown(self.mountpoints.remove(mountpoint, "made anew on another node"))
+        self._drain_reports()
+        return True
+
     def trickle(self, handle: Handle, candidates: list[JSON]) -> None:
         """The web-admin's candidates (janus.js trickles them): without them a viewer whose checks cannot reach the
         server never connects."""

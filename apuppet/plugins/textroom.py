@@ -79,6 +79,14 @@ class TextRoomPlugin(Plugin):
             return "room", room_key(room)
         return None
 
+    def abandon(self, kind: str, key: str) -> bool:
+        room = self.rooms.rooms.get(key) if kind == "room" else None
+        owner_gone = self.rooms.access.owner_gone
+        if room is None or owner_gone is None or not owner_gone(room.owner):
+            return False
+        self._deliver(self.rooms.drop_owner(room.owner))
+        return True
+
     def trickle(self, handle: Handle, candidates: list[JSON]) -> None:
         link = self.links.get(handle)
         if link is not None:

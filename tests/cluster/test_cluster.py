@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
 
 from apuppet.agent import phone as ph
 from apuppet.agent.janus import JanusClient
@@ -17,7 +18,7 @@ from apuppet.server import Server
 from ..agent.conftest import SECRET, start_agent
 from ..agent.viewer import Viewer, near
 from .balancer import Balancer
-from .conftest import ADMIN
+from .conftest import ADMIN, RedisProcess
 
 
 class WatchFirstViewer(Viewer):
@@ -140,3 +141,41 @@ async def test_a_node_that_stops_harms_only_its_own_sessions_and_the_agent_comes
                 await again.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
         finally:
             await device.stop()
+
+
+async def test_a_room_made_anew_on_another_node_takes_over_once_the_old_creator_is_gone(
+    nodes: list[Server], http: aiohttp.ClientSession, redis_server: RedisProcess
+) -> None:
+    """An agent back through another node while its old node still holds its room (its old session has not
+    expired): the new room wins as soon as the old creator counts as gone, not when its session expires."""
+    a, b = nodes
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    textroom = "janus.plugin.textroom"
+    create = {"janus": "message", "body": {"request": "create", "room": "4242", "pin": "p"}}
+    try:
+        old = (await janus_post(http, f"{a.url}janus", {"janus": "create"}))["data"]["id"]
+        handle = (await janus_post(http, f"{a.url}janus/{old}", {"janus": "attach", "plugin": textroom}))["data"]
+        assert (await janus_post(http, f"{a.url}janus/{old}/{handle['id']}", create))["janus"] == "success"
+        assert await client.get("apuppet:own:r:4242") == "node-a"
+        new = (await janus_post(http, f"{b.url}janus", {"janus": "create"}))["data"]["id"]
+        handle = (await janus_post(http, f"{b.url}janus/{new}", {"janus": "attach", "plugin": textroom}))["data"]
+        # The handle's first message names a room A holds: it goes to A, where the id is taken (418).
+        taken = await janus_post(http, f"{b.url}janus/{new}/{handle['id']}", create)
+        assert taken["plugindata"]["data"]["error_code"] == 418
+        # A create on a data channel set up on B (the agent's way) is made on B, whatever A holds; A's copy stays
+        # while its creator is alive. (The request as the channel hands it over: TextRoomPlugin.receive.)
+        fresh = (await janus_post(http, f"{b.url}janus/{new}", {"janus": "attach", "plugin": textroom}))["data"]["id"]
+        channel_handle = b.gateway.sessions[new].handles[fresh]
+        request = {"textroom": "create", "room": "4242", "pin": "p", "transaction": "c1"}
+        b.plugins[1].dispatch("127.0.0.1", channel_handle, request)
+        assert "4242" in b.plugins[1].rooms.rooms
+        await asyncio.sleep(2.5)
+        assert await client.get("apuppet:own:r:4242") == "node-a"
+        # Once the old creator counts as gone there, A lets its room go and B's is the one clients reach.
+        a.plugins[1].RECLAIM_AFTER = 0.5
+        async with asyncio.timeout(10):
+            while await client.get("apuppet:own:r:4242") != "node-b":
+                await asyncio.sleep(0.1)
+        assert "4242" not in a.plugins[1].rooms.rooms
+    finally:
+        await client.aclose()

@@ -46,16 +46,17 @@ def kicked(viewer: TellingViewer) -> dict[str, Any] | None:
 
 
 async def test_a_viewer_is_disconnected_at_the_time_limit(agent_on: Any) -> None:
-    server, agent = await agent_on(max_session_minutes=0.06)  # 3.6 s
+    # 6 s: room for a slow connect on a loaded machine (the viewer must be watching when the limit strikes).
+    server, agent = await agent_on(max_session_minutes=0.1)
     info = agent.agent.info
     began = time.monotonic()
     async with TellingViewer(server.url, info["session"], info["password"], "admin:limited") as viewer:
-        await viewer.until(lambda frame: True, timeout=20)
-        kick = await until(lambda: kicked(viewer), timeout=20)
+        kick = await until(lambda: kicked(viewer), timeout=30)
         waited = time.monotonic() - began
+        assert viewer.frames > 0  # it was watching
         assert kick["reason"] == "time limit"
-        assert kick["message"] == "The session reached its time limit of 0.06 minutes."
-        assert waited >= 3.6 * 0.9  # not before the limit (the session was created just after `began`)
+        assert kick["message"] == "The session reached its time limit of 0.1 minutes."
+        assert waited >= 6 * 0.95  # not before the limit (the session was created just after `began`)
         stopped = await until(viewer.stopped)
         assert (stopped["reason"], stopped["message"]) == ("time limit", kick["message"])
         await until(lambda: not [s for s in server.gateway.sessions.values() if not s.trusted], timeout=10)
@@ -68,26 +69,23 @@ async def test_a_viewer_is_disconnected_at_the_time_limit(agent_on: Any) -> None
 
 
 async def test_an_idle_viewer_is_disconnected_one_giving_input_is_not(agent_on: Any) -> None:
-    server, agent = await agent_on(viewer_idle_minutes=0.05)  # 3 s
+    server, agent = await agent_on(viewer_idle_minutes=0.1)  # 6 s
     info = agent.agent.info
-    async with (
-        TellingViewer(server.url, info["session"], info["password"], "admin:busy") as busy,
-        TellingViewer(server.url, info["session"], info["password"], "admin:idle") as idle,
-    ):
-        await busy.until(lambda frame: True, timeout=20)
-        await idle.until(lambda frame: True, timeout=20)
-        deadline = time.monotonic() + 6
-        while time.monotonic() < deadline and kicked(idle) is None:
-            busy.send("tap,10,10,30")  # a person's input
-            idle.send(f"ping,{int(time.time() * 1000)}")  # the page's heartbeat only: not input
-            await asyncio.sleep(0.4)
-        kick = kicked(idle)
-        assert kick is not None and kick["reason"] == "idle"
-        assert kick["message"] == "Disconnected after 0.05 minutes without input."
-        assert kicked(busy) is None
-        # The device heard the idle viewer leave (aPuppet agents stop sharing on `leave`, they ignore `kicked`).
-        await until(lambda: "admin:idle" not in server_participants(server, info["session"]))
-        assert "admin:busy" in server_participants(server, info["session"])
+    async with TellingViewer(server.url, info["session"], info["password"], "admin:busy") as busy:
+        busy.send("tap,10,10,30")  # a person's input, at once
+        async with TellingViewer(server.url, info["session"], info["password"], "admin:idle") as idle:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and kicked(idle) is None:
+                busy.send("tap,10,10,30")
+                idle.send(f"ping,{int(time.time() * 1000)}")  # the page's heartbeat only: not input
+                await asyncio.sleep(0.4)
+            kick = kicked(idle)
+            assert kick is not None and kick["reason"] == "idle"
+            assert kick["message"] == "Disconnected after 0.1 minutes without input."
+            assert kicked(busy) is None
+            # The device heard the idle viewer leave (aPuppet agents stop sharing on `leave`, they ignore `kicked`).
+            await until(lambda: "admin:idle" not in server_participants(server, info["session"]))
+            assert "admin:busy" in server_participants(server, info["session"])
 
 
 def server_participants(server: Server, room: str) -> list[str]:

@@ -6,7 +6,8 @@ second; bench/relay.py's clip and sender) to its own mountpoint, each watched by
 DTLS, SRTP; not decoding), an apuppet server in its own process (pinned to one core, the bench on the others) is
 measured twice, recording off and on, in alternating order:
 
-* server CPU (user+system, % of one core) over the measuring window, and RSS;
+* server CPU (user+system, % of one core) over the measuring window, and RSS; the CPU of the threads other than
+  the event loop's (the recordings' writers) apart, since it is measured without the noise of the total;
 * the bytes the recordings grew by over the window, as MB per recorded hour per device, against the clip's H.264
   (the container's share);
 * in this process, without sockets: the relay's `feed` per packet with and without a recording attached (the
@@ -66,6 +67,16 @@ def serve(port: int, rtp_range: str, recordings: str) -> None:
     asyncio.run(serve_until_signal(server.start, server.stop))
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user+system) of each thread of `pid`, by thread id."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.mp4*")) if folder.is_dir() else 0
 
@@ -119,13 +130,18 @@ async def run_server(
             await asyncio.sleep(3.0)
             sent0 = sum(s.bytes for s in sources)
             disk0 = folder_bytes(folder)
+            threads0 = thread_cpu_seconds(proc.pid)
             cpu0, t0 = relay.proc_cpu_seconds(proc.pid), time.perf_counter()
             await asyncio.sleep(args.seconds)
             cpu1, t1 = relay.proc_cpu_seconds(proc.pid), time.perf_counter()
+            threads1 = thread_cpu_seconds(proc.pid)
+            # The event loop runs on the main thread (tid = pid); the recordings' writers are threads of their own.
+            others = sum(v - threads0.get(tid, 0.0) for tid, v in threads1.items() if tid != proc.pid)
             disk1 = folder_bytes(folder)
             sent1 = sum(s.bytes for s in sources)
             row = {
                 "cpu_pct": (cpu1 - cpu0) / (t1 - t0) * 100,
+                "threads_cpu_pct": others / (t1 - t0) * 100,
                 "rss_mb": relay.proc_rss_mb(proc.pid),
                 # RTP headers are 12 of each packet's bytes; what is recorded is the payload (the H.264).
                 "sent_mb_per_hour": (sent1 - sent0) / (t1 - t0) * 3600 / devices / 1e6,
@@ -206,9 +222,9 @@ async def main(args: argparse.Namespace) -> None:
     print(f"\nsource: {relay.SIZE[0]}x{relay.SIZE[1]} libx264, {clip_mbps:.2f} Mbit/s, {relay.FPS} fps, keyframe "
           f"every 1 s; one viewer per device; medians of {args.runs} run(s), {args.seconds:.0f} s windows")  # fmt: skip
     h264_mb_per_hour = clip_mbps * 1e6 / 8 * 3600 / 1e6
-    print("\n| devices | CPU, recording off | CPU, recording on | added | RSS off / on | disk per recorded hour "
-          f"and device (H.264: {h264_mb_per_hour:.0f} MB) |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print("\n| devices | CPU, recording off | CPU, recording on | added | of which the writer threads | RSS off / on "
+          f"| disk per recorded hour and device (H.264: {h264_mb_per_hour:.0f} MB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for devices in args.devices:
         off_rows, on_rows = rows[(devices, False)], rows[(devices, True)]
         cpu_off = statistics.median(r["cpu_pct"] for r in off_rows)
@@ -216,9 +232,13 @@ async def main(args: argparse.Namespace) -> None:
         rss_off = statistics.median(r["rss_mb"] for r in off_rows)
         rss_on = statistics.median(r["rss_mb"] for r in on_rows)
         disk = statistics.median(r["disk_mb_per_hour"] for r in on_rows)
+        writers = statistics.median(r["threads_cpu_pct"] for r in on_rows) - statistics.median(
+            r["threads_cpu_pct"] for r in off_rows
+        )
         print(
             f"| {devices} | {cpu_off:.1f} % | {cpu_on:.1f} % | {(cpu_on - cpu_off) / cpu_off * 100:+.1f} % | "
-            f"{rss_off:.0f} / {rss_on:.0f} MB | {disk:.0f} MB ({(disk / h264_mb_per_hour - 1) * 100:+.1f} %) |"
+            f"{writers:.2f} % of a core ({writers / cpu_off * 100:.1f} %) | {rss_off:.0f} / {rss_on:.0f} MB | "
+            f"{disk:.0f} MB ({(disk / h264_mb_per_hour - 1) * 100:+.1f} %) |"
         )
     complete = [r.get("complete_after_stop", 0) == d for (d, rec), rs in rows.items() if rec for r in rs]
     print(f"\nevery recording complete (renamed from .part) after the server's SIGTERM: {all(complete)}")

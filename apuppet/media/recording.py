@@ -8,9 +8,10 @@ the audit log keeps who watched when, and `apuppet.ops.recordings.find_recording
 audit record by device and time.
 
 Cost on the relay: the relay already assembles access units (`StreamRelay.unit_listeners`); a recording adds,
-per picture (not per packet), a timeline step (`recorder.Recorder`) and a put on a queue. Muxing and disk writes
-happen on the recording's own thread, so a slow disk never holds up the event loop: past `MAX_QUEUED` pictures
-waiting, pictures are dropped and the file continues at the next keyframe.
+per picture (not per packet), a timeline step (`recorder.Recorder`) and an append to a deque. Muxing and disk
+writes happen on the recording's own thread, which wakes every `WRITE_INTERVAL` and writes what came meanwhile,
+so a slow disk never holds up the event loop: past `MAX_QUEUED` pictures waiting, pictures are dropped and the
+file continues at the next keyframe.
 
 Crash safety: the file is a fragmented MP4 (an empty `moov`, then a `moof`+`mdat` per keyframe or per
 `FRAGMENT_SECONDS`), and each fragment is handed to the OS as soon as it is complete (`flush_packets`), so a
@@ -25,9 +26,9 @@ import asyncio
 import fractions
 import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,9 @@ FRAGMENT_SECONDS = 1.0
 #: bound a device that sends huge pictures to a stalled disk).
 MAX_QUEUED = 300
 MAX_QUEUED_BYTES = 32 << 20
+#: The writer thread wakes this often and writes what came meanwhile. Waking it per picture cost more CPU than
+#: the muxing itself (a futex wake on the event loop's side, a GIL hand-over on each): bench/recording.py.
+WRITE_INTERVAL = 0.25
 PART = ".part"
 _STAMP = "%Y%m%dT%H%M%SZ"
 _TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
@@ -114,11 +118,12 @@ class SessionRecording:
         self.written = 0
         self.failed = False
         self.path: Path | None = None
-        self._queue: queue.Queue[Sample | None] = queue.Queue()
+        #: Pictures for the writer thread (a deque's append and popleft are atomic: no lock, no wake-up).
+        self._pending: deque[Sample] = deque()
         #: Bytes queued so far and bytes taken by the thread: each written by one thread only, so no lock.
         self._put_bytes = 0
         self._taken_bytes = 0
-        self._closed = False
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"recording {label}", daemon=True)
         self._thread.start()
         now = time.monotonic()
@@ -131,7 +136,7 @@ class SessionRecording:
         sample = self.recorder.push(unit, time.monotonic())
         if sample is None or self.failed:
             return
-        if self._queue.qsize() >= MAX_QUEUED or self._put_bytes - self._taken_bytes >= MAX_QUEUED_BYTES:
+        if len(self._pending) >= MAX_QUEUED or self._put_bytes - self._taken_bytes >= MAX_QUEUED_BYTES:
             self.dropped += 1
             self.recorder.restart()
             return
@@ -139,15 +144,13 @@ class SessionRecording:
 
     def _put(self, sample: Sample) -> None:
         self._put_bytes += len(sample.data)
-        self._queue.put(sample)
+        self._pending.append(sample)
 
     def stop(self) -> None:
         """Take no more pictures; the thread writes what is queued, then closes and renames the file."""
-        if not self._closed:
-            self._closed = True
-            if self._unit in self.relay.unit_listeners:
-                self.relay.unit_listeners.remove(self._unit)
-            self._queue.put(None)
+        if self._unit in self.relay.unit_listeners:
+            self.relay.unit_listeners.remove(self._unit)
+        self._stopping.set()  # after the last append: the thread drains everything before it ends
 
     async def close(self) -> None:
         """`stop`, and wait until the file is complete."""
@@ -157,23 +160,32 @@ class SessionRecording:
     # -- writer thread ------------------------------------------------------------------------------------
     def _run(self) -> None:
         writer: Mp4Writer | None = None
+        pending = self._pending
         try:
-            while (sample := self._queue.get()) is not None:
-                self._taken_bytes += len(sample.data)
-                if self.failed:
-                    continue
-                try:
-                    if writer is None:
-                        writer = self._open()
-                    writer.write(sample)
-                    self.written += 1
-                except (OSError, av.FFmpegError, ValueError) as exc:
-                    # A full disk or an unwritable folder: this session is not recorded, the relay goes on.
-                    self.failed = True
-                    log.warning("recording of %s failed and stopped: %s", self.label, _reason(exc))
+            while True:
+                stopping = self._stopping.wait(WRITE_INTERVAL)
+                while pending:
+                    sample = pending.popleft()
+                    self._taken_bytes += len(sample.data)
+                    if not self.failed:
+                        writer = self._write(writer, sample)
+                if stopping:
+                    return
         finally:
             if writer is not None:
                 self._finish(writer)
+
+    def _write(self, writer: Mp4Writer | None, sample: Sample) -> Mp4Writer | None:
+        try:
+            if writer is None:
+                writer = self._open()
+            writer.write(sample)
+            self.written += 1
+        except (OSError, av.FFmpegError, ValueError) as exc:
+            # A full disk or an unwritable folder: this session is not recorded, the relay goes on.
+            self.failed = True
+            log.warning("recording of %s failed and stopped: %s", self.label, _reason(exc))
+        return writer
 
     def _open(self) -> Mp4Writer:
         width, height = self.recorder.dimensions or (0, 0)

@@ -108,7 +108,7 @@ async def test_a_slow_disk_drops_pictures_never_the_relay(
     assert len(forwarded) == sum(map(len, packets[:45]))
     disk.set()
     async with asyncio.timeout(20):
-        while rec._queue.qsize():
+        while rec._pending:
             await asyncio.sleep(0.01)
     monkeypatch.setattr(recording_module, bound, 10**9)  # the disk is back: room again
     for frame in packets[45:]:

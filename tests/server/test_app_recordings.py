@@ -66,3 +66,15 @@ async def test_recordings_are_kept_forever_with_0_days(tmp_path: Path, caplog: p
             await server._sweep_recordings()  # what the housekeeping runs
     assert old.exists()
     assert not [r for r in caplog.records if r.getMessage().startswith("recordings:")]
+
+
+def test_the_media_layer_gets_the_recordings_folder_only_when_recording(tmp_path: Path) -> None:
+    from apuppet.config import Config
+    from apuppet.server.app import load_plugins, media_settings
+
+    assert media_settings(Config(), tmp_path).recordings_dir is None
+    assert media_settings(Config(record_sessions=True), tmp_path).recordings_dir == tmp_path / "recordings"
+    assert media_settings(Config(record_sessions=True)).recordings_dir == Path.cwd() / "recordings"
+    config = Config(record_sessions=True, recordings_dir="/srv/rec")
+    streaming = next(p for p in load_plugins(config, base_dir=tmp_path) if p.name == "janus.plugin.streaming")
+    assert streaming.recordings.directory == Path("/srv/rec")  # type: ignore[attr-defined]

@@ -94,6 +94,26 @@ def memory_usage(port: int, key: str) -> int:
     return int(out) if out.isdigit() else 0
 
 
+def thousand_devices_kib(port: int) -> float:
+    """used_memory growth for the entries 1 000 devices make (3 keys with a TTL each, as the nodes write them)."""
+    import secrets
+
+    import redis as redis_py
+
+    client = redis_py.Redis(port=port)
+    try:
+        before = int(client.info("memory")["used_memory"])
+        pipe = client.pipeline(transaction=False)
+        for _ in range(1000):
+            pipe.set(f"apuppet:own:s:{secrets.randbelow(2**53)}", "bench-node-1", ex=60)
+            for kind in "mr":
+                pipe.set(f"apuppet:own:{kind}:{secrets.randbelow(10**9)}", "bench-node-1", ex=60)
+        pipe.execute()
+        return (int(client.info("memory")["used_memory"]) - before) / 1024
+    finally:
+        client.close()
+
+
 def write_config(folder: Path, port: int, rtp: tuple[int, int], redis_port: int | None, name: str = "") -> Path:
     path = folder / f"config-{name or 'single'}.yaml"
     config: JSON = {
@@ -385,10 +405,10 @@ async def run_first(args: argparse.Namespace, redis_port: int, folder: Path) -> 
         return [
             f"watch -> first RTP packet, median of {args.first}: through the device's node {lm:.1f} ms, "
             f"through another node {rm:.1f} ms (+{rm - lm:.1f} ms)",
-            f"Redis memory per device: {key_bytes} bytes in its two entries (MEMORY USAGE of the session's and the "
-            f"mountpoint's key; the agent's room adds a third like them), used_memory grew {per_device:.0f} bytes "
-            f"per device over {len(devices)} devices; per 1 000 devices (with rooms): "
-            f"{key_bytes * 1.5 * 1000 / 1024:.0f} KiB of entries",
+            f"Redis: the entries of one device (session + mountpoint, MEMORY USAGE) {key_bytes} bytes; "
+            f"used_memory grew {per_device:.0f} bytes per device with {len(devices)} devices (connections included)",
+            f"Redis: used_memory for 1 000 devices' entries (session, room, mountpoint, with expiry) "
+            f"{thousand_devices_kib(redis_port):.0f} KiB",
         ]
     finally:
         for api in apis:

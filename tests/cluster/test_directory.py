@@ -1,0 +1,76 @@
+"""The sans-I/O half of the cluster: who is alive, where a handle goes, and the worker slices."""
+
+from __future__ import annotations
+
+import pytest
+
+from apuppet.cluster.directory import Directory, channel, node_key, own_key
+from apuppet.cluster.workers import MIN_PORTS_PER_WORKER, parse_worker, port_slices, worker_config
+from apuppet.config import Config
+
+
+def test_an_entry_of_a_node_that_is_not_alive_counts_as_gone() -> None:
+    d = Directory("a")
+    assert d.update_live({"b", "c"}) == set()
+    assert d.live == {"a", "b", "c"}
+    assert d.holder("b") == "b"
+    assert d.holder("a") is None  # held here
+    assert d.holder(None) is None
+    assert d.update_live({"b"}) == {"c"}  # c died
+    assert d.holder("c") is None
+
+
+def test_a_fresh_handle_follows_its_sessions_bound_handle_and_forgets_on_detach() -> None:
+    d = Directory("a", live={"a", "b"})
+    assert d.fresh(1, 10) and d.affinity(1) is None
+    d.bound[(1, 10)] = "b"
+    d.used.add((1, 11))
+    assert not d.fresh(1, 10) and not d.fresh(1, 11) and d.fresh(1, 12)
+    assert d.affinity(1) == "b" and d.affinity(2) is None
+    d.update_live(set())  # b died: nothing follows it any more
+    assert d.affinity(1) is None
+    assert d.bindings_to({"b"}) == [(1, 10)]
+    assert d.forget_handle(1, 10) == "b" and d.forget_handle(1, 11) is None
+    assert d.fresh(1, 10) and d.fresh(1, 11)
+
+
+def test_guests_are_found_by_their_node() -> None:
+    d = Directory("a", guests={5: "b", 6: "c", 7: "b"})
+    assert sorted(d.guests_of({"b"})) == [5, 7]
+
+
+def test_key_names() -> None:
+    assert node_key("n1") == "apuppet:node:n1"
+    assert own_key("session", 42) == "apuppet:own:s:42"
+    assert own_key("mountpoint", "abc") == "apuppet:own:m:abc"
+    assert own_key("room", "abc") == "apuppet:own:r:abc"
+    assert channel("n1") == "apuppet:rpc:n1"
+
+
+def test_port_slices_are_disjoint_and_cover_the_range() -> None:
+    slices = port_slices((10000, 10500), 2)
+    assert slices == [(10000, 10250), (10251, 10500)]
+    four = port_slices((10000, 10500), 4)
+    assert four[0][0] == 10000 and four[-1][1] == 10500
+    assert all(a[1] + 1 == b[0] for a, b in zip(four, four[1:], strict=False))
+    with pytest.raises(ValueError, match="too few for 3 workers"):
+        port_slices((10000, 10000 + 3 * MIN_PORTS_PER_WORKER - 2), 3)
+
+
+def test_worker_config_and_argument() -> None:
+    config = Config(rtp_port_range="20000-20099", redis_url="redis://127.0.0.1:6379/0", workers=2, node_name="h")
+    second = worker_config(config, *parse_worker("2/2"))
+    assert (second.rtp_port_range, second.node_name, second.workers) == ("20050-20099", "h-2", 1)
+    for bad in ("0/2", "3/2", "x/2", "2"):
+        with pytest.raises(ValueError):
+            parse_worker(bad)
+
+
+def test_config_refuses_workers_without_redis_and_a_url_that_is_not_redis() -> None:
+    from apuppet.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="workers above 1 need redis_url"):
+        validate({"workers": 2})
+    with pytest.raises(ConfigError, match="redis_url"):
+        validate({"redis_url": "http://127.0.0.1:6379"})
+    assert validate({"redis_url": "redis://:pw@10.0.0.5:6379/0", "workers": 4}).workers == 4

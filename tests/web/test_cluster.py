@@ -1,9 +1,11 @@
-"""The web-admin in Chromium against two nodes: the page and its WebSocket are served by node B, the demo phone is
-on node A. The page's handles are bound to A (its textroom `setup` names the room), so its WebRTC goes to A."""
+"""The web-admin in Chromium against two nodes of a cluster (apuppet.cluster, tests in tests/cluster/): the page and
+its WebSocket are served by node B, the demo phone is on node A. The page's handles are bound to A (its textroom
+`setup` names the room), so its WebRTC goes to A. Here rather than in tests/cluster/ because the browser fixture
+is this folder's (one sync Playwright per process, after every asyncio test)."""
 
 from __future__ import annotations
 
-import os
+import shutil
 import time
 from collections.abc import Iterator
 
@@ -13,12 +15,12 @@ from playwright.sync_api import Page
 
 from apuppet.agent import phone
 
+from ..cluster.conftest import RedisProcess, start_redis
 from ..media.test_ice import free_range
-from ..web.conftest import CHROMIUM, DemoProcess, browser, page  # noqa: F401  (fixtures)
-from ..web.screen import login, tap, wait_color, wait_playing
-from .conftest import RedisProcess, start_redis
+from .conftest import DemoProcess
+from .screen import login, tap, wait_color, wait_playing
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs Debian's redis-server")
 
 COUNTER_ICON = (phone.ICON_XS[0] + phone.ICON // 2, phone.ICON_Y + phone.ICON // 2)
 COUNTER_BG = (250, 240, 225)
@@ -41,7 +43,7 @@ def local_redis() -> Iterator[RedisProcess]:
         server.stop()
 
 
-def test_a_page_served_by_node_b_drives_a_phone_on_node_a(page: Page, local_redis: RedisProcess) -> None:  # noqa: F811
+def test_a_page_served_by_node_b_drives_a_phone_on_node_a(page: Page, local_redis: RedisProcess) -> None:
     low, high = free_range(60)
     nodes: list[DemoProcess] = []
     try:

@@ -290,9 +290,23 @@ def viewers_main(base: str, ids: list[str], ready: Any, stop: Any) -> None:
 
 
 # -- the measurements -------------------------------------------------------------------------------------------------
-async def settle(target: Target, seconds: float = 2.0) -> float:
+def footprint(pid: int) -> str:
+    """RSS, PSS and USS (`/proc/<pid>/smaps_rollup`): shared library pages count fully in RSS, in proportion to
+    the processes mapping them in PSS, and not at all in USS (what the process alone holds)."""
+    kb: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+            name, value = line.split()[:2]
+            kb[name.rstrip(":")] = int(value)
+    except (OSError, ValueError):
+        return "RSS ? MB"
+    uss = kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)
+    return f"RSS {kb.get('Rss', 0) / 1024:.0f} MB (PSS {kb.get('Pss', 0) / 1024:.0f}, USS {uss / 1024:.0f})"
+
+
+async def settle(target: Target, seconds: float = 2.0) -> str:
     await asyncio.sleep(seconds)
-    return target.rss_mb()
+    return footprint(target.proc.pid)
 
 
 async def lifecycles(
@@ -328,8 +342,8 @@ async def lifecycles(
                 batch = range(done, min(stop_at, done + 4))
                 await asyncio.gather(*(one(i) for i in batch))
                 done += len(batch)
-            rss = await settle(target, 3)
-            lines.append(f"after {done} lifecycles: RSS {rss:.0f} MB ({failed} failed)")
+            memory = await settle(target, 3)
+            lines.append(f"after {done} lifecycles: {memory} ({failed} failed)")
             if diag is not None:
                 os.kill(target.proc.pid, signal.SIGUSR1)
                 await asyncio.sleep(2)
@@ -362,7 +376,7 @@ async def devices_watched(
         while ready.value < count and time.monotonic() < deadline:
             await asyncio.sleep(1)
         await asyncio.sleep(seconds)
-        rss = target.rss_mb()
+        memory = footprint(target.proc.pid)
         if diag is not None:
             os.kill(target.proc.pid, signal.SIGUSR1)
             await asyncio.sleep(3)
@@ -372,9 +386,7 @@ async def devices_watched(
         child.join(30)
         for source in sources:
             source.close()
-        return (
-            f"{count} devices x 1 viewer at {BITRATE / 1e6:.0f} Mbit/s: RSS {rss:.0f} MB ({watching} viewers got RTP)"
-        )
+        return f"{count} devices x 1 viewer at {BITRATE / 1e6:.0f} Mbit/s: {memory} ({watching} viewers got RTP)"
     finally:
         for device in devices:
             with contextlib.suppress(Exception):
@@ -401,6 +413,8 @@ async def run(args: argparse.Namespace) -> None:
             # One address plays 100 devices and another 100 viewers: lift the per-address peer cap if present.
             lift = {"max_peers_per_address": 0} if "max_peers_per_address" in Config.model_fields else {}
             preamble = DIAGNOSE if diag is not None else ""
+            if args.preamble:
+                preamble += "\n" + Path(args.preamble).read_text() + "\n"
             if args.history:
                 preamble += f"\nimport apuppet.media.relay as relay; relay.HISTORY_SIZE = {args.history}\n"
             target = start_apuppet(folder, extra, preamble, lift)
@@ -408,7 +422,7 @@ async def run(args: argparse.Namespace) -> None:
             target = start_janus(folder)
         try:
             print(f"\n== {name} {' '.join(args.env) if name == 'apuppet' else ''} ==")
-            print(f"idle: RSS {await settle(target):.0f} MB")
+            print(f"idle: {await settle(target)}")
             # Janus gathers no ICE candidate on the loopback interface (not even with ice_enforce_list = "lo"),
             # so its WebRTC parts cannot run here; the bench sends nothing beyond 127.0.0.0/8.
             webrtc = name != "janus"
@@ -442,6 +456,7 @@ if __name__ == "__main__":
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the apuppet process")
     parser.add_argument("--diagnose", action="store_true")
     parser.add_argument("--history", type=int, default=0, help="apuppet: NACK history per viewer (to compare)")
+    parser.add_argument("--preamble", default="", help="apuppet: a Python file run in the server before it starts")
     parser.add_argument("--compare-lifecycles", action="store_true", help="apuppet: also lifecycles without WebRTC")
     parser.add_argument("--tracemalloc", action="store_true", help="with --diagnose: also trace allocations (slow)")
     asyncio.run(run(parser.parse_args()))

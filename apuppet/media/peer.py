@@ -11,17 +11,25 @@ Each peer connection holds UDP ports of `rtp_port_range` (one per host candidate
 a client that could open peer connections at will would leave none for real viewers. So every connection
 made for a client counts against its Janus session and its address (`PeerBudget`, `max_peers_per_session`,
 `max_peers_per_address`), and the count is given back when the connection is closed, whatever closed it.
+
+The DTLS certificate is the server's, not each connection's (`ServerCertificate`, as Janus has one per process):
+aiortc would make a key pair, a certificate and an OpenSSL context per connection, ~30 KB each kept for the
+connection's life, for a fingerprint that no client checks against anything but the SDP it came in. A new one is
+made every `CERTIFICATE_LIFETIME`; connections keep the one they started with.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections import Counter
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcdtlstransport import RTCCertificate, SRTPProtectionProfile
 from aiortc.sdp import candidate_from_sdp
+from OpenSSL import SSL
 
 from ..netaddr import client_key
 from .ice import RemoteCandidates, add_nat_candidates, confine, loopback_only
@@ -32,6 +40,44 @@ log = logging.getLogger(__name__)
 #: Trickled candidates kept until the answer arrives (janus.js trickles as soon as it has answered, and may do so
 #: before the server has processed the answer).
 MAX_EARLY_CANDIDATES = 64
+#: Seconds one DTLS certificate serves new connections (aiortc's are valid for 30 days from their creation).
+CERTIFICATE_LIFETIME = 24 * 3600.0
+#: Where aiortc 1.16 keeps a connection's certificates (name-mangled private attribute; `shares_certificates`).
+_CERTIFICATES = "_RTCPeerConnection__certificates"
+
+
+class ServerCertificate(RTCCertificate):
+    """One DTLS certificate and key for all the server's connections, with one OpenSSL context per SRTP profile
+    list instead of one per connection.
+
+    The shared context caches no sessions (a client must not resume one connection's DTLS session in another;
+    browsers never try) and releases a connection's record buffers while it is idle (a viewer's DTLS only carries
+    the handshake: its media goes through SRTP)."""
+
+    def __init__(self, key: Any, cert: Any) -> None:
+        super().__init__(key, cert)
+        self.created = time.monotonic()
+        self._contexts: dict[tuple[bytes, ...], SSL.Context] = {}
+
+    def _create_ssl_context(self, srtp_profiles: list[SRTPProtectionProfile]) -> SSL.Context:
+        key = tuple(profile.openssl_profile for profile in srtp_profiles)
+        context = self._contexts.get(key)
+        if context is None:
+            context = super()._create_ssl_context(srtp_profiles)
+            context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+            context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+            self._contexts[key] = context
+        return context
+
+
+def shares_certificates() -> bool:
+    """Whether this aiortc keeps a connection's certificates where `ServerPeerConnection` replaces them; if not
+    (a later aiortc), every connection keeps its own, as aiortc makes it: more memory, nothing broken."""
+    pc = RTCPeerConnection()
+    certificates = getattr(pc, _CERTIFICATES, None)
+    shared = isinstance(certificates, list) and all(isinstance(c, RTCCertificate) for c in certificates)
+    shared = shared and callable(getattr(RTCCertificate, "_create_ssl_context", None))
+    return shared
 
 
 class TooManyPeerConnections(Exception):
@@ -90,13 +136,27 @@ class Peers:
     def __init__(self, settings: MediaSettings) -> None:
         self.settings = settings
         self.budget = PeerBudget(settings.max_peers_per_session, settings.max_peers_per_address)
+        self._certificate: ServerCertificate | None = None
+        self._shares_certificates = shares_certificates()
+        if not self._shares_certificates:
+            log.warning("this aiortc keeps certificates elsewhere: each peer connection makes its own")
+
+    def certificate(self) -> ServerCertificate | None:
+        """The certificate new connections use (a new one after `CERTIFICATE_LIFETIME`); None if it cannot be
+        shared with this aiortc."""
+        if not self._shares_certificates:
+            return None
+        current = self._certificate
+        if current is None or time.monotonic() - current.created >= CERTIFICATE_LIFETIME:
+            current = self._certificate = ServerCertificate.generateCertificate()
+        return current
 
     def create(self, session: Any = None, address: str = "", name: str = "peer") -> ServerPeerConnection:
         """A server peer connection; with `session` (a Janus session id) it counts against that session's and
         `address`'s caps and raises `TooManyPeerConnections` past them. `name` prefixes its log lines."""
         lease = None if session is None else self.budget.acquire(session, address)
         try:
-            return ServerPeerConnection(self.settings, lease, name)
+            return ServerPeerConnection(self.settings, lease, name, self.certificate())
         except BaseException:
             # No connection, so nothing would ever give the count back.
             if lease is not None:
@@ -140,8 +200,17 @@ class ServerPeerConnection(RTCPeerConnection):
     """An `RTCPeerConnection` whose ICE transports gather inside the configured port range, on the configured
     `bind` address only (all addresses for 0.0.0.0 or ::), and which checks every candidate a client gives it."""
 
-    def __init__(self, settings: MediaSettings, lease: PeerLease | None = None, name: str = "peer") -> None:
+    def __init__(
+        self,
+        settings: MediaSettings,
+        lease: PeerLease | None = None,
+        name: str = "peer",
+        certificate: ServerCertificate | None = None,
+    ) -> None:
         super().__init__(rtc_configuration(settings))
+        if certificate is not None:
+            # Before any transport exists: each takes the connection's certificate when it is made.
+            setattr(self, _CERTIFICATES, [certificate])
         self.settings = settings
         self.name = name
         self._lease = lease

@@ -24,16 +24,19 @@ def fingerprint(sdp: str) -> str:
     return next(line for line in sdp.splitlines() if line.startswith("a=fingerprint:sha-256"))
 
 
+Pairs = list[tuple[ServerPeerConnection, RTCPeerConnection]]
+
+
 @pytest.fixture
-async def pairs() -> AsyncIterator[list[tuple[ServerPeerConnection, RTCPeerConnection]]]:
-    made: list[tuple[ServerPeerConnection, RTCPeerConnection]] = []
+async def pairs() -> AsyncIterator[Pairs]:
+    made: Pairs = []
     yield made
     for server, client in made:
         await client.close()
         await server.close()
 
 
-async def connect(peers: Peers, pairs: list[tuple[ServerPeerConnection, RTCPeerConnection]]) -> ServerPeerConnection:
+async def connect(peers: Peers, pairs: Pairs) -> ServerPeerConnection:
     """A server connection with a data channel, answered by an aiortc client; returns once the channel is open."""
     server = peers.create()
     client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -50,7 +53,7 @@ async def connect(peers: Peers, pairs: list[tuple[ServerPeerConnection, RTCPeerC
 
 
 def ssl_context(pc: ServerPeerConnection) -> SSL.Context:
-    assert pc.sctp is not None
+    assert pc.sctp is not None and pc.sctp.transport._ssl is not None
     return pc.sctp.transport._ssl.get_context()
 
 
@@ -63,7 +66,7 @@ def test_this_aiortc_lets_connections_share_a_certificate() -> None:
     assert shares_certificates()
 
 
-async def test_connections_share_one_certificate_and_one_ssl_context(pairs) -> None:
+async def test_connections_share_one_certificate_and_one_ssl_context(pairs: Pairs) -> None:
     made = peers()
     gc.collect()
     before = sum(1 for o in gc.get_objects() if isinstance(o, RTCCertificate))
@@ -80,7 +83,7 @@ async def test_connections_share_one_certificate_and_one_ssl_context(pairs) -> N
     assert context.get_session_cache_mode() == SSL.SESS_CACHE_OFF
 
 
-async def test_a_renewed_certificate_serves_new_connections_and_the_old_ones_keep_theirs(pairs) -> None:
+async def test_a_renewed_certificate_serves_new_connections_and_the_old_ones_keep_theirs(pairs: Pairs) -> None:
     made = peers()
     old = await connect(made, pairs)
     certificate = made.certificate()
@@ -95,6 +98,11 @@ async def test_a_renewed_certificate_serves_new_connections_and_the_old_ones_kee
     got: asyncio.Future[object] = asyncio.get_running_loop().create_future()
     assert client.sctp is not None
     echo = client.createDataChannel("Trick")
-    old.on("datachannel", lambda ch: ch.on("message", lambda m: got.done() or got.set_result(m)))
+
+    def deliver(message: object) -> None:
+        if not got.done():
+            got.set_result(message)
+
+    old.on("datachannel", lambda channel: channel.on("message", deliver))
     echo.on("open", lambda: echo.send("still here"))
     assert await asyncio.wait_for(got, 15) == "still here"

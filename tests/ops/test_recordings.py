@@ -227,3 +227,20 @@ def test_a_folder_that_cannot_be_read_is_said_so(
     for command in (["list"], ["export", "x.mp4"]):
         assert main(["recordings", *command, "--config", str(config)]) == 1
         assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"recordings_keep_days": -1}, "recordings_keep_days: -1 is not valid"),
+        ({"recordings_dir": " "}, "recordings_dir: ' ' is not valid: must name a folder"),
+        ({"record_sessions": "sometimes"}, "record_sessions: 'sometimes' is not valid"),
+    ],
+)
+def test_recording_keys_are_checked(raw: dict[str, object], message: str) -> None:
+    from apuppet.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate(raw)
+    config = validate({"record_sessions": True, "recordings_keep_days": 0.5})
+    assert config.record_sessions and config.recordings_keep_days == 0.5 and config.recordings_dir == "recordings"

@@ -71,7 +71,10 @@ async def test_a_watched_demo_phone_is_recorded_as_the_viewer_saw_it(
                 counter = await v.until(lambda f: near(f, 20, 400, COUNTER_BG), timeout=20)
                 v.send("tap,180,330,60")  # press its button: one block lights up
                 pressed = await v.until(lambda f: near(f, 41, 461, PRESSED), timeout=20)
-                assert not list_recordings(folder)[0].complete  # still being written: `.part`
+                async with asyncio.timeout(20):  # being written meanwhile, as `.part`
+                    while not [r for r in list_recordings(folder) if not r.complete]:
+                        await asyncio.sleep(0.05)
+                assert not [r for r in list_recordings(folder) if r.complete]
                 await asyncio.sleep(2)  # watched a while longer (the clock, the touch ring fading)
                 last = v.frame
                 await v.leave()

@@ -16,7 +16,8 @@ from types import ModuleType
 from typing import Any
 
 from . import __version__
-from .config import ConfigError, ensure_secrets, validate
+from .config import ConfigError, ensure_secrets, load, validate
+from .media import avstandin
 from .runtime import add_config_option, load_config, serve_until_signal, setup_logging
 
 log = logging.getLogger("apuppet")
@@ -34,6 +35,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ensure_secrets(*loaded)
     base = loaded[1]
     setup_logging(args.log_level or config.log_level)
+    if avstandin.active():
+        log.info("PyAV not loaded (record_sessions is off): aiortc runs on its stand-in")
     workers = args.workers or config.workers
     try:
         if args.worker:
@@ -222,7 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def without_pyav_unless_recording(serve_argv: list[str]) -> None:
+    """`apuppet serve` runs aiortc on a PyAV stand-in (media/avstandin.py: 16 MB less) unless its configuration
+    records sessions, which PyAV muxes. Before `build_parser`: the agent's commands it registers import aiortc."""
+    peek = argparse.ArgumentParser(add_help=False)
+    add_config_option(peek)
+    try:
+        config, _ = load(peek.parse_known_args(serve_argv)[0].config)
+    except ConfigError:
+        return  # `serve` tells the user
+    if not config.record_sessions:
+        avstandin.install()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:
+        without_pyav_unless_recording(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

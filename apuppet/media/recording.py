@@ -235,6 +235,12 @@ class Recordings:
         self.directory = directory
         self.active: dict[str, SessionRecording] = {}
         self._closing: set[asyncio.Task[Any]] = set()
+        #: Recordings stopped whose thread still writes what was queued.
+        self._ending: set[SessionRecording] = set()
+        #: Of the recordings that ended: pictures dropped (the writer fell behind) and recordings that failed.
+        self._dropped = 0
+        self._failed = 0
+        self._started = 0
 
     def watched(self, key: str, relay: StreamRelay, label: str) -> None:
         """A viewer watches mountpoint `key`: its recording starts unless one runs."""
@@ -246,13 +252,36 @@ class Recordings:
         if current is not None:  # a new mountpoint under the same id
             self.unwatched(key)
         self.active[key] = SessionRecording(relay, self.directory, key, label)
+        self._started += 1
 
     def unwatched(self, key: str) -> None:
         """The last viewer of `key` left, or the mountpoint went: its recording ends."""
         recording = self.active.pop(key, None)
         if recording is not None:
             recording.stop()
-            spawn_owned(recording.close(), "recording close", self._closing)
+            self._ending.add(recording)
+            spawn_owned(self._close(recording), "recording close", self._closing)
+
+    async def _close(self, recording: SessionRecording) -> None:
+        try:
+            await recording.close()
+        finally:
+            self._ending.discard(recording)
+            self._dropped += recording.dropped
+            self._failed += recording.failed
+
+    def metrics(self) -> dict[str, float]:
+        """For /metrics: recordings running, started, failed (disk full, folder not writable) and pictures dropped
+        (a disk too slow); nothing when recording is off."""
+        if self.directory is None:
+            return {}
+        running = [*self.active.values(), *self._ending]
+        return {
+            "recordings": len(self.active),
+            "recordings_started_total": self._started,
+            "recordings_failed_total": self._failed + sum(r.failed for r in running),
+            "recording_pictures_dropped_total": self._dropped + sum(r.dropped for r in running),
+        }
 
     async def close(self) -> None:
         for key in list(self.active):

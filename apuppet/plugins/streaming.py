@@ -175,6 +175,7 @@ class StreamingPlugin(Plugin):
                 ("rtp_lost_total", ingest.relay.assembler.stats.lost),
             ):
                 totals[name] = totals.get(name, 0) + value
+        totals.update(self.recordings.metrics())
         return totals
 
     # -- synchronous requests ----------------------------------------------------------------------------------

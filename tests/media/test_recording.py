@@ -258,3 +258,24 @@ async def test_a_device_that_rotates_goes_on_in_the_same_file(tmp_path: Path) ->
     assert got.codes == list(range(60))
     assert [p.shape[:2] for p in got.pictures] == [(320, 240)] * 30 + [(240, 320)] * 30
     assert all(b > a for a, b in zip(got.times, got.times[1:], strict=False))
+
+
+async def test_recordings_report_their_counts_for_metrics(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert Recordings(None).metrics() == {}
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    for folder, failed in ((tmp_path / "ok", 0), (blocker / "recordings", 1)):
+        recordings = Recordings(folder)
+        relay = StreamRelay()
+        recordings.watched("7", relay, "mountpoint a")
+        feed(relay, Stream(), range(10))
+        assert recordings.metrics()["recordings"] == 1
+        recordings.unwatched("7")
+        with caplog.at_level(logging.ERROR):  # the failing one's warning is another test's subject
+            await recordings.close()
+        assert recordings.metrics() == {
+            "recordings": 0,
+            "recordings_started_total": 1,
+            "recordings_failed_total": failed,
+            "recording_pictures_dropped_total": 0,
+        }

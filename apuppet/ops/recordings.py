@@ -5,7 +5,7 @@ fragmented MP4 per support session, named `<UTC start>-<device>.mp4`, e.g. `2026
 `<device>` is the mountpoint id, which for aPuppet agents is the Session ID the audit log shows as the room
 (`ops.audit.Record.room`), percent-encoded so that any id is a safe file name. The writer
 (`apuppet.media.recording.file_name`) makes the names and this module reads them (ops/ does not import the
-media layer); tests/ops/test_recordings.py checks that the two agree. While the recording runs the file is
+media layer); tests/media/test_recording.py checks that the two agree. While the recording runs the file is
 `<name>.part`; it is renamed when the session ends cleanly. A `.part` left behind by a crash or `kill -9` is still
 playable (its fragments reached the disk as they completed) and `export` turns it into a plain MP4.
 

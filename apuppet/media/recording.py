@@ -57,11 +57,26 @@ _STAMP = "%Y%m%dT%H%M%SZ"
 _TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 
 
+#: Characters of the percent-encoded device id in a file name: with the time, `-`, `.mp4` and `.part`, within the
+#: 255 bytes file systems allow. Any mountpoint id of ASCII letters and digits (at most 128) fits whole.
+MAX_DEVICE_CHARS = 220
+
+
 def file_name(started: datetime, device: str) -> str:
     """The complete file's name; the format `apuppet.ops.recordings` parses (media/ cannot import it)."""
     from urllib.parse import quote
 
-    return f"{started.astimezone(UTC).strftime(_STAMP)}-{(quote(device, safe='-_.~')[:160] or '_')}.mp4"
+    encoded = quote(device, safe="-_.~")
+    if len(encoded) > MAX_DEVICE_CHARS:  # cut between characters, never inside one's escapes
+        parts, size = [], 0
+        for char in device:
+            part = quote(char, safe="-_.~")
+            if size + len(part) > MAX_DEVICE_CHARS:
+                break
+            parts.append(part)
+            size += len(part)
+        encoded = "".join(parts)
+    return f"{started.astimezone(UTC).strftime(_STAMP)}-{encoded or '_'}.mp4"
 
 
 class Mp4Writer:

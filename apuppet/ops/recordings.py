@@ -30,7 +30,7 @@ SUFFIX = ".mp4"
 #: Appended while a recording is written; removed by a clean close.
 PART = ".part"
 _STAMP = "%Y%m%dT%H%M%SZ"
-_NAME = re.compile(r"^(\d{8}T\d{6}Z)-([A-Za-z0-9._~%-]{1,200})\.mp4(\.part)?$")
+_NAME = re.compile(r"^(\d{8}T\d{6}Z)-([A-Za-z0-9._~%-]{1,220})\.mp4(\.part)?$")
 #: The file name's start is rounded down to the second and the file's last write may trail the session's end by
 #: a fragment: that much slack when an audit record's times are compared with a recording's.
 MATCH_SLACK = timedelta(seconds=5)

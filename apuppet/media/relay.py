@@ -29,7 +29,7 @@ from .rtp import RtpPacket, is_rtcp, pack_header, seq_diff, ts_diff
 
 #: Packets kept per viewer to answer NACKs: about 1 s of a 1.5 Mbit/s stream (5 s at the agent's default
 #: 256 kbit/s). A NACK answered later than that brings a frame the viewer has already given up on (it asks for a
-#: keyframe instead), and each kept packet costs ~1.2 KB per viewer: 512 were 60 MB with 100 viewers.
+#: keyframe instead). An entry keeps its payload alive (shared with the GOP and the other viewers, not copied).
 HISTORY_SIZE = 128
 #: A sequence jump this large (or a new SSRC) is a restarted source, not loss.
 RESTART_JUMP = 3000
@@ -80,7 +80,9 @@ class RelayViewer:
         self.live = False
         self.packets = 0
         self.retransmitted = 0
-        self._history: list[bytes | None] = [None] * HISTORY_SIZE
+        #: (sequence number, timestamp, marker, payload) of what was sent. The payload is the object the GOP and
+        #: the mountpoint's other viewers hold too, so the history costs a tuple per packet, not a packet copy.
+        self._history: list[tuple[int, int, bool, bytes] | None] = [None] * HISTORY_SIZE
 
     def forward(self, packet: RtpPacket) -> None:
         seq = (packet.sequence_number + self.seq_offset) & 0xFFFF
@@ -115,7 +117,7 @@ class RelayViewer:
 
     def _emit(self, seq: int, ts: int, marker: bool, payload: bytes) -> None:
         data = pack_header(self.payload_type, marker, seq, ts, self.ssrc) + payload
-        self._history[seq % HISTORY_SIZE] = data
+        self._history[seq % HISTORY_SIZE] = (seq, ts, marker, payload)
         self.last_seq = seq
         if self.last_ts is None or ts_diff(ts, self.last_ts) > 0:
             self.last_ts = ts
@@ -124,11 +126,12 @@ class RelayViewer:
 
     def retransmission(self, seq: int) -> bytes | None:
         """The packet sent with `seq`, if still in the history (plain retransmission, RFC 4585 NACK)."""
-        data = self._history[seq % HISTORY_SIZE]
-        if data is not None and (data[2] << 8 | data[3]) == seq:
-            self.retransmitted += 1
-            return data
-        return None
+        kept = self._history[seq % HISTORY_SIZE]
+        if kept is None or kept[0] != seq:
+            return None
+        self.retransmitted += 1
+        _, ts, marker, payload = kept
+        return pack_header(self.payload_type, marker, seq, ts, self.ssrc) + payload
 
 
 class StreamRelay:

@@ -280,3 +280,12 @@ async def test_recordings_report_their_counts_for_metrics(tmp_path: Path, caplog
             "recordings_failed_total": failed,
             "recording_pictures_dropped_total": 0,
         }
+
+
+def test_the_muxer_has_no_codec_so_nothing_is_decoded_or_encoded(tmp_path: Path) -> None:
+    writer = Mp4Writer(tmp_path / "x.mp4", 320, 240)
+    try:
+        assert writer.stream.codec_context is None  # a mux-only stream: packets in, packets out
+        assert oct((tmp_path / "x.mp4").stat().st_mode & 0o777) == oct(0o600)
+    finally:
+        writer.close()

@@ -1,5 +1,6 @@
 """What `apuppet serve` loads: the server never encodes or grabs frames, so numpy (and our encoder, which needs
-PyAV) must stay out of its process. PyAV itself is imported by aiortc, which the plugins need."""
+PyAV) must stay out of its process. PyAV itself, which aiortc imports, is replaced by a stand-in in `apuppet serve`
+unless it records sessions: tests/media/test_avstandin.py."""
 
 from __future__ import annotations
 

@@ -31,6 +31,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     from .cluster.directory import ClusterUnavailable
     from .cluster.workers import Supervisor, parse_worker, port_slices, worker_config
+    from .config import resolve
+    from .ops.audit import AuditStore
 
     config = ensure_secrets(*loaded)
     base = loaded[1]
@@ -45,6 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if not config.redis_url:
                 raise ValueError("--workers above 1 needs redis_url in the configuration (see docs/deployment.md)")
             port_slices(config.port_range, workers)
+            # The workers share the audit log: made here once (WAL mode, tables), so that their concurrent opens
+            # only read it; switching a new file to WAL needs a lock that one of them would not get.
+            AuditStore(resolve(base, config.data_dir) / "audit.sqlite3").close()
             supervisor = Supervisor(args.config, workers, ["--log-level", args.log_level] if args.log_level else [])
             asyncio.run(serve_until_signal(supervisor.start, supervisor.stop, supervisor.reload))
             return 0

@@ -339,8 +339,12 @@ async def run_workers(args: argparse.Namespace, workers: int, redis_port: int | 
         for proc in procs:
             proc.terminate()
         for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
                 proc.wait(15)
+            except subprocess.TimeoutExpired:
+                print(f"  (a node did not stop within 15 s of SIGTERM: killed, pid {proc.pid})", flush=True)
+                proc.kill()
+                proc.wait()
 
 
 async def first_packet(api: Api, mp: str) -> float:
@@ -416,8 +420,12 @@ async def run_first(args: argparse.Namespace, redis_port: int, folder: Path) -> 
         for proc in procs:
             proc.terminate()
         for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
                 proc.wait(15)
+            except subprocess.TimeoutExpired:
+                print(f"  (a node did not stop within 15 s of SIGTERM: killed, pid {proc.pid})", flush=True)
+                proc.kill()
+                proc.wait()
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -427,6 +435,10 @@ async def main(args: argparse.Namespace) -> None:
         await asyncio.sleep(0.5)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
+            # The nodes share one audit log: made once here, as `serve --workers` does before its children start.
+            from apuppet.ops.audit import AuditStore
+
+            AuditStore(folder / "data" / "audit.sqlite3").close()
             print(f"apuppet scale-out, {os.cpu_count()} CPUs, {args.devices} devices x {args.viewers} viewer(s)")
             for line in await run_first(args, redis_port, folder):
                 print(line, flush=True)

@@ -67,6 +67,7 @@ class RedisBus:
         #: Whether the last command reached Redis (the heartbeat keeps it up to date).
         self.reachable = True
         self.subscribed = asyncio.Event()
+        self._closing = False
 
     async def start(self) -> None:
         try:
@@ -89,15 +90,19 @@ class RedisBus:
                 async with asyncio.timeout(1.0):
                     while not self._outbox.empty():
                         await asyncio.sleep(0.01)
+        self._closing = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Bounded: closing the subscription waits for its connection, which a stalled Redis may never release.
+        await asyncio.wait(self._tasks, timeout=COMMAND_TIMEOUT)
         self._tasks = []
         while not self._outbox.empty():
             _, _, future = self._outbox.get_nowait()
             if future is not None and not future.done():
                 future.set_exception(ClusterUnavailable("node stopping"))
-        await self.client.aclose()
+        with contextlib.suppress(TimeoutError, RedisError, OSError):
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                await self.client.aclose()
 
     # -- messages -------------------------------------------------------------------------------------------
     def send(self, node: str, message: JSON) -> None:
@@ -132,13 +137,15 @@ class RedisBus:
 
     async def _listen(self) -> None:
         """Deliver this node's messages; resubscribe after Redis comes back."""
-        while True:
+        while not self._closing:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(channel(self.name))
                 self.subscribed.set()
-                while True:
-                    message = await pubsub.get_message(timeout=5.0)
+                # The flag as well as the cancellation: redis-py can swallow a cancellation that lands in its
+                # read (redis/redis-py#2028, #2551), and the loop must end all the same (a node hung at stop).
+                while not self._closing:
+                    message = await pubsub.get_message(timeout=1.0)
                     if message is None or message.get("type") != "message":
                         continue
                     try:

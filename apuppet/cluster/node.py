@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ClusterNode", "ClusterUnavailable", "node_name"]
 
+#: Seconds each shutdown step may take.
+STOP_STEP = 2.0
+
 
 def node_name(config: Config) -> str:
     """`node_name`, or the host name with a random suffix (two nodes of one host must not share a name)."""
@@ -94,9 +97,14 @@ class ClusterNode:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
             self._heartbeat = None
-        await self.router.close()
+        # Every step bounded: a node that cannot say goodbye to Redis must still stop (its entries expire).
         try:
-            async with asyncio.timeout(2.0):
+            async with asyncio.timeout(STOP_STEP):
+                await self.router.close()
+        except TimeoutError:
+            log.warning("cluster: requests still waiting for other nodes at shutdown were dropped")
+        try:
+            async with asyncio.timeout(STOP_STEP):
                 await self.bus.leave(self._owned_sessions, self.router.resources)
         except Exception as exc:  # noqa: BLE001 - entries expire by themselves
             log.debug("cluster: leaving Redis failed: %s", exc)

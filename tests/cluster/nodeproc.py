@@ -63,6 +63,13 @@ async def wait_http(port: int, timeout: float = 30.0) -> None:
 
 
 async def stop(process: asyncio.subprocess.Process, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+    return (await stop_and_read(process, sig, timeout))[0]
+
+
+async def stop_and_read(
+    process: asyncio.subprocess.Process, sig: int = signal.SIGTERM, timeout: float = 20.0
+) -> tuple[int, str]:
+    """Stop the process; its exit status and what it wrote to stderr."""
     if process.returncode is None:
         process.send_signal(sig)
     try:
@@ -71,6 +78,5 @@ async def stop(process: asyncio.subprocess.Process, sig: int = signal.SIGTERM, t
     except TimeoutError:
         process.kill()
         await process.wait()
-    if process.stderr is not None:
-        await process.stderr.read()
-    return process.returncode if process.returncode is not None else -1
+    err = (await process.stderr.read()).decode(errors="replace") if process.stderr is not None else ""
+    return (process.returncode if process.returncode is not None else -1), err

@@ -79,7 +79,7 @@ def dump(signum, frame):
     out.write(f"== dump: RSS {rss()} MB, traced {traced/2**20:.1f} MB (peak {peak/2**20:.1f}), ")
     out.write(f"gc counts {gc.get_count()}, objects {len(gc.get_objects())}\\n")
     if snap is not None:
-        for stat in snap.compare_to(state["snap"], "traceback")[:8]:
+        for stat in snap.compare_to(state["snap"], os.environ.get("MEMORY_GROUP", "traceback"))[:12]:
             out.write(f"  {stat.size_diff/1024:+.0f} KiB {stat.count_diff:+d} blocks\\n")
             for line in stat.traceback.format()[-6:]:
                 out.write(f"      {line}\\n")

@@ -179,3 +179,38 @@ async def test_a_room_made_anew_on_another_node_takes_over_once_the_old_creator_
         assert "4242" not in a.plugins[1].rooms.rooms
     finally:
         await client.aclose()
+
+
+async def test_a_long_poll_on_another_node_gets_the_events_and_a_client_that_left_loses_none(
+    nodes: list[Server], http: aiohttp.ClientSession
+) -> None:
+    a, b = nodes
+    sid = (await janus_post(http, f"{a.url}janus", {"janus": "create"}))["data"]["id"]
+    handle = await janus_post(http, f"{a.url}janus/{sid}", {"janus": "attach", "plugin": "janus.plugin.streaming"})
+    hid = handle["data"]["id"]
+    watch = {"janus": "message", "body": {"request": "watch", "id": "nothing-here"}}
+    poll_url = f"{b.url}janus/{sid}?apisecret={SECRET}"
+
+    # A poll held by B for A's session: the event of a request sent to A comes back through it.
+    async def poll_b() -> dict[str, Any]:
+        async with http.get(poll_url) as resp:
+            assert resp.status == 200
+            return dict(await resp.json(content_type=None))
+
+    waiting = asyncio.ensure_future(poll_b())
+    await asyncio.sleep(0.5)
+    assert (await janus_post(http, f"{a.url}janus/{sid}/{hid}", watch))["janus"] == "ack"
+    event = await asyncio.wait_for(waiting, 15)
+    assert event["janus"] == "event" and event["plugindata"]["data"]["error_code"] == 455
+    assert b.cluster is not None and b.cluster.router.relayed == 0  # a poll is not a request
+
+    # A client that gives up its poll at B: A stops waiting for it, and the next event waits for the next poll.
+    async with aiohttp.ClientSession() as other:
+        gone = asyncio.ensure_future(other.get(poll_url))
+        await asyncio.sleep(1.0)
+        gone.cancel()
+    await asyncio.sleep(2.5)  # B noticed (it looks every second) and told A, which looks every second too
+    assert (await janus_post(http, f"{a.url}janus/{sid}/{hid}", watch))["janus"] == "ack"
+    async with http.get(f"{a.url}janus/{sid}?apisecret={SECRET}") as resp:
+        kept = await resp.json(content_type=None)
+    assert kept["janus"] == "event" and kept["plugindata"]["data"]["error_code"] == 455

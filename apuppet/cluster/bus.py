@@ -37,6 +37,8 @@ JSON = dict[str, Any]
 COMMAND_TIMEOUT = 2.0
 #: Messages sent in one pipeline at most.
 BATCH = 256
+#: What a Redis that is down, slow or gone raises (redis-py's errors, sockets', and ours).
+REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError, ClusterUnavailable)
 
 
 def redacted(url: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..api.gateway import Gateway
 from ..config import Config
-from .bus import RedisBus, redacted
+from .bus import REDIS_ERRORS, RedisBus, redacted
 from .directory import HEARTBEAT, ClusterUnavailable, Directory
 from .router import Router
 
@@ -64,11 +64,15 @@ class ClusterNode:
             await asyncio.sleep(HEARTBEAT)
             try:
                 await self.beat()
-            except Exception as exc:  # noqa: BLE001 - any Redis failure: keep serving, try again
+            except REDIS_ERRORS as exc:  # Any Redis failure: keep serving, try again
                 self.bus.reachable = False
                 if not self._redis_lost:
                     self._redis_lost = True
                     log.warning("cluster: Redis unreachable (%s); node %s keeps serving what it holds", exc, self.name)
+                continue
+            except Exception as exc:
+                # A bug of ours must not end the heartbeat: the other nodes would count this node dead.
+                self.gateway.log_unexpected(exc, "cluster heartbeat", "")
                 continue
             if self._redis_lost:
                 self._redis_lost = False
@@ -106,6 +110,6 @@ class ClusterNode:
         try:
             async with asyncio.timeout(STOP_STEP):
                 await self.bus.leave(self._owned_sessions, self.router.resources)
-        except Exception as exc:  # noqa: BLE001 - entries expire by themselves
+        except REDIS_ERRORS as exc:  # Entries expire by themselves
             log.debug("cluster: leaving Redis failed: %s", exc)
         await self.bus.close()

@@ -26,7 +26,7 @@ from ..api.gateway import MAX_JSON_DEPTH, Gateway, error_reply, json_depth_excee
 from ..api.limits import LogLimiter
 from ..api.longpoll import wait_events
 from ..api.session import Connection, Handle, Session
-from .bus import RedisBus
+from .bus import REDIS_ERRORS, RedisBus
 from .directory import ClusterUnavailable, Directory
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class Router:
                 return gone if guest else local()
             try:
                 holder = self.directory.holder(await self.bus.holder("session", session_id))
-            except Exception as exc:  # noqa: BLE001 - any Redis failure: what is here is still served
+            except REDIS_ERRORS as exc:  # Any Redis failure: what is here is still served
                 self._redis_failed(exc)
                 return gone if guest else unavailable(transaction, session_id)
             if holder is None:
@@ -197,7 +197,7 @@ class Router:
         gone = 404, error_reply(ErrorCode.SESSION_NOT_FOUND, f"No such session {session_id}")
         try:
             holder = self.directory.holder(await self.bus.holder("session", session_id))
-        except Exception as exc:  # noqa: BLE001 - any Redis failure
+        except REDIS_ERRORS as exc:  # Any Redis failure
             self._redis_failed(exc)
             # Not at once: a client polls again as soon as it is answered.
             await asyncio.sleep(UNAVAILABLE_PAUSE)
@@ -423,7 +423,7 @@ class Router:
             return self.directory.affinity(session.id)
         try:
             return self.directory.holder(await self.bus.holder(*located))
-        except Exception as exc:  # noqa: BLE001 - any Redis failure: serve it here
+        except REDIS_ERRORS as exc:  # Any Redis failure: serve it here
             self._redis_failed(exc)
             return None
 
@@ -446,7 +446,7 @@ class Router:
     async def _claim(self, entries: list[tuple[str, str]]) -> None:
         try:
             lost = await self.bus.claim(entries)
-        except Exception as exc:  # noqa: BLE001 - any Redis failure; the heartbeat claims again
+        except REDIS_ERRORS as exc:  # Any Redis failure; the heartbeat claims again
             self._redis_failed(exc)
             return
         await self.contest(lost)
@@ -457,7 +457,7 @@ class Router:
         for kind, key in lost:
             try:
                 holder = self.directory.holder(await self.bus.holder(kind, key))
-            except Exception as exc:  # noqa: BLE001 - any Redis failure; the next heartbeat asks again
+            except REDIS_ERRORS as exc:  # Any Redis failure; the next heartbeat asks again
                 self._redis_failed(exc)
                 return
             if holder is not None:
@@ -475,7 +475,7 @@ class Router:
     async def _release(self, entries: list[tuple[str, str]]) -> None:
         try:
             await self.bus.release(entries)
-        except Exception as exc:  # noqa: BLE001 - any Redis failure; the entry expires
+        except REDIS_ERRORS as exc:  # Any Redis failure; the entry expires
             self._redis_failed(exc)
 
     # -- node lifecycle -----------------------------------------------------------------------------------------

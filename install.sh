@@ -158,7 +158,7 @@ print(c.workers, c.redis_url or "-")' "$CONFIG")
     esac
     # Debian's redis-server listens on 127.0.0.1 and ::1 only; nothing needs persistence (entries expire in seconds).
     apt_install redis-server
-    if use_systemd && [ -z "${APUPPET_UNIT_DIR:-}" ]; then
+    if use_systemd; then
         systemctl enable --quiet --now redis-server.service || die "redis-server did not start (journalctl -u redis-server)"
     fi
     say "apuppet runs $workers node(s) here on the local Redis ($host)"

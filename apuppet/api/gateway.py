@@ -297,7 +297,7 @@ class Gateway:
             self._detach(handle, notify=False)
         session.destroyed = True
         session.events.clear()
-        if self.sessions.pop(session.id, None) is not None:
+        if self.sessions.pop(session.id, None) is not None and session.counted:
             self.sessions_by_address.release(client_key(session.creator))
             if not session.trusted:
                 self.viewers_by_address.release(client_key(session.creator))
@@ -412,12 +412,10 @@ class Gateway:
         return session
 
     def adopt(self, session: Session) -> None:
-        """Keep a session made elsewhere (a cluster node's guest of another node's session). It is counted like
-        the sessions created here, so that its destroy gives back exactly what it took."""
+        """Keep a session made elsewhere (a cluster node's guest of another node's session): not counted against
+        the per-address caps here, since its client was counted where it created the session."""
+        session.counted = False
         self.sessions[session.id] = session
-        self.sessions_by_address.acquire(client_key(session.creator), MAX_ID)
-        if not session.trusted:
-            self.viewers_by_address.acquire(client_key(session.creator), MAX_ID)
 
     def detach_handle(self, handle: Handle, notify: bool = True) -> None:
         """Detach a handle from outside a request (a cluster node whose peer went away)."""

@@ -58,6 +58,9 @@ class Session:
         #: Created with the API secret (an agent, an operator). Untrusted sessions are viewers: plugins let them
         #: reach a device with its password and nothing else.
         self.trusted = True
+        #: Counted against the per-address session caps where it lives; a cluster node's guest of another node's
+        #: session is not (its client is counted on that node).
+        self.counted = True
 
     @property
     def peer_cap_address(self) -> str:

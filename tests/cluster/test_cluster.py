@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from apuppet.agent import phone as ph
 from apuppet.agent.janus import JanusClient
 from apuppet.agent.textroom import TextRoomPeer
+from apuppet.netaddr import client_key
 from apuppet.server import Server
 
 from ..agent.conftest import SECRET, start_agent
@@ -67,6 +68,8 @@ async def test_a_viewer_on_node_b_watches_and_drives_a_device_on_node_a(
             assert len(b.gateway.sessions) == 1 and a.cluster is not None and b.cluster is not None
             assert len(b.cluster.directory.bound) == 2
             assert len(a.cluster.directory.guests) == 1
+            # The viewer's address is counted on B, where its session is; A counts only the device's session.
+            assert a.gateway.sessions_by_address.held(client_key("127.0.0.1")) == 1
             assert a.plugins[0].metrics()["streaming_viewers"] == 1
             assert await metric(http, b, "apuppet_cluster_relayed_total") > 3
         # The viewer left: its guest on A went with it, and the peer connections with the guest.

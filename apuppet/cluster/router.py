@@ -377,8 +377,12 @@ class Router:
     def _event(self, message: JSON) -> None:
         sid, event = parse_id(message.get("sid")), message.get("event")
         session = self.gateway.sessions.get(sid) if sid is not None else None
-        if session is not None and sid not in self.directory.guests and isinstance(event, dict):
-            session.push(event)
+        if session is None or sid in self.directory.guests or not isinstance(event, dict):
+            return
+        if event.get("janus") == "timeout":
+            # A guest timed out there (this node's idle reports stopped reaching it): the session here did not.
+            return
+        session.push(event)
 
     def _drop(self, message: JSON) -> None:
         sid, hid = parse_id(message.get("sid")), parse_id(message.get("hid"))

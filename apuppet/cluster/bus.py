@@ -82,8 +82,12 @@ class RedisBus:
             loop.create_task(self._listen(), name=f"cluster-listen-{self.name}"),
             loop.create_task(self._write(), name=f"cluster-write-{self.name}"),
         ]
-        async with asyncio.timeout(COMMAND_TIMEOUT * 2):
-            await self.subscribed.wait()
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT * 2):
+                await self.subscribed.wait()
+        except TimeoutError:
+            await self.close()
+            raise ClusterUnavailable(f"Redis at {redacted(self.url)} did not take this node's subscription") from None
 
     async def close(self) -> None:
         # What is queued (a guest's last events, a drop) still goes out if Redis answers at once.

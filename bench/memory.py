@@ -13,6 +13,7 @@ noise so that the rate control spends the budget), and sent as RFC 6184 packets 
 
     python bench/memory.py [--targets apuppet,janus] [--lifecycles 300] [--devices 100]
     python bench/memory.py --targets apuppet --diagnose   # tracemalloc and gc diff in the server, malloc_trim
+    python bench/memory.py --targets apuppet --undo pyav,certificate,history   # as before those changes
 
 `--env MALLOC_ARENA_MAX=2` (repeatable) sets variables for the apuppet process. `--diagnose` starts apuppet
 with tracemalloc and a SIGUSR1 handler that writes, to a file the bench prints, the top allocation growth since
@@ -94,6 +95,37 @@ def dump(signum, frame):
     out.close()
 signal.signal(signal.SIGUSR1, dump)
 """
+
+
+# What `--undo` puts back, to measure a change against what came before it, in the same run's conditions.
+UNDO = {
+    # PyAV imported before `apuppet serve` chooses: aiortc then runs on PyAV instead of its stand-in.
+    "pyav": "import av\n",
+    # A DTLS certificate and OpenSSL context per peer connection, as aiortc makes them.
+    # (the stand-in first, as `apuppet serve` would choose it: importing media.peer imports aiortc)
+    "certificate": (
+        "from apuppet.media import avstandin\navstandin.install()\n"
+        "from apuppet.media import peer\npeer.Peers.certificate = lambda self: None\n"
+    ),
+    # A copy of every packet sent in each viewer's NACK history.
+    "history": """
+import apuppet.media.relay as relay
+from apuppet.media.rtp import pack_header, ts_diff
+def _emit(self, seq, ts, marker, payload):
+    data = pack_header(self.payload_type, marker, seq, ts, self.ssrc) + payload
+    self._history[seq % relay.HISTORY_SIZE] = data
+    self.last_seq = seq
+    if self.last_ts is None or ts_diff(ts, self.last_ts) > 0:
+        self.last_ts = ts
+    self.packets += 1
+    self.sink(data)
+def retransmission(self, seq):
+    data = self._history[seq % relay.HISTORY_SIZE]
+    return data if data is not None and (data[2] << 8 | data[3]) == seq else None
+relay.RelayViewer._emit = _emit
+relay.RelayViewer.retransmission = retransmission
+""",
+}
 
 
 # -- source ------------------------------------------------------------------------------------------------------
@@ -417,6 +449,8 @@ async def run(args: argparse.Namespace) -> None:
                 preamble += "\n" + Path(args.preamble).read_text() + "\n"
             if args.history:
                 preamble += f"\nimport apuppet.media.relay as relay; relay.HISTORY_SIZE = {args.history}\n"
+            for name in filter(None, args.undo.split(",")):
+                preamble += "\n" + UNDO[name]
             target = start_apuppet(folder, extra, preamble, lift)
         else:
             target = start_janus(folder)
@@ -456,6 +490,7 @@ if __name__ == "__main__":
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the apuppet process")
     parser.add_argument("--diagnose", action="store_true")
     parser.add_argument("--history", type=int, default=0, help="apuppet: NACK history per viewer (to compare)")
+    parser.add_argument("--undo", default="", help=f"apuppet: comma-separated, of {', '.join(UNDO)} (to compare)")
     parser.add_argument("--preamble", default="", help="apuppet: a Python file run in the server before it starts")
     parser.add_argument("--compare-lifecycles", action="store_true", help="apuppet: also lifecycles without WebRTC")
     parser.add_argument("--tracemalloc", action="store_true", help="with --diagnose: also trace allocations (slow)")

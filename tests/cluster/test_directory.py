@@ -74,3 +74,18 @@ def test_config_refuses_workers_without_redis_and_a_url_that_is_not_redis() -> N
     with pytest.raises(ConfigError, match="redis_url"):
         validate({"redis_url": "http://127.0.0.1:6379"})
     assert validate({"redis_url": "redis://:pw@10.0.0.5:6379/0", "workers": 4}).workers == 4
+
+
+def test_a_server_without_redis_url_does_not_load_redis_py() -> None:
+    """Without `redis_url` nothing of the cluster's I/O is loaded: the server is the single process it was."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from apuppet.config import Config; from apuppet.server import Server; import apuppet.cli; "
+        "Server(Config(bind='127.0.0.1', web_http_port=0, api_secret='s' * 16, admin_secret='a' * 24)); "
+        "print(sorted(m for m in sys.modules if m == 'redis' or m.startswith(('redis.', 'apuppet.cluster.'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

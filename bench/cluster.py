@@ -5,13 +5,15 @@
   decoding; in a separate process), all through ONE web port served by W worker processes (`serve --worker i/W`
   with SO_REUSEPORT, the kernel spreading the connections: most viewers land on another node than their device
   and are served through Redis). Printed: CPU of all workers together (% of one core) and per device, RTP
-  packets delivered to viewers against packets sent x viewers. W = 1 without Redis is today's single process.
+  packets delivered to viewers against packets sent x viewers. W = 1 without Redis is today's single process; the
+  control (`--separate 2`) is two separate servers without Redis, each with half the devices and their viewers:
+  what two processes cost on this machine whatever the cluster does.
 * **first packet**: two nodes on their own ports, one device on A; a viewer's `watch` → its first RTP packet
   (the kept GOP's keyframe), through A (local) and through B (the watch relayed to A, the guest made there):
   what a cross-node request adds.
 * **Redis memory**: INFO memory before and after the devices registered, per 1 000 devices.
 
-    python bench/cluster.py [--devices 20] [--viewers 1] [--workers 1,2,4] [--seconds 8] [--first 10]
+    python bench/cluster.py [--devices 20] [--viewers 1] [--workers 1,2,4] [--separate 2] [--seconds 8] [--first 10]
 
 Needs Debian's redis-server (started here on a free loopback port, no persistence).
 """
@@ -347,6 +349,85 @@ async def run_workers(args: argparse.Namespace, workers: int, redis_port: int | 
                 proc.wait()
 
 
+async def run_independent(args: argparse.Namespace, count: int, folder: Path) -> str:
+    """The control for the workers' figures: `count` separate servers without Redis on ports of their own, device
+    i and its viewers on server i % count. What they cost beyond one process is the price of several processes,
+    not of the cluster."""
+    ports = [free_port() for _ in range(count)]
+    slices = [(RTP_RANGE[0] + i * 200, RTP_RANGE[0] + i * 200 + 199) for i in range(count)]
+    procs = [serve(write_config(folder, ports[i], slices[i], None, f"solo{i}")) for i in range(count)]
+    apis: list[Api] = []
+    children: list[Any] = []
+    try:
+        for port in ports:
+            await wait_http(port)
+        apis = [Api(target_for(port), "127.0.0.4", Tally(), concurrency=args.devices + 16) for port in ports]
+        names = [f"dev{i}" for i in range(args.devices)]
+        devices = [await make_device(apis[i % count], name) for i, name in enumerate(names)]
+        polls = [
+            asyncio.get_running_loop().create_task(keep_polling(apis[i % count], s)) for i, (s, _) in enumerate(devices)
+        ]
+        clip = encode_clip()
+        sources = [Source(clip, video_port, "127.0.0.4") for _, video_port in devices]
+        counters = [CountingSocket(source.sock) for source in sources]
+        for source, counter in zip(sources, counters, strict=True):
+            source.sock = counter  # type: ignore[assignment]
+        ctx = multiprocessing.get_context("spawn")
+        stop = ctx.Event()
+        counts = []
+        for i, port in enumerate(ports):
+            packets, watching = ctx.Value("q", 0), ctx.Value("i", 0)
+            mine = names[i::count]
+            child = ctx.Process(
+                target=viewers_main,
+                args=(f"http://127.0.0.1:{port}/janus", mine, args.viewers, packets, watching, stop),
+            )
+            child.start()
+            children.append(child)
+            counts.append((packets, watching))
+        sender = asyncio.get_running_loop().create_task(pace(sources, 3600))
+        want = args.devices * args.viewers
+        deadline = time.monotonic() + 120
+        while sum(w.value for _, w in counts) < want and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2)
+        pids = [p.pid for p in procs]
+        cpu0, sent0, t0 = cpu_seconds(pids), sum(c.sent for c in counters), time.monotonic()
+        got0 = sum(p.value for p, _ in counts)
+        await asyncio.sleep(args.seconds)
+        sender.cancel()
+        cpu1, sent1, t1 = cpu_seconds(pids), sum(c.sent for c in counters), time.monotonic()
+        await asyncio.sleep(1.0)
+        got1 = sum(p.value for p, _ in counts)
+        watching_now = sum(w.value for _, w in counts)
+        stop.set()
+        for child in children:
+            child.join(30)
+        for task in polls:
+            task.cancel()
+        for source in sources:
+            source.close()
+        cpu = 100 * (cpu1 - cpu0) / (t1 - t0)
+        expected = (sent1 - sent0) * args.viewers
+        delivered = 100 * (got1 - got0) / expected if expected else float("nan")
+        return (
+            f"{count} separate processes   {args.devices} devices x {args.viewers} viewer(s): {watching_now}/{want} "
+            f"watching, CPU {cpu:5.1f} % of a core ({cpu / args.devices:.2f} % per device), "
+            f"RTP delivered {delivered:5.1f} % (no Redis: the control)"
+        )
+    finally:
+        for api in apis:
+            await api.close()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 async def first_packet(api: Api, mp: str) -> float:
     """Seconds from a viewer's `watch` to its first RTP packet."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -444,6 +525,8 @@ async def main(args: argparse.Namespace) -> None:
                 print(line, flush=True)
             if args.single:
                 print(await run_workers(args, 1, None, folder), flush=True)
+            for count in args.separate:
+                print(await run_independent(args, count, folder), flush=True)
             for workers in args.workers:
                 subprocess.run(["redis-cli", "-p", str(redis_port), "flushall"], capture_output=True, check=False)
                 print(await run_workers(args, workers, redis_port, folder), flush=True)
@@ -460,4 +543,10 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--first", type=int, default=10)
     parser.add_argument("--no-single", dest="single", action="store_false", help="skip W=1 without Redis")
+    parser.add_argument(
+        "--separate",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[2],
+        help="the control: N separate servers without Redis, devices split between them (default: 2; '' for none)",
+    )
     asyncio.run(main(parser.parse_args()))

@@ -46,10 +46,20 @@ async def test_a_killed_viewer_node_leaves_nothing_on_the_device_node(
             assert a.cluster is not None and a.cluster.directory.guests
             assert streaming()["streaming_viewers"] == 1 and textroom()["peer_connections"] == 2
             # B dies without a word: A notices its node key expire and lets the guest go, peers and ports too.
+            assert viewer.janus is not None and viewer.janus.session_id is not None
+            b_session = viewer.janus.session_id
             assert await stop(b, signal.SIGKILL) == -signal.SIGKILL
+            killed = asyncio.get_running_loop().time()
             async with asyncio.timeout(15):
                 while a.cluster.directory.guests or streaming()["streaming_viewers"]:
                     await asyncio.sleep(0.1)
+            # B's own session, asked at A: "no such session" (a relay finds nobody subscribed, then the entry expires).
+            async with aiohttp.ClientSession() as http, asyncio.timeout(15):
+                while (await janus_post(http, f"{a.url}janus/{b_session}", {"janus": "keepalive"}))["janus"] != "error":
+                    await asyncio.sleep(0.1)
+                reply = await janus_post(http, f"{a.url}janus/{b_session}", {"janus": "keepalive"})
+            assert reply["error"]["code"] == 458
+            assert asyncio.get_running_loop().time() - killed < 8  # the node key's 3 s, a heartbeat, the load
             async with asyncio.timeout(10):
                 while textroom()["peer_connections"] != 1 or len(a.gateway.sessions) != 1:
                     await asyncio.sleep(0.1)

@@ -173,6 +173,9 @@ class RedisBus:
         value = await self.client.get(own_key(kind, key))
         return value if isinstance(value, str) else None
 
+    async def node_alive(self, name: str) -> bool:
+        return bool(await self.client.exists(node_key(name)))
+
     async def claim(self, entries: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """Take ownership entries for this node; returns those that another live node holds."""
         named = {own_key(kind, key): (kind, key) for kind, key in entries}

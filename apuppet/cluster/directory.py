@@ -83,6 +83,11 @@ class Directory:
             return None
         return value
 
+    def unknown(self, value: str | None) -> bool:
+        """Whether an ownership entry names a node missing from the live nodes of the last heartbeat: one that
+        died, or one that joined since (its key is worth one look before its entries count as gone)."""
+        return value is not None and value != self.me and value not in self.live
+
     def update_live(self, names: set[str]) -> set[str]:
         """The heartbeat's list of live nodes; returns the nodes that have died since the last one."""
         names = set(names) | {self.me}

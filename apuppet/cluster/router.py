@@ -130,7 +130,7 @@ class Router:
             if relayed or connection is not None or session_id in gateway.timed_out:
                 return gone if guest else local()
             try:
-                holder = self.directory.holder(await self.bus.holder("session", session_id))
+                holder = await self._holder("session", session_id)
             except REDIS_ERRORS as exc:  # Any Redis failure: what is here is still served
                 self._redis_failed(exc)
                 return gone if guest else unavailable(transaction, session_id)
@@ -196,7 +196,7 @@ class Router:
             return None
         gone = 404, error_reply(ErrorCode.SESSION_NOT_FOUND, f"No such session {session_id}")
         try:
-            holder = self.directory.holder(await self.bus.holder("session", session_id))
+            holder = await self._holder("session", session_id)
         except REDIS_ERRORS as exc:  # Any Redis failure
             self._redis_failed(exc)
             # Not at once: a client polls again as soon as it is answered.
@@ -226,6 +226,16 @@ class Router:
             self.bus.send(holder, {"type": "requeue", "sid": session_id, "events": payload})
             return 499, None
         return status, payload
+
+    async def _holder(self, kind: str, key: str | int) -> str | None:
+        """The other live node holding a session or resource, or None. A node this one has not heard of yet (it
+        joined since the last heartbeat) is asked about once, rather than taken for dead."""
+        value = await self.bus.holder(kind, key)
+        if self.directory.unknown(value):
+            assert value is not None
+            if await self.bus.node_alive(value):
+                self.directory.live.add(value)
+        return self.directory.holder(value)
 
     # -- relaying -------------------------------------------------------------------------------------------------
     async def _relay(
@@ -426,7 +436,7 @@ class Router:
         if located is None:
             return self.directory.affinity(session.id)
         try:
-            return self.directory.holder(await self.bus.holder(*located))
+            return await self._holder(*located)
         except REDIS_ERRORS as exc:  # Any Redis failure: serve it here
             self._redis_failed(exc)
             return None
@@ -460,7 +470,7 @@ class Router:
         gone there (the heartbeat asks again each second until it does, or ours goes)."""
         for kind, key in lost:
             try:
-                holder = self.directory.holder(await self.bus.holder(kind, key))
+                holder = await self._holder(kind, key)
             except REDIS_ERRORS as exc:  # Any Redis failure; the next heartbeat asks again
                 self._redis_failed(exc)
                 return

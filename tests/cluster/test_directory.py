@@ -18,6 +18,8 @@ def test_an_entry_of_a_node_that_is_not_alive_counts_as_gone() -> None:
     assert d.holder(None) is None
     assert d.update_live({"b"}) == {"c"}  # c died
     assert d.holder("c") is None
+    # A name missing from the last heartbeat is worth one look (a node that joined since), not one that is known.
+    assert d.unknown("c") and d.unknown("new") and not d.unknown("b") and not d.unknown("a") and not d.unknown(None)
 
 
 def test_a_fresh_handle_follows_its_sessions_bound_handle_and_forgets_on_detach() -> None:

@@ -23,7 +23,7 @@ from ..agent.viewer import near
 from ..ports import free_port
 from .conftest import RedisProcess, node_config, start_redis, wait_redis
 from .nodeproc import serve, stop, stop_and_read, wait_http, write_config
-from .test_cluster import WatchFirstViewer, janus_post
+from .test_cluster import RoundRobinViewer, WatchFirstViewer, janus_post
 
 
 async def test_a_killed_viewer_node_leaves_nothing_on_the_device_node(
@@ -176,3 +176,35 @@ async def test_workers_share_the_web_port_and_a_dead_worker_comes_back(
     finally:
         await stop(parent, signal.SIGKILL)
         await client.aclose()
+
+
+async def test_two_workers_serve_a_device_and_its_viewer_through_one_port(
+    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]], tmp_path: Path
+) -> None:
+    """`serve --workers 2` end to end: the agent and a viewer whose every request opens a new connection to the
+    one port (so the kernel hands them to either worker) see and drive the demo phone."""
+    port = free_port()
+    config = write_config(tmp_path, redis_server.url, port, (rtp_slices[0][0], rtp_slices[1][1]), node_name="e2e")
+    parent = await serve(config, "--workers", "2")
+    device = None
+    try:
+        await wait_http(port)
+        client = aioredis.from_url(redis_server.url)
+        try:
+            async with asyncio.timeout(20):
+                while await client.exists("apuppet:node:e2e-1", "apuppet:node:e2e-2") != 2:
+                    await asyncio.sleep(0.1)
+        finally:
+            await client.aclose()
+        url = f"http://127.0.0.1:{port}/"
+        device = await start_agent(url)
+        creds = device.agent.credentials
+        async with RoundRobinViewer(url, SECRET, creds.session, creds.password) as viewer:
+            await viewer.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
+            viewer.send("tap,72,156,60")
+            await viewer.until(lambda f: near(f, 20, 400, (250, 240, 225)), timeout=20)
+        assert device.phone.screen == "counter"
+    finally:
+        if device is not None:
+            await device.stop()
+        await stop(parent)

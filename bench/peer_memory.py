@@ -4,7 +4,7 @@ client in a child process (so that only the server side is measured) and connect
 it prints the RSS, Python objects and offer-to-answer time per connection. No RTP flows (bench/memory.py measures
 devices with video).
 
-    python bench/peer_memory.py [--kind video|data] [--peers 100] [--own-certificates]
+    python bench/peer_memory.py [--kind video|data] [--peers 100] [--own-certificates] [--trace]
 
 `--own-certificates` gives every connection its own DTLS certificate and OpenSSL context, as aiortc alone does
 (the server shares one, `media.peer.ServerCertificate`).
@@ -18,6 +18,7 @@ import gc
 import multiprocessing
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,10 @@ async def main(args: argparse.Namespace) -> None:
             await connect()
         await asyncio.sleep(2)
         gc.collect()
+        if args.trace:
+            tracemalloc.start()
         rss, objects, warm = rss_kb(), len(gc.get_objects()), len(made)
+        before = tracemalloc.take_snapshot() if args.trace else None
         start = time.perf_counter()
         for _ in range(args.peers):
             await connect()
@@ -113,6 +117,11 @@ async def main(args: argparse.Namespace) -> None:
             f"{(len(gc.get_objects()) - objects) / n:.0f} Python objects each; "
             f"offer to answer set {elapsed / n * 1000:.1f} ms each"
         )
+        if before is not None:
+            grown = tracemalloc.take_snapshot().compare_to(before, "lineno")
+            print(f"Python allocations: {sum(st.size_diff for st in grown) / n / 1024:.0f} KB each, most at:")
+            for st in grown[:12]:
+                print(f"  {st.size_diff / n / 1024:5.1f} KB  {st.traceback[0]}")
     finally:
         here.send(None)
         for m in made:
@@ -126,4 +135,5 @@ if __name__ == "__main__":
     parser.add_argument("--kind", choices=("video", "data"), default="video")
     parser.add_argument("--peers", type=int, default=100)
     parser.add_argument("--own-certificates", action="store_true")
+    parser.add_argument("--trace", action="store_true", help="also where Python allocated (tracemalloc; slower)")
     asyncio.run(main(parser.parse_args()))

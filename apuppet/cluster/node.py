@@ -13,10 +13,13 @@ import socket
 import time
 from typing import Any
 
+from ..api.ending import Endings
 from ..api.gateway import Gateway
 from ..config import Config
 from .bus import REDIS_ERRORS, RedisBus, redacted
 from .directory import HEARTBEAT, ClusterUnavailable, Directory
+from .ending import ClusterEndings
+from .logins import RedisLoginStore
 from .router import Router
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,20 @@ class ClusterNode:
         self._owned_sessions: set[int] = set()
         self._redis_lost = False
         self.started = False
+
+    def cluster_endings(self, endings: Endings) -> ClusterEndings:
+        """The server's `Endings` with the same limits, made to end both halves of a session split over nodes."""
+        return ClusterEndings(
+            self.gateway,
+            self.router,
+            max_viewer_session=endings.max_viewer_session,
+            viewer_idle=endings.viewer_idle,
+            grace=endings.grace,
+        )
+
+    def login_store(self, limit: int) -> RedisLoginStore:
+        """The console's logins, kept in Redis for every node."""
+        return RedisLoginStore(self.bus.client, limit)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         self.router.on_message(message)

@@ -18,7 +18,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..api.errors import ErrorCode, JanusError
@@ -67,6 +67,10 @@ class Router:
         self.relayed = 0
         self.relay_seconds = 0.0
         self.relay_failures = 0
+        #: What other parts serve to other nodes: request/reply services (op → handler, through `ask`) and
+        #: one-way messages (type → handler); the console's live view, ending and logins use them.
+        self.services: dict[str, Callable[[JSON], Awaitable[JSON]]] = {}
+        self.handlers: dict[str, Callable[[JSON], None]] = {}
         gateway.detach_hooks.append(self._detached)
         for plugin in gateway.plugins.values():
             plugin.placement = self._placed
@@ -271,6 +275,33 @@ class Router:
         finally:
             self._pending.pop(call_id, None)
 
+    async def ask(self, node: str, op: str, payload: JSON, timeout: float = CALL_TIMEOUT) -> JSON:
+        """Another node's answer from its service `op`. Raises `NodeGone` (not there), `ClusterUnavailable` (Redis
+        lost, or the service failed there) or `TimeoutError`."""
+        reply = await self._call(node, {**payload, "op": op}, timeout)
+        result = reply.get("result")
+        if not isinstance(result, dict):
+            raise ClusterUnavailable(f"no answer from node {node[:64]}")
+        return result
+
+    async def ask_all(
+        self, op: str, payload: JSON, timeout: float = CALL_TIMEOUT, nodes: list[str] | None = None
+    ) -> dict[str, JSON | None]:
+        """Every other live node's answer (or those of `nodes`), asked at once; None for a node that is gone or
+        did not answer."""
+        if nodes is None:
+            nodes = sorted(self.directory.live - {self.directory.me})
+
+        async def one(node: str) -> JSON | None:
+            try:
+                return await self.ask(node, op, payload, timeout)
+            except (NodeGone, TimeoutError):
+                return None
+            except REDIS_ERRORS:
+                return None
+
+        return dict(zip(nodes, await asyncio.gather(*(one(n) for n in nodes)), strict=True))
+
     # -- other nodes' messages --------------------------------------------------------------------------------
     def on_message(self, message: JSON) -> None:
         kind = message.get("type")
@@ -292,6 +323,11 @@ class Router:
             self._requeue(message)
         elif kind == "contest":
             self._contested(message)
+        elif (handler := self.handlers.get(str(kind))) is not None:
+            try:
+                handler(message)
+            except Exception as exc:  # a bug of ours must not end this node's subscription
+                self.gateway.log_unexpected(exc, f"cluster {str(kind)[:32]} message", "")
 
     async def _answer(self, call: JSON) -> None:
         origin, call_id = str(call.get("from")), call.get("id")
@@ -325,6 +361,9 @@ class Router:
             return {"reply": reply}
         if op == "poll":
             return await self._serve_poll(call, sid, remote)
+        service = self.services.get(str(op))
+        if service is not None:
+            return {"result": await service(call)}
         return {"reply": error_reply(ErrorCode.UNKNOWN_REQUEST, f"Unknown cluster call {str(op)[:32]}")}
 
     async def _serve_poll(self, call: JSON, sid: int | None, remote: str) -> JSON:

@@ -168,6 +168,9 @@ class Server:
 
             self.cluster = ClusterNode(config, self.gateway, poll_timeout=self.rest.poll_timeout)
             self.rest.router = self.websocket.router = self.cluster.router
+            # The console is the cluster's: logins in Redis, every node's devices, ends reaching both halves.
+            self.endings = self.cluster.cluster_endings(self.endings)
+            self.console.join(self.cluster, self.endings)
         self.ssl_context: ssl.SSLContext | None = None
         self.runner: web.AppRunner | None = None
         self.ports: dict[str, int] = {}

@@ -5,6 +5,10 @@ Every API route needs the login cookie (401 without it); the state-changing ones
 Origin to be this server and the login's CSRF token in `X-Console-Token`. Without an admin secret configured the
 whole console answers 403 and the page says how to enable it. The live view is a Server-Sent Events stream: a
 new state whenever an operator event arrives (at most every `DEBOUNCE` seconds), else every `REFRESH` seconds.
+
+In a cluster (`join`) the console is the cluster's, whichever node answers: logins are kept in Redis, the live
+view asks every other node for its devices (request/reply through the bus, so it is never stale and costs
+nothing while nobody watches) and names each device's node, and "end" goes to the node named with the session.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -28,9 +32,12 @@ from ..netaddr import client_key
 from ..ops.audit import AuditStore
 from ..ops.eventlog import SECRET_KEYS
 from ..ops.liveview import devices, snapshot
-from ..ops.logins import Login, LoginRefused, Logins
+from ..ops.logins import MAX_LOGINS, Login, LoginRefused, Logins
 from ..ops.recordings import Recording, find_recording, list_recordings, recordings_dir
 from .http import remote_of
+
+if TYPE_CHECKING:
+    from ..cluster.node import ClusterNode
 
 CONSOLE_DIR = Path(__file__).parent.parent / "web" / "static" / "console"
 COOKIE = "apuppet_console"
@@ -38,11 +45,16 @@ CSRF_HEADER = "X-Console-Token"
 #: Seconds between two states on the live stream however busy the server, and without any event.
 DEBOUNCE = 0.25
 REFRESH = 5.0
+#: In a cluster, other nodes' changes are looked for this often (a state goes out only when something changed).
+CLUSTER_REFRESH = 1.0
+#: Seconds another node has to send its devices; one that does not is left out of the view (and named).
+SNAPSHOT_TIMEOUT = 2.0
 #: Operator events kept for the console's activity list.
 ACTIVITY = 100
 MAX_PAGE = 200
 #: SQLite's integers are 64-bit: a larger offset would be an error, not an empty page.
 MAX_OFFSET = 2**62
+UNAVAILABLE = "the cluster's Redis cannot be reached; retry in a moment"
 DISABLED = (
     "The console is disabled: no admin_secret is configured. Set admin_secret in config.yaml (or leave it empty in "
     "a server started with --config, which generates one into credentials_dir) and restart the server."
@@ -94,7 +106,24 @@ class Console:
         self.activity: deque[dict[str, Any]] = deque(maxlen=ACTIVITY)
         self._streams: set[asyncio.Event] = set()
         self._closing = False
+        #: In a cluster: this node and its name, and what a lost Redis raises.
+        self.node: ClusterNode | None = None
+        self.name = ""
+        self._store_errors: tuple[type[Exception], ...] = ()
         gateway.observers.append(self._observe)
+
+    def join(self, node: ClusterNode, endings: Endings) -> None:
+        """Serve the cluster's console: logins in Redis, the other nodes' devices in the view, ends sent where the
+        session is. `endings`: the node's (`ClusterNode.cluster_endings`)."""
+        from ..cluster.bus import REDIS_ERRORS
+
+        self.node = node
+        self.name = node.name
+        self.endings = endings
+        self.logins.store = node.login_store(MAX_LOGINS)
+        self._store_errors = REDIS_ERRORS
+        node.router.services["console.snapshot"] = self._serve_snapshot
+        node.router.services["console.end"] = self._serve_end
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/console", self._redirect)
@@ -141,12 +170,15 @@ class Console:
         return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
 
     # -- logins ----------------------------------------------------------------------------------------------
-    def _login(self, request: web.Request, *, changes: bool = False) -> Login:
+    async def _login(self, request: web.Request, *, changes: bool = False) -> Login:
         """The request's login, or the HTTP error to answer; `changes`: a state-changing request (Origin and CSRF
         token checked too)."""
         if not self.logins.enabled:
             raise _refusal(403, DISABLED, disabled=True)
-        login = self.logins.check(request.cookies.get(COOKIE))
+        try:
+            login = await self.logins.check(request.cookies.get(COOKIE))
+        except self._store_errors:
+            raise _refusal(503, UNAVAILABLE) from None
         if login is None:
             raise _refusal(401, "log in first")
         if changes and not (_same_origin(request) and self.logins.csrf_ok(login, request.headers.get(CSRF_HEADER))):
@@ -154,7 +186,7 @@ class Console:
         return login
 
     async def _whoami(self, request: web.Request) -> web.Response:
-        login = self._login(request)
+        login = await self._login(request)
         return _data({"csrf": login.csrf, "limits": self.limits})
 
     async def _log_in(self, request: web.Request) -> web.Response:
@@ -171,11 +203,13 @@ class Console:
             return _error(400, 'expected JSON: {"secret": "…"}')
         remote = remote_of(request)
         try:
-            login = self.logins.log_in(secret, remote, client_key(remote))
+            login = await self.logins.log_in(secret, remote, client_key(remote))
         except LoginRefused as exc:
             if exc.status == 401:
                 self._emit("console_login_failed", {"remote": remote})
             return _error(exc.status, exc.reason)
+        except self._store_errors:
+            return _error(503, UNAVAILABLE)
         self._emit("console_login", {"remote": remote})
         response = _data({"csrf": login.csrf, "limits": self.limits})
         response.set_cookie(
@@ -190,8 +224,11 @@ class Console:
         return response
 
     async def _log_out(self, request: web.Request) -> web.Response:
-        login = self._login(request, changes=True)
-        self.logins.log_out(login.token)
+        login = await self._login(request, changes=True)
+        try:
+            await self.logins.log_out(login.token)
+        except self._store_errors:
+            return _error(503, UNAVAILABLE)
         for changed in self._streams:
             changed.set()  # its stream sees the login gone and ends
         response = _data({"logged_out": True})
@@ -199,30 +236,63 @@ class Console:
         return response
 
     # -- live view -------------------------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
+    def _here(self) -> dict[str, Any]:
+        """This node's devices and recent operator events, each named with the node."""
+        found = devices(snapshot(self.gateway))
+        for device in found:
+            device["node"] = self.name
+        return {"devices": found, "activity": [{**a, "node": self.name} for a in self.activity][-50:]}
+
+    async def state(self) -> dict[str, Any]:
+        """The console's view: this node's, and in a cluster every live node's (`unreachable`: the nodes that did
+        not answer in time)."""
+        here = self._here()
+        found, activity, unreachable = here["devices"], here["activity"], []
+        if self.node is not None:
+            for name, answer in (await self.node.router.ask_all("console.snapshot", {}, SNAPSHOT_TIMEOUT)).items():
+                if answer is None:
+                    unreachable.append(name)
+                    continue
+                found += [{**d, "node": name} for d in answer.get("devices", []) if isinstance(d, dict)]
+                activity += [{**a, "node": name} for a in answer.get("activity", []) if isinstance(a, dict)]
+            found.sort(key=lambda d: d.get("since") or 0)
+            activity.sort(key=lambda a: a.get("time") or 0)
         return {
             "time": time.time(),
-            "devices": devices(snapshot(self.gateway)),
-            "activity": list(self.activity)[-50:],
+            "node": self.name,
+            "devices": found,
+            "activity": activity[-50:],
+            "unreachable": unreachable,
         }
 
+    async def _serve_snapshot(self, call: dict[str, Any]) -> dict[str, Any]:
+        return self._here()
+
     async def _state(self, request: web.Request) -> web.Response:
-        self._login(request)
-        return _data(self.state())
+        await self._login(request)
+        return _data(await self.state())
 
     async def _live(self, request: web.Request) -> web.StreamResponse:
-        login = self._login(request)
+        """A state on every local operator event, and in a cluster whenever another node's devices changed
+        (looked for every `CLUSTER_REFRESH` s); an unchanged one at least every `REFRESH` s (the page's clocks)."""
+        login = await self._login(request)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
         await response.prepare(request)
         changed = asyncio.Event()
         self._streams.add(changed)
+        wait = REFRESH if self.node is None else CLUSTER_REFRESH
+        sent, sent_at = None, 0.0
         try:
-            while not self._closing and self.logins.valid(login):
+            while not self._closing and await self._still(login):
                 changed.clear()
-                payload = json.dumps(self.state(), separators=(",", ":"))
-                await response.write(f"event: state\ndata: {payload}\n\n".encode())
+                state = await self.state()
+                seen = json.dumps({**state, "time": 0}, sort_keys=True)
+                if seen != sent or time.monotonic() - sent_at >= REFRESH:
+                    payload = json.dumps(state, separators=(",", ":"))
+                    await response.write(f"event: state\ndata: {payload}\n\n".encode())
+                    sent, sent_at = seen, time.monotonic()
                 try:
-                    await asyncio.wait_for(changed.wait(), REFRESH)
+                    await asyncio.wait_for(changed.wait(), wait)
                 except TimeoutError:
                     continue
                 await asyncio.sleep(DEBOUNCE)
@@ -234,20 +304,51 @@ class Console:
             self._streams.discard(changed)
         return response
 
+    async def _still(self, login: Login) -> bool:
+        try:
+            return await self.logins.valid(login)
+        except self._store_errors:
+            return True  # Redis lost for a moment: the stream goes on, the next check decides
+
     async def _end(self, request: web.Request) -> web.Response:
-        self._login(request, changes=True)
-        session = self.endings.find(request.match_info["session"])
+        """End the session the view showed with that tag on that node (`?node=`, this one by default; in a
+        cluster without it, wherever the tag is found)."""
+        await self._login(request, changes=True)
+        session_tag, node = request.match_info["session"], request.query.get("node", "")
+        if not node or node == self.name or self.node is None:
+            status, body = self._end_here(session_tag, remote_of(request))
+            if status != 404 or self.node is None or node:
+                return _data(body) if status == 200 else _error(status, body["error"])
+        assert self.node is not None
+        ask = {"tag": session_tag, "remote": remote_of(request)}
+        answers = await self.node.router.ask_all("console.end", ask, nodes=[node] if node else None)
+        results = [a for a in answers.values() if isinstance(a, dict)]
+        for answer in sorted(results, key=lambda a: a.get("status") != 200):
+            if answer.get("status") == 200:
+                return _data(answer.get("body", {}))
+            if answer.get("status") == 409:
+                return _error(409, "the session is ending already")
+        if node and not results:
+            return _error(503, f"node {node[:64]} does not answer; its sessions end with it")
+        return _error(404, "no such session (it may have ended already)")
+
+    def _end_here(self, session_tag: str, remote: str) -> tuple[int, dict[str, Any]]:
+        session = self.endings.find(session_tag)
         if session is None:
-            return _error(404, "no such session (it may have ended already)")
-        device = any(d["session"] == request.match_info["session"] for d in devices(snapshot(self.gateway)))
+            return 404, {"error": "no such session (it may have ended already)"}
+        device = any(d["session"] == session_tag for d in devices(snapshot(self.gateway)))
         if not self.endings.end(session, OPERATOR, DEVICE_MESSAGE if device else OPERATOR_MESSAGE):
-            return _error(409, "the session is ending already")
-        self._emit("console_end_session", {"session": request.match_info["session"], "remote": remote_of(request)})
-        return _data({"ended": request.match_info["session"], "device": device})
+            return 409, {"error": "the session is ending already"}
+        self._emit("console_end_session", {"session": session_tag, "remote": remote})
+        return 200, {"ended": session_tag, "device": device, "node": self.name}
+
+    async def _serve_end(self, call: dict[str, Any]) -> dict[str, Any]:
+        status, body = self._end_here(str(call.get("tag", ""))[:16], str(call.get("remote", ""))[:64])
+        return {"status": status, "body": body}
 
     # -- audit log and recordings ----------------------------------------------------------------------------
     async def _audit(self, request: web.Request) -> web.Response:
-        self._login(request)
+        await self._login(request)
         store = self.audit()
         if store is None:
             return _data({"records": [], "total": 0, "enabled": False})
@@ -281,13 +382,13 @@ class Console:
         return _data({"records": rows, "total": total, "offset": offset, "limit": limit, "enabled": True})
 
     async def _recordings(self, request: web.Request) -> web.Response:
-        self._login(request)
+        await self._login(request)
         return _data({"recordings": [_recording_json(r) for r in list_recordings(self.recordings)]})
 
     async def _recording(self, request: web.Request) -> web.StreamResponse:
         """One recording, with Range (the `<video>` seeks); only a name `list_recordings` returns is served, never
         a path made from what the client sent."""
-        self._login(request)
+        await self._login(request)
         name = request.match_info["name"]
         recording = next((r for r in list_recordings(self.recordings) if r.name == name), None)
         if recording is None:
@@ -310,7 +411,8 @@ def _recording_json(r: Recording) -> dict[str, Any]:
 
 
 def _refusal(status: int, reason: str, **extra: Any) -> web.HTTPException:
-    kind = web.HTTPUnauthorized if status == 401 else web.HTTPForbidden
+    kinds: dict[int, type[web.HTTPException]] = {401: web.HTTPUnauthorized, 503: web.HTTPServiceUnavailable}
+    kind = kinds.get(status, web.HTTPForbidden)
     body = json.dumps({"error": reason, **extra})
     return kind(text=body, content_type="application/json", headers={"Cache-Control": "no-store"})
 

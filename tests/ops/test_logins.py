@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apuppet.api.throttle import Throttle
-from apuppet.ops.logins import LoginRefused, Logins
+from apuppet.ops.logins import MAX_LOGINS, LoginRefused, Logins, MemoryLoginStore, store_key
 
 SECRET = "Zq8-admin-secret-for-tests"
 
@@ -17,80 +17,100 @@ class Clock:
         return self.now
 
 
-def test_the_right_secret_buys_a_token_that_is_not_the_secret() -> None:
+async def test_the_right_secret_buys_a_token_that_is_not_the_secret() -> None:
     logins = Logins(SECRET)
-    login = logins.log_in(SECRET, "192.0.2.1")
+    login = await logins.log_in(SECRET, "192.0.2.1")
     assert SECRET not in login.token and SECRET not in login.csrf
     assert len(login.token) >= 40 and login.token != login.csrf
-    assert logins.check(login.token) is login
-    assert logins.log_in(SECRET, "192.0.2.1").token != login.token  # one token per login
-    assert logins.check("not-a-token") is None and logins.check(None) is None
+    assert (await logins.check(login.token)).token == login.token
+    assert (await logins.log_in(SECRET, "192.0.2.1")).token != login.token  # one token per login
+    assert await logins.check("not-a-token") is None and await logins.check(None) is None
 
 
-def test_no_secret_no_console() -> None:
+async def test_no_secret_no_console() -> None:
     logins = Logins("")
     assert not logins.enabled
     with pytest.raises(LoginRefused) as refused:
-        logins.log_in("", "192.0.2.1")
+        await logins.log_in("", "192.0.2.1")
     assert refused.value.status == 403
 
 
-def test_wrong_secrets_are_throttled_but_the_right_one_still_passes() -> None:
+async def test_wrong_secrets_are_throttled_but_the_right_one_still_passes() -> None:
     clock = Clock()
     logins = Logins(SECRET, throttle=Throttle(clock=clock), clock=clock)
     statuses = []
     for _ in range(7):
         with pytest.raises(LoginRefused) as refused:
-            logins.log_in("guess", "192.0.2.1")
+            await logins.log_in("guess", "192.0.2.1")
         statuses.append(refused.value.status)
     assert statuses[:5] == [401] * 5 and 429 in statuses[5:]
     # Throttled per address: another address still gets a plain 401.
     with pytest.raises(LoginRefused) as other:
-        logins.log_in("guess", "198.51.100.1")
+        await logins.log_in("guess", "198.51.100.1")
     assert other.value.status == 401
     # The operator behind the guessing address is not locked out.
-    assert logins.log_in(SECRET, "192.0.2.1").token
+    assert (await logins.log_in(SECRET, "192.0.2.1")).token
     # A refused guess while blocked does not count (the delay does not grow from being asked).
     clock.now += 3600
     with pytest.raises(LoginRefused) as later:
-        logins.log_in("guess", "192.0.2.1")
+        await logins.log_in("guess", "192.0.2.1")
     assert later.value.status == 401
 
 
-def test_the_throttle_counts_the_client_key_given() -> None:
+async def test_the_throttle_counts_the_client_key_given() -> None:
     logins = Logins(SECRET)
     for n in range(6):
         with pytest.raises(LoginRefused):
-            logins.log_in("guess", f"2001:db8::{n}", client="2001:db8::/64")
+            await logins.log_in("guess", f"2001:db8::{n}", client="2001:db8::/64")
     with pytest.raises(LoginRefused) as refused:
-        logins.log_in("guess", "2001:db8::99", client="2001:db8::/64")
+        await logins.log_in("guess", "2001:db8::99", client="2001:db8::/64")
     assert refused.value.status == 429
 
 
-def test_tokens_expire_when_unused_and_after_their_lifetime() -> None:
+async def test_tokens_expire_when_unused_and_after_their_lifetime() -> None:
     clock = Clock()
     logins = Logins(SECRET, clock=clock, idle_timeout=60, lifetime=300)
-    login = logins.log_in(SECRET, "192.0.2.1")
+    login = await logins.log_in(SECRET, "192.0.2.1")
     clock.now += 59
-    assert logins.check(login.token) is login  # use keeps it alive
+    assert (await logins.check(login.token)).token == login.token  # use keeps it alive
     clock.now += 59
-    assert logins.valid(login)
+    assert await logins.valid(login)
     clock.now += 61
-    assert logins.check(login.token) is None and not logins.valid(login)
-    kept = logins.log_in(SECRET, "192.0.2.1")
+    assert await logins.check(login.token) is None and not await logins.valid(login)
+    kept = await logins.log_in(SECRET, "192.0.2.1")
     for _ in range(6):
         clock.now += 50
-        assert logins.check(kept.token) is kept
+        assert (await logins.check(kept.token)).token == kept.token
     clock.now += 1
-    assert logins.check(kept.token) is None  # past 300 s after it was made, however used
+    assert await logins.check(kept.token) is None  # past 300 s after it was made, however used
 
 
-def test_logout_revokes_and_csrf_is_compared() -> None:
-    logins = Logins(SECRET)
-    login = logins.log_in(SECRET, "192.0.2.1")
+async def test_logout_revokes_and_csrf_is_compared() -> None:
+    store = MemoryLoginStore()
+    logins = Logins(SECRET, store=store)
+    login = await logins.log_in(SECRET, "192.0.2.1")
     assert Logins.csrf_ok(login, login.csrf)
     assert not Logins.csrf_ok(login, None) and not Logins.csrf_ok(login, login.token)
     assert not Logins.csrf_ok(login, "\udcff")  # not UTF-8: unequal, not an exception
-    logins.log_out(login.token)
-    assert logins.check(login.token) is None and len(logins) == 0
-    logins.log_out(login.token)  # twice is harmless
+    await logins.log_out(login.token)
+    assert await logins.check(login.token) is None and len(store) == 0
+    await logins.log_out(login.token)  # twice is harmless
+
+
+async def test_the_store_holds_a_hash_of_the_token_and_at_most_max_logins() -> None:
+    store = MemoryLoginStore()
+    logins = Logins(SECRET, store=store)
+    first = await logins.log_in(SECRET, "192.0.2.1")
+    held = repr(store._logins)
+    assert first.token not in held and store_key(first.token) in held and first.csrf in held
+    for _ in range(MAX_LOGINS):
+        await logins.log_in(SECRET, "192.0.2.1")
+    assert len(store) == MAX_LOGINS
+    assert await logins.check(first.token) is None  # the oldest went
+
+
+async def test_a_record_that_is_not_a_login_is_no_login() -> None:
+    store = MemoryLoginStore()
+    logins = Logins(SECRET, store=store)
+    await store.add(store_key("forged"), {"csrf": "x"}, 60)
+    assert await logins.check("forged") is None and len(store) == 0

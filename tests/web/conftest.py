@@ -118,8 +118,11 @@ class DemoProcess:
             self.proc.stdout.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium per module, not per session: while Playwright's sync API is open it keeps an event loop
+    running in the main thread, and an asyncio test that runs after it in the same process (another module on
+    the same xdist worker, or the whole suite with `-n 0`) could not start its own."""
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

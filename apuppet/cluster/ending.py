@@ -12,6 +12,7 @@ input, so the origin does not end a session whose handles run elsewhere for bein
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..api.ending import IDLE, Endings
@@ -31,6 +32,10 @@ class ClusterEndings(Endings):
     def end(self, session: Session, reason: str, message: str) -> bool:
         if not super().end(session, reason, message):
             return False
+        if session.id in self.router.directory.guests:
+            # A guest goes with its origin's session (the origin's drops release it, router.py), not on a timer of
+            # its own: gone first, it would leave the origin's handles pointing at nothing.
+            session.ending = (math.inf, reason)
         for node in self._counterparts(session.id):
             notice = {"type": "end", "sid": session.id, "reason": reason, "message": message}
             self.router.bus.send(node, {**notice, "from": self.router.bus.name})

@@ -437,7 +437,10 @@ class Router:
         sid, hid = parse_id(message.get("sid")), parse_id(message.get("hid"))
         if sid is None or self.directory.guests.get(sid) != message.get("from"):
             return
-        session = self.gateway.sessions[sid]
+        session = self.gateway.sessions.get(sid)
+        if session is None:  # the guest went here already (timed out)
+            self.directory.guests.pop(sid, None)
+            return
         handle = session.handles.get(hid) if hid is not None else None
         if handle is not None:
             self.gateway.detach_handle(handle, notify=False)

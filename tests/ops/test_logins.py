@@ -22,7 +22,7 @@ async def test_the_right_secret_buys_a_token_that_is_not_the_secret() -> None:
     login = await logins.log_in(SECRET, "192.0.2.1")
     assert SECRET not in login.token and SECRET not in login.csrf
     assert len(login.token) >= 40 and login.token != login.csrf
-    assert (await logins.check(login.token)).token == login.token
+    assert await logins.check(login.token) == login
     assert (await logins.log_in(SECRET, "192.0.2.1")).token != login.token  # one token per login
     assert await logins.check("not-a-token") is None and await logins.check(None) is None
 
@@ -72,7 +72,7 @@ async def test_tokens_expire_when_unused_and_after_their_lifetime() -> None:
     logins = Logins(SECRET, clock=clock, idle_timeout=60, lifetime=300)
     login = await logins.log_in(SECRET, "192.0.2.1")
     clock.now += 59
-    assert (await logins.check(login.token)).token == login.token  # use keeps it alive
+    assert await logins.check(login.token) == login  # use keeps it alive
     clock.now += 59
     assert await logins.valid(login)
     clock.now += 61
@@ -80,7 +80,7 @@ async def test_tokens_expire_when_unused_and_after_their_lifetime() -> None:
     kept = await logins.log_in(SECRET, "192.0.2.1")
     for _ in range(6):
         clock.now += 50
-        assert (await logins.check(kept.token)).token == kept.token
+        assert await logins.check(kept.token) == kept
     clock.now += 1
     assert await logins.check(kept.token) is None  # past 300 s after it was made, however used
 

@@ -203,6 +203,8 @@ function render(state) {
   const devices = state.devices ?? [];
   $("device-count").textContent = devices.length ? `(${devices.length})` : "";
   $("no-devices").hidden = devices.length > 0;
+  const missing = state.unreachable ?? [];
+  if (missing.length) notice(`Not answering, left out of the view: node ${missing.join(", ")}.`);
   list.replaceChildren(...devices.map((d) => deviceCard(d, now)));
   renderActivity(state.activity ?? []);
   if (focused) document.querySelector(`[data-key="${CSS.escape(focused)}"]`)?.focus();
@@ -210,6 +212,7 @@ function render(state) {
 
 function deviceCard(device, now) {
   const facts = [`Session ID ${device.id}`, `since ${when(device.since)} (${span(now - device.since)})`];
+  if (device.node) facts.push(`on node ${device.node}`);
   if (device.address) facts.push(`from ${device.address}`);
   if (device.video) {
     facts.push(device.video.age_ms === null || device.video.age_ms === undefined
@@ -220,7 +223,7 @@ function deviceCard(device, now) {
   }
   if (device.room) facts.push(`room: ${device.room.participants} in it`);
   const close = device.session
-    ? endButton(device.session, "Close device session", device.ending)
+    ? endButton(device.session, "Close device session", device.ending, device.node)
     : null;
   const card = el(
     "article",
@@ -242,7 +245,7 @@ function deviceCard(device, now) {
       el("td", { textContent: v.transport === "websocket" ? "WebSocket" : v.transport ? "HTTP long poll" : "–" }),
       el("td", { textContent: v.video ?? (v.in_room ? "controls only" : "–") }),
       el("td", { textContent: v.last_input ? `${span(now - v.last_input)} ago` : "none yet" }),
-      el("td", {}, v.session ? endButton(v.session, "End session", v.ending) : null),
+      el("td", {}, v.session ? endButton(v.session, "End session", v.ending, device.node) : null),
     ),
   );
   card.append(
@@ -266,7 +269,7 @@ function deviceCard(device, now) {
   return card;
 }
 
-function endButton(session, label, ending) {
+function endButton(session, label, ending, node) {
   const key = `end:${session}`;
   if (ending) return el("span", { className: "muted", textContent: `ending (${ending})` });
   const armed = (confirming.get(session) ?? 0) > Date.now();
@@ -277,11 +280,11 @@ function endButton(session, label, ending) {
     dataset: { key, session, action: "end" },
   });
   button.setAttribute("aria-label", armed ? `Confirm: ${label.toLowerCase()}` : label);
-  button.addEventListener("click", () => endSession(session, button));
+  button.addEventListener("click", () => endSession(session, button, node));
   return button;
 }
 
-async function endSession(session, button) {
+async function endSession(session, button, node) {
   if ((confirming.get(session) ?? 0) <= Date.now()) {
     // Two presses, not a dialog: a dialog takes the keyboard away and a stray Enter must not end a session.
     confirming.set(session, Date.now() + CONFIRM_MS);
@@ -292,7 +295,9 @@ async function endSession(session, button) {
   confirming.delete(session);
   button.disabled = true;
   try {
-    const result = await api(`/sessions/${encodeURIComponent(session)}/end`, { method: "POST" });
+    // The tag is the session's on its node (a cluster's nodes each tag their own): the end goes there.
+    const where = node ? `?node=${encodeURIComponent(node)}` : "";
+    const result = await api(`/sessions/${encodeURIComponent(session)}/end${where}`, { method: "POST" });
     notice(result.device ? "The device's session was closed." : "The viewer's session was ended.", "ok");
   } catch (err) {
     notice(`Could not end the session: ${err.message}.`);

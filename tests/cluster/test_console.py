@@ -44,6 +44,9 @@ class WatchFirstTellingViewer(TellingViewer):
         self.participants = (await self.room.checked(join)).get("participants", [])
         return self
 
+    def room_events_of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.room_events if e.get("textroom") == kind]
+
 
 def as_operator(http: aiohttp.ClientSession, server_url: str, logged_in: Operator) -> Operator:
     """The same browser (cookie and CSRF token) sending its requests to another node."""
@@ -198,3 +201,67 @@ async def until_state(operator: Operator, predicate: Any, timeout: float = 20.0)
             if predicate(state):
                 return dict(state)
             await asyncio.sleep(0.1)
+
+
+async def test_the_console_through_the_port_workers_share(
+    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]], tmp_path: Path
+) -> None:
+    """`serve --workers 2`: each request on a new connection may reach either worker; every one sees the login
+    and the whole view, and the logout holds on both."""
+    port = free_port()
+    config = write_config(tmp_path, redis_server.url, port, (rtp_slices[0][0], rtp_slices[1][1]), node_name="w")
+    parent = await serve(config, "--workers", "2")
+    url = f"http://127.0.0.1:{port}/"
+    device = None
+    try:
+        await wait_http(port)
+        device = await start_agent(url)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            operator = Operator(http, url)
+            assert (await operator.log_in(ADMIN)).status == 200
+            answered: set[str] = set()
+            async with asyncio.timeout(30):
+                while answered != {"w-1", "w-2"}:
+                    status, state = await operator.call("GET", "/console/api/state")
+                    assert status == 200, state
+                    assert [d["id"] for d in state["devices"]] == [device.agent.info["session"]], state
+                    answered.add(state["node"])
+            assert (await operator.call("POST", "/console/api/logout"))[0] == 200
+            statuses = [(await operator.call("GET", "/console/api/state"))[0] for _ in range(12)]
+            assert statuses == [401] * 12
+    finally:
+        if device is not None:
+            await device.stop()
+        await stop(parent)
+
+
+async def test_an_idle_limit_is_judged_where_the_viewers_input_arrives(
+    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]]
+) -> None:
+    """`viewer_idle_minutes` on a viewer of B whose handles run on A: B's plugins never see its taps, A's do. It
+    stays while it taps, and once idle A ends it, the page told why, and B's session goes with it."""
+    limits = {"viewer_idle_minutes": 0.05}  # 3 s
+    a, b = (Server(node_config(redis_server.url, rtp_slices[i], f"node-{'ab'[i]}", **limits)) for i in range(2))
+    await a.start()
+    await b.start()
+    device = None
+    try:
+        device = await start_agent(a.url)
+        info = device.agent.info
+        async with WatchFirstTellingViewer(b.url, info["session"], info["password"], name="admin:v1") as viewer:
+            await viewer.until(lambda frame: True, timeout=20)
+            assert viewer.janus is not None
+            session = b.gateway.sessions[viewer.janus.session_id]
+            started = time.monotonic()
+            while time.monotonic() - started < 6:  # twice the limit, tapping
+                viewer.send("tap,10,10,60")
+                await asyncio.sleep(0.5)
+            assert session.ending is None and not viewer.room_events_of("kicked")
+            kicked = await until(lambda: viewer.room_events_of("kicked"), timeout=15)
+            assert kicked[0]["reason"] == "idle" and "without input" in kicked[0]["message"]
+            await until(lambda: session.destroyed, timeout=15)
+    finally:
+        if device is not None:
+            await device.stop()
+        await b.stop()
+        await a.stop()

@@ -8,8 +8,9 @@ still passes from a throttled address, so a stranger guessing from the operator'
 
 The policy is here; where logins are kept is a `LoginStore`: this process' memory (`MemoryLoginStore`) or, in a
 cluster, Redis (`cluster/logins.py`), so that a login made through one node is valid on all and a logout revokes
-it on all. A store is keyed by a hash of the token, never the token: whoever reads the store cannot log in with
-what it holds. The throttle stays each node's own (one address guessing through N nodes gets N times the tries).
+it on all. A store is keyed by an HMAC of the token keyed with the admin secret, never the token: whoever reads
+the store cannot log in with what it holds, and a new admin secret leaves every older login unknown. The throttle
+stays each node's own (one address guessing through N nodes gets N times the tries).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Login:
 
 
 class LoginStore(Protocol):
-    """Where logins are kept, by `key` (a hash of the token). Records are small JSON objects."""
+    """Where logins are kept, by `key` (`Logins.store_key`). Records are small JSON objects."""
 
     async def add(self, key: str, record: JSON, idle: float) -> None:
         """Keep a new login, gone after `idle` seconds unused; past `MAX_LOGINS`, the oldest goes."""
@@ -98,11 +99,6 @@ class MemoryLoginStore:
         return len(self._logins)
 
 
-def store_key(token: str) -> str:
-    """What a store knows a login by: SHA-256 of the token (32 random bytes: no salt or stretching needed)."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 class Logins:
     def __init__(
         self,
@@ -122,6 +118,11 @@ class Logins:
         self.idle_timeout = idle_timeout
         self.lifetime = lifetime
 
+    def store_key(self, token: str) -> str:
+        """What the store knows a login by: HMAC-SHA256 of the token (32 random bytes) keyed with the admin
+        secret."""
+        return hmac.new(self.secret.encode(), token.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
     @property
     def enabled(self) -> bool:
         """No admin secret, no console: never open to everyone."""
@@ -136,7 +137,7 @@ class Logins:
         if hmac.compare_digest(given.encode("utf-8", "surrogatepass"), self.secret.encode()):
             login = Login(secrets.token_urlsafe(32), secrets.token_urlsafe(24), address, self.clock())
             record = {"csrf": login.csrf, "address": address, "created": login.created}
-            await self.store.add(store_key(login.token), record, self.idle_timeout)
+            await self.store.add(self.store_key(login.token), record, self.idle_timeout)
             return login
         # Keyed like /metrics' admin-secret throttle (the server shares one): guesses at either count together.
         key = address if client is None else client
@@ -150,7 +151,7 @@ class Logins:
         """The login a cookie's token stands for, if still valid; using it keeps it alive."""
         if not token:
             return None
-        key = store_key(token)
+        key = self.store_key(token)
         record = await self.store.use(key, self.idle_timeout)
         if record is None:
             return None
@@ -173,4 +174,4 @@ class Logins:
 
     async def log_out(self, token: str | None) -> None:
         if token:
-            await self.store.remove(store_key(token))
+            await self.store.remove(self.store_key(token))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apuppet.api.throttle import Throttle
-from apuppet.ops.logins import MAX_LOGINS, LoginRefused, Logins, MemoryLoginStore, store_key
+from apuppet.ops.logins import MAX_LOGINS, LoginRefused, Logins, MemoryLoginStore
 
 SECRET = "Zq8-admin-secret-for-tests"
 
@@ -102,7 +102,7 @@ async def test_the_store_holds_a_hash_of_the_token_and_at_most_max_logins() -> N
     logins = Logins(SECRET, store=store)
     first = await logins.log_in(SECRET, "192.0.2.1")
     held = repr(store._logins)
-    assert first.token not in held and store_key(first.token) in held and first.csrf in held
+    assert first.token not in held and logins.store_key(first.token) in held and first.csrf in held
     for _ in range(MAX_LOGINS):
         await logins.log_in(SECRET, "192.0.2.1")
     assert len(store) == MAX_LOGINS
@@ -112,5 +112,12 @@ async def test_the_store_holds_a_hash_of_the_token_and_at_most_max_logins() -> N
 async def test_a_record_that_is_not_a_login_is_no_login() -> None:
     store = MemoryLoginStore()
     logins = Logins(SECRET, store=store)
-    await store.add(store_key("forged"), {"csrf": "x"}, 60)
+    await store.add(logins.store_key("forged"), {"csrf": "x"}, 60)
     assert await logins.check("forged") is None and len(store) == 0
+
+
+async def test_a_new_admin_secret_leaves_the_logins_of_the_old_one_unknown() -> None:
+    store = MemoryLoginStore()
+    login = await Logins(SECRET, store=store).log_in(SECRET, "192.0.2.1")
+    assert await Logins("another-" + SECRET, store=store).check(login.token) is None
+    assert await Logins(SECRET, store=store).check(login.token) == login

@@ -86,7 +86,8 @@ class Mp4Writer:
 
     def __init__(self, path: Path, width: int, height: int) -> None:
         # Created here with owner-only permissions (FFmpeg would use the umask): recordings show people's screens.
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        # O_EXCL: FileExistsError rather than truncating a recording another worker sharing the folder just began.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         options = {
             "movflags": "frag_keyframe+empty_moov+default_base_moof",
             "frag_duration": str(int(FRAGMENT_SECONDS * 1_000_000)),
@@ -207,13 +208,17 @@ class SessionRecording:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         started = self.started
         while True:
-            # Two sessions of one device in one second (a viewer who reconnects at once) must not share a file.
+            # Two sessions of one device in one second (a viewer who reconnects at once, or the device back through
+            # another worker that shares the folder) must not share a file: the .part is created exclusively.
             final = self.directory / file_name(started, self.device)
-            if not final.exists() and not final.with_name(final.name + PART).exists():
-                break
+            if not final.exists():
+                try:
+                    writer = Mp4Writer(final.with_name(final.name + PART), width, height)
+                    break
+                except FileExistsError:
+                    pass
             started += timedelta(seconds=1)
         self.path = final
-        writer = Mp4Writer(final.with_name(final.name + PART), width, height)
         log.info("recording %s: started (%dx%d)", self.label, width, height)
         return writer
 

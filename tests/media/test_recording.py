@@ -167,6 +167,24 @@ async def test_recordings_start_with_the_first_viewer_and_end_with_the_last(tmp_
     assert sorted(decode(r.path).codes for r in found) == [list(range(30)), list(range(30, 70))]
 
 
+async def test_another_workers_recording_of_the_same_second_is_never_truncated(tmp_path: Path) -> None:
+    """Workers of one host share the folder: the device back through another worker within the same second
+    must not open (and truncate) the `.part` the first worker is still writing."""
+    relay = StreamRelay()
+    rec = SessionRecording(relay, tmp_path, "7", "test")
+    theirs = tmp_path / (file_name(rec.started, "7") + ".part")
+    theirs.write_bytes(b"another worker's fragments")
+    feed(relay, Stream(), range(30))
+    await rec.close()
+    assert theirs.read_bytes() == b"another worker's fragments"
+    assert rec.path is not None and rec.path.name != theirs.name.removesuffix(".part")
+    assert decode(rec.path).codes == list(range(30))
+    # Race-proof, not only checked first: opening a name that appeared meanwhile refuses instead of truncating.
+    with pytest.raises(FileExistsError):
+        Mp4Writer(theirs, 320, 240)
+    assert theirs.read_bytes() == b"another worker's fragments"
+
+
 async def test_nothing_is_recorded_without_a_folder_or_before_a_picture(tmp_path: Path) -> None:
     relay = StreamRelay()
     off = Recordings(None)

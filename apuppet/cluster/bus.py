@@ -176,6 +176,12 @@ class RedisBus:
     async def node_alive(self, name: str) -> bool:
         return bool(await self.client.exists(node_key(name)))
 
+    async def live_nodes(self) -> set[str]:
+        """The names of the nodes alive now (the heartbeat's view may be a second old: a node that just joined)."""
+        names = sorted(str(n) for n in await self.client.smembers(NODES))
+        alive = await self.client.mget([node_key(n) for n in names]) if names else []
+        return {n for n, value in zip(names, alive, strict=True) if value is not None}
+
     async def claim(self, entries: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """Take ownership entries for this node; returns those that another live node holds."""
         named = {own_key(kind, key): (kind, key) for kind, key in entries}

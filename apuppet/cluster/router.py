@@ -18,6 +18,7 @@ import json
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -71,6 +72,8 @@ class Router:
         #: one-way messages (type → handler); the console's live view, ending and logins use them.
         self.services: dict[str, Callable[[JSON], Awaitable[JSON]]] = {}
         self.handlers: dict[str, Callable[[JSON], None]] = {}
+        #: Each guest session's client transport at its origin (the guest itself has none), for the console.
+        self.transports: weakref.WeakKeyDictionary[Session, str] = weakref.WeakKeyDictionary()
         gateway.detach_hooks.append(self._detached)
         for plugin in gateway.plugins.values():
             plugin.placement = self._placed
@@ -179,6 +182,9 @@ class Router:
                 "creator": session.creator,
                 "plugin": handle.plugin.name,
                 "opaque_id": handle.opaque_id,
+                # For the console's view and the time limits there: the session's age and its client's transport.
+                "age": round(gateway.clock() - session.created, 3),
+                "transport": "websocket" if session.connection is not None else "http",
             },
         }
         reply = await self._relay(node, call, transaction, session_id, handle_id)
@@ -290,7 +296,12 @@ class Router:
         """Every other live node's answer (or those of `nodes`), asked at once; None for a node that is gone or
         did not answer."""
         if nodes is None:
-            nodes = sorted(self.directory.live - {self.directory.me})
+            try:
+                live = await self.bus.live_nodes()
+            except REDIS_ERRORS as exc:  # Any Redis failure: the nodes of the last heartbeat
+                self._redis_failed(exc)
+                live = self.directory.live
+            nodes = sorted(live - {self.directory.me})
 
         async def one(node: str) -> JSON | None:
             try:
@@ -398,7 +409,10 @@ class Router:
         gateway = self.gateway
         session = gateway.sessions.get(sid)
         if session is None:
-            session = Session(sid, gateway.clock(), str(guest.get("creator", "")))
+            age = guest.get("age")
+            age = float(age) if isinstance(age, int | float) and 0 <= age < 1e9 else 0.0
+            session = Session(sid, gateway.clock() - age, str(guest.get("creator", "")))
+            self.transports[session] = "websocket" if guest.get("transport") == "websocket" else "http"
             session.trusted = bool(guest.get("trusted"))
             session.sink = lambda event: self.bus.send(origin, {"type": "event", "sid": sid, "event": event})
             gateway.adopt(session)

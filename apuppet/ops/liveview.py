@@ -11,11 +11,12 @@ Nothing here carries a pin or secret: the plugins' snapshots leave them out.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..api.gateway import Gateway
 from ..api.idtag import tag
+from ..api.session import Session
 
 JSON = dict[str, Any]
 
@@ -23,16 +24,20 @@ TEXTROOM = "janus.plugin.textroom"
 STREAMING = "janus.plugin.streaming"
 
 
-def snapshot(gateway: Gateway, wall_clock: Callable[[], float] = time.time) -> JSON:
-    """The gateway's sessions and each plugin's `snapshot()`: tags, never ids; UNIX times."""
+def snapshot(
+    gateway: Gateway, wall_clock: Callable[[], float] = time.time, transports: Mapping[Session, str] | None = None
+) -> JSON:
+    """The gateway's sessions and each plugin's `snapshot()`: tags, never ids; UNIX times. `transports`: the
+    transport of sessions whose client is elsewhere (a cluster node's guests), which their own does not tell."""
     offset = wall_clock() - gateway.clock()
+    transports = transports or {}
     sessions = [
         {
             "session": tag(s.id),
             "address": s.remote,
             "since": s.created + offset,
             "viewer": not s.trusted,
-            "transport": "websocket" if s.connection is not None else "http",
+            "transport": transports.get(s) or ("websocket" if s.connection is not None else "http"),
             "ending": s.ending[1] if s.ending is not None else None,
         }
         for s in gateway.sessions.values()

@@ -238,7 +238,7 @@ class Console:
     # -- live view -------------------------------------------------------------------------------------------
     def _here(self) -> dict[str, Any]:
         """This node's devices and recent operator events, each named with the node."""
-        found = devices(snapshot(self.gateway))
+        found = devices(snapshot(self.gateway, transports=self.node.router.transports if self.node else None))
         for device in found:
             device["node"] = self.name
         return {"devices": found, "activity": [{**a, "node": self.name} for a in self.activity][-50:]}

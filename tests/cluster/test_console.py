@@ -30,13 +30,16 @@ from .nodeproc import serve, stop, wait_http, write_config
 
 class WatchFirstTellingViewer(TellingViewer):
     """A viewer session (no API secret) that watches first and then joins the room, as a janus.js page may: both
-    of its handles go to the device's node."""
+    of its handles go to the device's node. `pause`: seconds between creating the session and watching."""
+
+    pause = 0.0
 
     async def _enter(self) -> Viewer:
         self._http = aiohttp.ClientSession()
         self.janus = JanusClient(self._http, self.server_url, "")
         self.janus.on_event = self.janus_events.append
         await self.janus.create()
+        await asyncio.sleep(self.pause)
         await self._watch()
         self.room = ViewerRoom(self.janus, self._event)
         await self.room.connect()
@@ -131,7 +134,9 @@ async def test_b_shows_and_ends_a_viewer_of_a_device_on_a(nodes: list[Server], h
                 "node-b",
                 [],
             )
-            async with WatchFirstTellingViewer(b.url, info["session"], info["password"], name="admin:v1") as viewer:
+            viewer = WatchFirstTellingViewer(b.url, info["session"], info["password"], name="admin:v1")
+            viewer.pause = 1.5  # its guest on A is made 1.5 s after its session on B
+            async with viewer:
                 await viewer.until(lambda frame: True, timeout=20)
                 state = await next_state(live, lambda s: s["devices"] and s["devices"][0]["viewers"])
                 [seen] = state["devices"][0]["viewers"]
@@ -140,6 +145,10 @@ async def test_b_shows_and_ends_a_viewer_of_a_device_on_a(nodes: list[Server], h
                 assert viewer.janus is not None and viewer.janus.session_id in b.gateway.sessions
                 assert a.cluster is not None and viewer.janus.session_id in a.cluster.directory.guests
                 assert seen["session"] == tag(viewer.janus.session_id)  # one process here: one tag key
+                # Since when: the session's creation at B, not the guest's later one at A.
+                origin = b.gateway.sessions[viewer.janus.session_id]
+                created = time.time() - (b.gateway.clock() - origin.created)
+                assert abs(seen["since"] - created) < 0.5 and seen["transport"] == "http"
                 assert str(viewer.janus.session_id) not in json.dumps(state) and info["password"] not in json.dumps(
                     state
                 )

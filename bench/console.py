@@ -3,7 +3,11 @@ trusted session each, a textroom room and a streaming mountpoint with a UDP port
 in-process and fetched over HTTP, its size, and the cost of one operator event reaching the console's observer
 (which runs inside every request that reports one). Not a test: it prints.
 
-    python bench/console.py [--devices 200] [--repeat 30]
+With `--cluster`: two nodes on one Redis (Debian's redis-server, started here on a free loopback port), the
+devices on node A, the console's state fetched through A and through B (each asks the other for its devices:
+B's whole view comes from A through Redis), and a login checked in Redis rather than in memory.
+
+    python bench/console.py [--devices 200] [--repeat 30] [--cluster]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from apuppet.config import Config  # noqa: E402
 from apuppet.server import Server  # noqa: E402
+from bench.cluster import start_redis  # noqa: E402
 
 SECRET, ADMIN = "bench-api-secret", "bench-admin-secret"
 
@@ -53,41 +58,52 @@ async def add_device(http: aiohttp.ClientSession, base: str, n: int) -> None:
         assert "error_code" not in json.dumps(reply), reply
 
 
-async def main(args: argparse.Namespace) -> None:
-    config = Config(
-        bind="127.0.0.1",
-        web_http_port=0,
-        api_http=False,
-        api_secret=SECRET,
-        admin_secret=ADMIN,
-        rtp_port_range="20000-29999",
-        session_timeout=3600,
-    )
-    async with Server(config) as server, aiohttp.ClientSession() as http:
+def config(**extra: object) -> Config:
+    values: dict[str, object] = {
+        "bind": "127.0.0.1",
+        "web_http_port": 0,
+        "api_http": False,
+        "api_secret": SECRET,
+        "admin_secret": ADMIN,
+        "rtp_port_range": "20000-29999",
+        "session_timeout": 3600,
+    }
+    return Config(**{**values, **extra})  # type: ignore[arg-type]
+
+
+async def log_in(http: aiohttp.ClientSession, server: Server) -> str:
+    origin = server.url.rstrip("/")
+    async with http.post(f"{server.url}console/api/login", json={"secret": ADMIN}, headers={"Origin": origin}) as r:
+        return f"apuppet_console={r.cookies['apuppet_console'].value}"
+
+
+async def fetch(http: aiohttp.ClientSession, server: Server, cookie: str, repeat: int) -> tuple[list[float], int]:
+    fetched: list[float] = []
+    size = 0
+    for _ in range(repeat):
+        began = time.perf_counter()
+        async with http.get(f"{server.url}console/api/state", headers={"Cookie": cookie}) as response:
+            size = len(await response.read())
+        fetched.append((time.perf_counter() - began) * 1000)
+    return fetched, size
+
+
+async def single(args: argparse.Namespace) -> None:
+    async with Server(config()) as server, aiohttp.ClientSession() as http:
         base = f"{server.url}janus"
         for n in range(args.devices):
             await add_device(http, base, n)
-        state = server.console.state()
+        state = await server.console.state()
         assert len(state["devices"]) == args.devices, len(state["devices"])
 
         built: list[float] = []
         for _ in range(args.repeat):
             began = time.perf_counter()
-            server.console.state()
+            await server.console.state()
             built.append((time.perf_counter() - began) * 1000)
 
-        origin = server.url.rstrip("/")
-        async with http.post(
-            f"{server.url}console/api/login", json={"secret": ADMIN}, headers={"Origin": origin}
-        ) as response:
-            cookie = f"apuppet_console={response.cookies['apuppet_console'].value}"
-        fetched: list[float] = []
-        size = 0
-        for _ in range(args.repeat):
-            began = time.perf_counter()
-            async with http.get(f"{server.url}console/api/state", headers={"Cookie": cookie}) as response:
-                size = len(await response.read())
-            fetched.append((time.perf_counter() - began) * 1000)
+        cookie = await log_in(http, server)
+        fetched, size = await fetch(http, server, cookie, args.repeat)
 
         events = 100_000
         began = time.perf_counter()
@@ -101,8 +117,56 @@ async def main(args: argparse.Namespace) -> None:
     print(f"one operator event through the console's observer: {per_event_us:.2f} µs")
 
 
+async def cluster(args: argparse.Namespace) -> None:
+    redis, port = start_redis()
+    url = f"redis://127.0.0.1:{port}/0"
+    a = Server(config(redis_url=url, node_name="a", rtp_port_range="20000-24999"))
+    b = Server(config(redis_url=url, node_name="b", rtp_port_range="25000-29999"))
+    try:
+        for attempt in range(100):
+            try:
+                await a.start()
+                break
+            except Exception:  # Redis still starting
+                if attempt == 99:
+                    raise
+                await asyncio.sleep(0.05)
+        await b.start()
+        async with aiohttp.ClientSession() as http:
+            base = f"{a.url}janus"
+            for n in range(args.devices):
+                await add_device(http, base, n)
+            cookie = await log_in(http, a)
+            results = {}
+            for name, server in (("A (its own devices, asks B)", a), ("B (every device from A)", b)):
+                fetched, size = await fetch(http, server, cookie, args.repeat)
+                results[name] = (fetched, size)
+            state = await b.console.state()
+            assert len(state["devices"]) == args.devices and state["unreachable"] == [], state["unreachable"]
+            checked: list[float] = []
+            token = cookie.split("=", 1)[1]
+            for _ in range(args.repeat):
+                began = time.perf_counter()
+                assert await b.console.logins.check(token) is not None
+                checked.append((time.perf_counter() - began) * 1000)
+    finally:
+        await b.stop()
+        await a.stop()
+        redis.kill()
+        redis.wait()
+    print(f"2 nodes on Redis, {args.devices} devices on node A (room + mountpoint each), no viewers")
+    for name, (fetched, size) in results.items():
+        print(summary(f"GET /console/api/state through {name}", fetched) + f", {size / 1024:.0f} KiB")
+    print(summary("a login checked in Redis (GETEX)", checked))
+
+
+async def main(args: argparse.Namespace) -> None:
+    await (cluster(args) if args.cluster else single(args))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--cluster", action="store_true", help="two nodes on Redis, the devices on one")
     asyncio.run(main(parser.parse_args()))

@@ -19,12 +19,12 @@ from apuppet.agent.janus import JanusClient
 from apuppet.api.idtag import tag
 from apuppet.server import Server
 
-from ..agent.conftest import start_agent
+from ..agent.conftest import SECRET, start_agent
 from ..agent.viewer import Viewer
 from ..ports import free_port
 from ..server.test_console import Operator
 from ..server.viewer import TellingViewer, ViewerRoom, until
-from .conftest import ADMIN, RedisProcess, node_config
+from .conftest import ADMIN, RedisProcess, node_config, start_redis, wait_redis
 from .nodeproc import serve, stop, wait_http, write_config
 
 
@@ -274,3 +274,30 @@ async def test_an_idle_limit_is_judged_where_the_viewers_input_arrives(
             await device.stop()
         await b.stop()
         await a.stop()
+
+
+async def test_redis_lost_the_console_says_so_and_a_redis_restart_ends_the_logins(
+    nodes: list[Server], http: aiohttp.ClientSession, redis_server: RedisProcess
+) -> None:
+    a, _ = nodes
+    operator = Operator(http, a.url)
+    await operator.log_in(ADMIN)
+    redis_server.stop()
+    status, body = await operator.call("GET", "/console/api/state")
+    assert status == 503 and "Redis" in body["error"]
+    assert (await operator.log_in(ADMIN)).status == 503
+    # Janus clients of this node are still served meanwhile.
+    async with http.post(f"{a.url}janus", json={"janus": "create", "transaction": "t", "apisecret": SECRET}) as r:
+        assert (await r.json())["janus"] == "success"
+    again = start_redis(redis_server.port)
+    try:
+        await wait_redis(again.url)
+        # An empty Redis (logins need no persistence): the old cookie is unknown, a new login works.
+        async with asyncio.timeout(15):
+            while (status := (await operator.call("GET", "/console/api/state"))[0]) == 503:
+                await asyncio.sleep(0.2)
+        assert status == 401
+        assert (await operator.log_in(ADMIN)).status == 200
+        assert (await operator.call("GET", "/console/api/state"))[0] == 200
+    finally:
+        again.stop()

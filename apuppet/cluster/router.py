@@ -315,7 +315,15 @@ class Router:
 
     # -- other nodes' messages --------------------------------------------------------------------------------
     def on_message(self, message: JSON) -> None:
+        """Another node's message; whatever goes wrong with one is logged, never raised: it would end this node's
+        subscription, and with it everything other nodes tell it."""
         kind = message.get("type")
+        try:
+            self._dispatch(str(kind), message)
+        except Exception as exc:
+            self.gateway.log_unexpected(exc, f"cluster {str(kind)[:32]} message", "")
+
+    def _dispatch(self, kind: str, message: JSON) -> None:
         if kind == "reply":
             entry = self._pending.get(str(message.get("id")))
             if entry is not None and not entry[1].done():
@@ -334,11 +342,8 @@ class Router:
             self._requeue(message)
         elif kind == "contest":
             self._contested(message)
-        elif (handler := self.handlers.get(str(kind))) is not None:
-            try:
-                handler(message)
-            except Exception as exc:  # a bug of ours must not end this node's subscription
-                self.gateway.log_unexpected(exc, f"cluster {str(kind)[:32]} message", "")
+        elif (handler := self.handlers.get(kind)) is not None:
+            handler(message)
 
     async def _answer(self, call: JSON) -> None:
         origin, call_id = str(call.get("from")), call.get("id")

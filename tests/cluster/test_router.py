@@ -1,0 +1,66 @@
+"""The router's services for other parts (the console's): `ask`, `ask_all` and one-way `handlers`, between two real
+nodes on a real redis-server; a message that fails on a node does not end its subscription."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from apuppet.cluster.directory import ClusterUnavailable, channel
+from apuppet.cluster.router import NodeGone
+from apuppet.server import Server
+
+from ..server.viewer import until
+from .conftest import RedisProcess
+
+
+async def test_ask_and_ask_all_reach_the_services_of_the_live_nodes(nodes: list[Server]) -> None:
+    a, b = nodes
+    assert a.cluster is not None and b.cluster is not None
+    seen: list[dict[str, Any]] = []
+
+    async def echo(call: dict[str, Any]) -> dict[str, Any]:
+        seen.append(call)
+        return {"node": "node-b", "n": call["n"] + 1}
+
+    b.cluster.router.services["test.echo"] = echo
+    assert await a.cluster.router.ask("node-b", "test.echo", {"n": 1}) == {"node": "node-b", "n": 2}
+    assert seen[0]["from"] == "node-a"
+    assert await a.cluster.router.ask_all("test.echo", {"n": 5}) == {"node-b": {"node": "node-b", "n": 6}}
+    # A node that is not there, and a service that fails there.
+    with pytest.raises(NodeGone):
+        await a.cluster.router.ask("node-z", "test.echo", {"n": 1})
+    assert await a.cluster.router.ask_all("test.echo", {"n": 1}, nodes=["node-z"]) == {"node-z": None}
+
+    async def broken(call: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("a bug")
+
+    b.cluster.router.services["test.broken"] = broken
+    with pytest.raises(ClusterUnavailable):
+        await a.cluster.router.ask("node-b", "test.broken", {})
+    assert await a.cluster.router.ask_all("test.nothing", {}) == {"node-b": None}  # unknown there
+
+
+async def test_a_message_that_fails_leaves_the_subscription_up(nodes: list[Server], redis_server: RedisProcess) -> None:
+    a, b = nodes
+    assert a.cluster is not None and b.cluster is not None
+    got: list[dict[str, Any]] = []
+
+    def handler(message: dict[str, Any]) -> None:
+        got.append(message)
+        if message.get("boom"):
+            raise RuntimeError("a bug")
+
+    a.cluster.router.handlers["test.note"] = handler
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    try:
+        for body in ({"type": "test.note", "boom": True}, {"type": "drop", "sid": "x", "hid": []}, "[1]", "{"):
+            await client.publish(channel("node-a"), body if isinstance(body, str) else json.dumps(body))
+        await client.publish(channel("node-a"), json.dumps({"type": "test.note"}))
+        await until(lambda: len(got) == 2)
+    finally:
+        await client.aclose()
+    assert await b.cluster.router.ask_all("console.snapshot", {}) == {"node-a": {"devices": [], "activity": []}}

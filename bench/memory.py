@@ -14,6 +14,8 @@ noise so that the rate control spends the budget), and sent as RFC 6184 packets 
     python bench/memory.py [--targets apuppet,janus] [--lifecycles 300] [--devices 100]
     python bench/memory.py --targets apuppet --diagnose   # tracemalloc and gc diff in the server, malloc_trim
     python bench/memory.py --targets apuppet --undo pyav,certificate,history   # as before those changes
+    python bench/memory.py --targets apuppet --undo tuples,joined,keep-previous-gop   # before the second round
+    python bench/memory.py --targets apuppet --lifecycles 0 --repeat 3   # 3 servers in a row: the spread
 
 `--env MALLOC_ARENA_MAX=2` (repeatable) sets variables for the apuppet process. `--diagnose` starts apuppet
 with tracemalloc and a SIGUSR1 handler that writes, to a file the bench prints, the top allocation growth since
@@ -111,19 +113,64 @@ UNDO = {
     "history": """
 import apuppet.media.relay as relay
 from apuppet.media.rtp import pack_header, ts_diff
+_init = relay.RelayViewer.__init__
+def __init__(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    self._history = [None] * relay.HISTORY_SIZE
 def _emit(self, seq, ts, marker, payload):
-    data = pack_header(self.payload_type, marker, seq, ts, self.ssrc) + payload
-    self._history[seq % relay.HISTORY_SIZE] = data
+    header = pack_header(self.payload_type, marker, seq, ts, self.ssrc)
+    self._history[seq % relay.HISTORY_SIZE] = header + payload
     self.last_seq = seq
     if self.last_ts is None or ts_diff(ts, self.last_ts) > 0:
         self.last_ts = ts
     self.packets += 1
-    self.sink(data)
+    self.parts(header, payload)
 def retransmission(self, seq):
     data = self._history[seq % relay.HISTORY_SIZE]
     return data if data is not None and (data[2] << 8 | data[3]) == seq else None
+relay.RelayViewer.__init__ = __init__
 relay.RelayViewer._emit = _emit
 relay.RelayViewer.retransmission = retransmission
+relay.RelayViewer.forget_before = lambda self, seq: None
+""",
+    # Each viewer's history as (seq, ts, marker, payload) tuples instead of a packed array beside the payloads.
+    "tuples": """
+import apuppet.media.relay as relay
+from apuppet.media.rtp import pack_header, ts_diff
+_init = relay.RelayViewer.__init__
+def __init__(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    self._tuples = [None] * relay.HISTORY_SIZE
+def _emit(self, seq, ts, marker, payload):
+    self._tuples[seq % relay.HISTORY_SIZE] = (seq, ts, marker, payload)
+    self.last_seq = seq
+    if self.last_ts is None or ts_diff(ts, self.last_ts) > 0:
+        self.last_ts = ts
+    self.packets += 1
+    self.parts(pack_header(self.payload_type, marker, seq, ts, self.ssrc), payload)
+def retransmission(self, seq):
+    kept = self._tuples[seq % relay.HISTORY_SIZE]
+    if kept is None or kept[0] != seq:
+        return None
+    return pack_header(self.payload_type, kept[2], seq, kept[1], self.ssrc) + kept[3]
+relay.RelayViewer.__init__ = __init__
+relay.RelayViewer._emit = _emit
+relay.RelayViewer.retransmission = retransmission
+relay.RelayViewer.forget_before = lambda self, seq: None
+""",
+    # Packets joined (header + payload) when the relay emits them, and queued joined in the outbox.
+    "joined": """
+import apuppet.media.ingest as ingest
+from apuppet.media.relay import RelayViewer
+def viewer(self, ssrc, payload_type, send):
+    outbox = self._outbox
+    return RelayViewer(ssrc, payload_type, lambda data: outbox.append((send, data, b"")))
+ingest.RtpIngest.viewer = viewer
+""",
+    # The viewers' histories keep the previous GOP's payloads after a new keyframe.
+    "keep-previous-gop": """
+import apuppet.media.relay as relay
+relay.RelayViewer.forget_before = lambda self, seq: None
 """,
 }
 
@@ -433,7 +480,7 @@ async def run(args: argparse.Namespace) -> None:
     rate = sum(len(d) for d, _ in clip) * 8 / seconds / 1e6
     print(f"clip: {SIZE[0]}x{SIZE[1]} {FPS} fps, {rate:.2f} Mbit/s, encoded once")
     env = dict(e.split("=", 1) for e in args.env)
-    for name in args.targets.split(","):
+    for name in args.targets.split(",") * args.repeat:
         folder = Path(tempfile.mkdtemp(prefix=f"memory-{name}-"))
         diag = folder / "diagnose.txt" if args.diagnose and name == "apuppet" else None
         if name == "apuppet":
@@ -449,8 +496,8 @@ async def run(args: argparse.Namespace) -> None:
                 preamble += "\n" + Path(args.preamble).read_text() + "\n"
             if args.history:
                 preamble += f"\nimport apuppet.media.relay as relay; relay.HISTORY_SIZE = {args.history}\n"
-            for name in filter(None, args.undo.split(",")):
-                preamble += "\n" + UNDO[name]
+            for undo in filter(None, args.undo.split(",")):
+                preamble += "\n" + UNDO[undo]
             target = start_apuppet(folder, extra, preamble, lift)
         else:
             target = start_janus(folder)
@@ -493,5 +540,6 @@ if __name__ == "__main__":
     parser.add_argument("--undo", default="", help=f"apuppet: comma-separated, of {', '.join(UNDO)} (to compare)")
     parser.add_argument("--preamble", default="", help="apuppet: a Python file run in the server before it starts")
     parser.add_argument("--compare-lifecycles", action="store_true", help="apuppet: also lifecycles without WebRTC")
+    parser.add_argument("--repeat", type=int, default=1, help="measure each target N times, a new server each")
     parser.add_argument("--tracemalloc", action="store_true", help="with --diagnose: also trace allocations (slow)")
     asyncio.run(run(parser.parse_args()))

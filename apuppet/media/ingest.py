@@ -71,7 +71,8 @@ class RtpIngest:
         #: device must not look live).
         self.last_packet_at: float | None = None
         self.dropped_out = 0
-        self._outbox: deque[tuple[Sender, bytes]] = deque()
+        #: (send, header, payload): joined only when sent (`RelayViewer` explains why).
+        self._outbox: deque[tuple[Sender, bytes, bytes]] = deque()
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self.sock.fileno(), self._readable)
@@ -97,10 +98,10 @@ class RtpIngest:
         """A relay output for one viewer; `send` is awaited per packet from the pump."""
         outbox = self._outbox
 
-        def sink(data: bytes) -> None:
-            outbox.append((send, data))
+        def parts(header: bytes, payload: bytes) -> None:
+            outbox.append((send, header, payload))
 
-        return RelayViewer(ssrc, payload_type, sink)
+        return RelayViewer(ssrc, payload_type, parts=parts)
 
     def add_viewer(self, viewer: RelayViewer) -> None:
         self.relay.add_viewer(viewer)
@@ -115,7 +116,7 @@ class RtpIngest:
 
     def send_now(self, send: Sender, data: bytes) -> None:
         """Queue one packet outside the relay (a NACK retransmission)."""
-        self._outbox.append((send, data))
+        self._outbox.append((send, data, b""))
         self._kick()
 
     # -- I/O ---------------------------------------------------------------------------------------------------
@@ -165,9 +166,9 @@ class RtpIngest:
             await self._wake.wait()
             self._wake.clear()
             while outbox:
-                send, data = outbox.popleft()
+                send, header, payload = outbox.popleft()
                 try:
-                    await send(data)
+                    await send(header + payload)
                 except Exception:  # one viewer's broken transport must not stop the others
                     self.dropped_out += 1
 

@@ -3,8 +3,12 @@
 The browser never keeps the admin secret: a right one buys a token from `secrets` (held in an HttpOnly cookie)
 that expires when unused for `idle_timeout`, after `lifetime` in any case, and at logout. Each login also has
 a CSRF token that the page sends back as a header with every state-changing request (the cookie is SameSite=Strict
-and the routes check Origin as well). Wrong secrets are throttled per address like every secret: the right one
-still passes from a throttled address, so a stranger guessing from the operator's NAT cannot lock the operator out.
+and the routes check Origin as well). Wrong secrets are throttled per client (an address, an IPv6 /64): while one
+is blocked its attempts are answered 429 without being compared, the right secret included, so a guesser who
+ignores the 429s learns nothing from them and is slowed down indeed. The admin secret may be chosen by a person
+and is held by few operators, unlike the API secret (generated, shared by hundreds of phones behind one carrier
+NAT, whose right secret passes a blocked address on purpose); a stranger can only block his own client key, not
+the operator's elsewhere.
 
 The policy is here; where logins are kept is a `LoginStore`: this process' memory (`MemoryLoginStore`) or, in a
 cluster, Redis (`cluster/logins.py`), so that a login made through one node is valid on all and a logout revokes
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -133,17 +138,18 @@ class Logins:
         one client); `address` itself by default."""
         if not self.enabled:
             raise LoginRefused(403, "the console is disabled: no admin_secret is configured")
+        # Keyed like /metrics' admin-secret throttle (the server shares one): guesses at either count together.
+        # A blocked client is refused before the comparison: a 429 must not tell a right guess from a wrong one.
+        key = address if client is None else client
+        wait = self.throttle.blocked_for(key)
+        if wait > 0:
+            raise LoginRefused(429, f"too many failed attempts, retry in {math.ceil(wait)} s")
         # Text that is not UTF-8 (surrogate escapes) must compare unequal, not raise.
         if hmac.compare_digest(given.encode("utf-8", "surrogatepass"), self.secret.encode()):
             login = Login(secrets.token_urlsafe(32), secrets.token_urlsafe(24), address, self.clock())
             record = {"csrf": login.csrf, "address": address, "created": login.created}
             await self.store.add(self.store_key(login.token), record, self.idle_timeout)
             return login
-        # Keyed like /metrics' admin-secret throttle (the server shares one): guesses at either count together.
-        key = address if client is None else client
-        wait = self.throttle.blocked_for(key)
-        if wait > 0:
-            raise LoginRefused(429, f"too many failed attempts, retry in {wait:.0f} s")
         self.throttle.failure(key)
         raise LoginRefused(401, "wrong admin secret")
 

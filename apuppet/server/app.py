@@ -210,9 +210,12 @@ class Server:
     async def _metrics(self, request: web.Request) -> web.Response:
         """Prometheus scrape, only with the admin secret (``Authorization: Bearer …``).
 
-        The right secret always passes; only wrong ones are counted and, past a few, answered 429 without being
-        compared, so a misconfigured scraper sharing the address cannot lock the operator out."""
+        Wrong secrets count with the console's logins, per client (an IPv6 /64 is one); past a few, the client is
+        answered 429 without any comparison, the right secret included, so a guesser learns nothing from a 429.
+        A scraper at another address is not affected."""
         remote = remote_of(request)
+        if self.admin_throttle.blocked_for(client_key(remote)) > 0:
+            return web.Response(status=429, text="too many failed attempts\n")
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         # Header bytes that are not UTF-8 arrive as surrogate escapes; they must compare unequal, not raise.
         secret = self.config.admin_secret
@@ -224,8 +227,6 @@ class Server:
                 content_type="text/plain",
                 charset="utf-8",
             )
-        if self.admin_throttle.blocked_for(client_key(remote)) > 0:
-            return web.Response(status=429, text="too many failed attempts\n")
         self.admin_throttle.failure(client_key(remote))
         return web.Response(status=401, text="admin secret required\n", headers={"WWW-Authenticate": "Bearer"})
 

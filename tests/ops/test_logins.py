@@ -35,7 +35,7 @@ async def test_no_secret_no_console() -> None:
     assert refused.value.status == 403
 
 
-async def test_wrong_secrets_are_throttled_but_the_right_one_still_passes() -> None:
+async def test_a_blocked_address_is_refused_without_comparing_until_its_delay_is_over() -> None:
     clock = Clock()
     logins = Logins(SECRET, throttle=Throttle(clock=clock), clock=clock)
     statuses = []
@@ -43,15 +43,24 @@ async def test_wrong_secrets_are_throttled_but_the_right_one_still_passes() -> N
         with pytest.raises(LoginRefused) as refused:
             await logins.log_in("guess", "192.0.2.1")
         statuses.append(refused.value.status)
-    assert statuses[:5] == [401] * 5 and 429 in statuses[5:]
-    # Throttled per address: another address still gets a plain 401.
+    assert statuses == [401] * 6 + [429]  # the sixth wrong one blocks the address for a second
+    # While blocked, the right secret gets the same 429 as a wrong one: a 429 tells a guesser nothing.
+    with pytest.raises(LoginRefused) as blocked:
+        await logins.log_in(SECRET, "192.0.2.1")
+    assert blocked.value.status == 429 and "retry in 1 s" in blocked.value.reason
+    # Throttled per address: the operator elsewhere is not locked out by a stranger's guesses.
     with pytest.raises(LoginRefused) as other:
         await logins.log_in("guess", "198.51.100.1")
     assert other.value.status == 401
-    # The operator behind the guessing address is not locked out.
+    assert (await logins.log_in(SECRET, "198.51.100.2")).token
+    # Once the delay is over, the right secret passes from that address too.
+    clock.now += 1.01
     assert (await logins.log_in(SECRET, "192.0.2.1")).token
-    # A refused guess while blocked does not count (the delay does not grow from being asked).
-    clock.now += 3600
+    # A refused attempt while blocked did not count (the delay does not grow from being asked).
+    with pytest.raises(LoginRefused) as again:
+        await logins.log_in("guess", "192.0.2.1")
+    assert again.value.status == 401
+    clock.now += 2.01  # the seventh wrong one: a delay of 2 s
     with pytest.raises(LoginRefused) as later:
         await logins.log_in("guess", "192.0.2.1")
     assert later.value.status == 401

@@ -119,6 +119,7 @@ async def test_every_console_api_needs_the_login(server: Server, http: aiohttp.C
 
 async def test_wrong_secret_refused_throttled_and_the_cookie_flags(server: Server, http: aiohttp.ClientSession) -> None:
     operator = Operator(http, server.url)
+    server.admin_throttle.base_delay = 3.0  # the first delay: long enough to be seen on a loaded machine
     statuses = [(await operator.log_in("wrong-" + ADMIN)).status for _ in range(3)]
     # Guesses at /metrics' admin secret count with the console's: it is the same secret.
     for _ in range(3):
@@ -126,7 +127,12 @@ async def test_wrong_secret_refused_throttled_and_the_cookie_flags(server: Serve
             statuses.append(metrics.status)
     statuses += [(await operator.log_in("wrong-" + ADMIN)).status for _ in range(2)]
     assert statuses == [401] * 6 + [429] * 2
-    # The right secret still passes from the throttled address (the operator is not locked out by a guesser).
+    # While the address is blocked the right secret is not even compared: 429, as for a wrong one, at /metrics too.
+    assert (await operator.log_in(ADMIN)).status == 429
+    async with http.get(f"{server.url}metrics", headers={"Authorization": f"Bearer {ADMIN}"}) as metrics:
+        assert metrics.status == 429
+    # Once the delay (3 s after the sixth wrong one) is over, it passes.
+    await until(lambda: server.admin_throttle.blocked_for("127.0.0.1") == 0, timeout=30)
     response = await operator.log_in(ADMIN)
     assert response.status == 200
     cookie = operator.set_cookie

@@ -53,9 +53,19 @@ def is_device(username: str) -> bool:
 class AuditStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+
+    @classmethod
+    def reader(cls, path: Path) -> AuditStore:
+        """A read-only connection to the store at `path`, made and used in one worker thread: the console's
+        queries (a `LIKE '%…%'` scans the table) run off the event loop, beside the writer (WAL)."""
+        store = cls.__new__(cls)
+        store.path = path
+        store.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        return store
 
     def start(self, room: str, device: str | None, viewer: str, address: str | None, when: float) -> int:
         cur = self.db.execute(

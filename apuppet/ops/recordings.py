@@ -9,8 +9,10 @@ media layer); tests/media/test_recording.py checks that the two agree. While the
 `<name>.part`; it is renamed when the session ends cleanly. A `.part` left behind by a crash or `kill -9` is still
 playable (its fragments reached the disk as they completed) and `export` turns it into a plain MP4.
 
-Everything here reads names and file metadata only (the console lists recordings on every page load); PyAV is
-loaded by `export` alone.
+Everything here reads names and file metadata only; PyAV is loaded by `export` alone. The console lists the
+recordings on every page load and matches each audit row with one: `RecordingIndex` keeps the listing while the
+folder is unchanged (its mtime and ctime) and indexes it by device, so that thousands of files cost one `stat` a
+request, not a scan.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterable
-from dataclasses import dataclass
+import stat
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
@@ -101,6 +106,97 @@ def list_recordings(directory: Path) -> list[Recording]:
         found.append(Recording(entry.name, Path(entry.path), device, started, st.st_size, complete, ended))
     found.sort(key=lambda r: (r.started, r.name), reverse=True)
     return found
+
+
+#: A folder changed this recently may change again within the same timestamp tick (coarse on Linux, seconds on
+#: some file systems) without its mtime moving: such a listing is not trusted, the next request scans anew.
+RACY_NS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One look at the folder: its recordings newest first, and the same by device (`find_recording`)."""
+
+    recordings: tuple[Recording, ...] = ()
+    by_device: Mapping[str, tuple[Recording, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, recordings: Iterable[Recording]) -> Listing:
+        found = tuple(recordings)
+        by_device: dict[str, list[Recording]] = {}
+        for rec in found:
+            by_device.setdefault(rec.device, []).append(rec)
+        return cls(found, {device: tuple(recs) for device, recs in by_device.items()})
+
+    def find(self, device: str | None, started: datetime | float, ended: datetime | float | None) -> Recording | None:
+        """`find_recording` among the device's recordings only."""
+        return find_recording(self.by_device.get(device or "", ()), device, started, ended)
+
+
+class RecordingIndex:
+    """The listing of one folder, scanned again only when the folder changed; blocking file I/O, meant to run in
+    a thread (`current` may be called from several at once). Incomplete recordings grow without the folder
+    changing: their size and last write are read again on every call (a few files: the sessions being recorded)."""
+
+    def __init__(self, directory: Path, settle: float = RACY_NS / 1e9) -> None:
+        """`settle`: seconds after a change during which the folder is scanned on every call (`RACY_NS`)."""
+        self.directory = directory
+        self.settle_ns = int(settle * 1e9)
+        #: How many times the folder was scanned (tests and the benchmark read it).
+        self.scans = 0
+        self._lock = threading.Lock()
+        self._listing = Listing()
+        self._key: tuple[int, int, int] | None = None
+
+    def current(self) -> Listing:
+        """The folder's listing now. A missing folder is empty; one that cannot be read raises `OSError`."""
+        with self._lock:
+            try:
+                st = os.stat(self.directory)
+            except (FileNotFoundError, NotADirectoryError):
+                self._listing, self._key = Listing(), None
+                return self._listing
+            key = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+            if key != self._key:
+                self.scans += 1
+                listing = Listing.of(list_recordings(self.directory))
+                racy = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < self.settle_ns
+                self._listing, self._key = listing, None if racy else key
+            elif any(not r.complete for r in self._listing.recordings):
+                self._listing = Listing.of(_restat(self._listing.recordings))
+            return self._listing
+
+
+def _restat(recordings: Iterable[Recording]) -> Iterable[Recording]:
+    """The recordings with the size and last write of the incomplete ones read again (gone ones left out)."""
+    for rec in recordings:
+        if rec.complete:
+            yield rec
+            continue
+        try:
+            st = os.lstat(rec.path)
+        except OSError:
+            continue  # renamed to .mp4 (the folder changed: the next call scans) or deleted
+        yield replace(rec, size=st.st_size, ended=max(rec.started, datetime.fromtimestamp(st.st_mtime, UTC)))
+
+
+def recording_at(directory: Path, name: str) -> Recording | None:
+    """The recording called `name` in `directory`, found by its name alone (no listing): None for a name that is
+    not a recording's (the pattern allows no `/`, so it names a file of the folder itself), a missing file, a
+    symlink or anything but a regular file. Raises `OSError` for a folder that cannot be read."""
+    parsed = parse_name(name)
+    if parsed is None:
+        return None
+    path = directory / name
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    started, device, complete = parsed
+    ended = max(started, datetime.fromtimestamp(st.st_mtime, UTC))
+    return Recording(name, path, device, started, st.st_size, complete, ended)
 
 
 def _utc(value: datetime | float) -> datetime:

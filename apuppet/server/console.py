@@ -7,8 +7,15 @@ whole console answers 403 and the page says how to enable it. The live view is a
 new state whenever an operator event arrives (at most every `DEBOUNCE` seconds), else every `REFRESH` seconds.
 
 In a cluster (`join`) the console is the cluster's, whichever node answers: logins are kept in Redis, the live
-view asks every other node for its devices (request/reply through the bus, so it is never stale and costs
-nothing while nobody watches) and names each device's node, and "end" goes to the node named with the session.
+view asks every other node for its devices (request/reply through the bus, so it costs nothing while nobody
+watches) and names each device's node, and "end" goes to the node named with the session. The view is built once
+for all: every live stream and `/console/api/state` share it, the other nodes asked at most once a
+`CLUSTER_REFRESH` and this node's part made again only after an operator event or a `VIEW_TICK`, so that k open
+pages cost what one does.
+
+The event loop also relays the media: whatever may take long (the audit log's SQLite query, the recordings
+folder) runs in a worker thread, and the recordings listing is kept while the folder is unchanged
+(`RecordingIndex`).
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,11 +38,11 @@ from ..api.gateway import Gateway
 from ..api.throttle import Throttle
 from ..config import Config
 from ..netaddr import client_key
-from ..ops.audit import AuditStore
+from ..ops.audit import AuditStore, Record
 from ..ops.eventlog import SECRET_KEYS
 from ..ops.liveview import devices, snapshot
 from ..ops.logins import MAX_LOGINS, Login, LoginRefused, Logins
-from ..ops.recordings import Recording, find_recording, list_recordings, recordings_dir
+from ..ops.recordings import Listing, Recording, RecordingIndex, recording_at, recordings_dir
 from .http import remote_of
 
 if TYPE_CHECKING:
@@ -49,12 +58,15 @@ REFRESH = 5.0
 CLUSTER_REFRESH = 1.0
 #: Seconds another node has to send its devices; one that does not is left out of the view (and named).
 SNAPSHOT_TIMEOUT = 2.0
+#: The shared view is at most this old when a stream or a request is given it (a local event renews it sooner).
+VIEW_TICK = 1.0
 #: Operator events kept for the console's activity list.
 ACTIVITY = 100
 MAX_PAGE = 200
 #: SQLite's integers are 64-bit: a larger offset would be an error, not an empty page.
 MAX_OFFSET = 2**62
 UNAVAILABLE = "the cluster's Redis cannot be reached; retry in a moment"
+AUDIT_UNREADABLE = "the audit log cannot be read"
 DISABLED = (
     "The console is disabled: no admin_secret is configured. Set admin_secret in config.yaml (or leave it empty in "
     "a server started with --config, which generates one into credentials_dir) and restart the server."
@@ -67,6 +79,24 @@ def _error(status: int, reason: str, **extra: Any) -> web.Response:
 
 def _data(payload: Any) -> web.Response:
     return web.json_response(payload, headers={"Cache-Control": "no-store"})
+
+
+def _unreadable(folder: Path, exc: OSError) -> str:
+    return f"the recordings folder {folder} cannot be read: {exc.strerror or exc} (is it the service user's?)"
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """The console's state once built, and what every stream compares and sends of it."""
+
+    state: dict[str, Any]
+    #: The state without its time: equal for an unchanged view.
+    seen: str
+    #: The Server-Sent Event carrying it.
+    event: bytes
+    #: `time.monotonic()` when built, and the local change count it shows.
+    built: float
+    generation: int
 
 
 def _number(value: str | None, what: str) -> float | None:
@@ -99,6 +129,9 @@ class Console:
         self.logins = Logins(config.admin_secret, throttle=throttle)
         self.audit = audit
         self.recordings = recordings_dir(config, base_dir)
+        self.index = RecordingIndex(self.recordings)
+        #: The last listing and its JSON (made in the worker thread, reused while the folder is unchanged).
+        self._listed: tuple[Listing, bytes] | None = None
         self.limits = {
             "max_session_minutes": config.max_session_minutes,
             "viewer_idle_minutes": config.viewer_idle_minutes,
@@ -106,6 +139,14 @@ class Console:
         self.activity: deque[dict[str, Any]] = deque(maxlen=ACTIVITY)
         self._streams: set[asyncio.Event] = set()
         self._closing = False
+        #: The shared view: the latest, the one being built, the local changes seen so far, and the other nodes'
+        #: answers with when they were asked (`time.monotonic()`).
+        self._view: _View | None = None
+        self._building: asyncio.Task[_View] | None = None
+        self._generation = 0
+        self._others: tuple[float, dict[str, Any]] = (-math.inf, {})
+        #: How many times the other nodes were asked for their devices (the benchmark and tests read it).
+        self.asked = 0
         #: In a cluster: this node and its name, and what a lost Redis raises.
         self.node: ClusterNode | None = None
         self.name = ""
@@ -145,12 +186,19 @@ class Console:
         self._closing = True
         for changed in self._streams:
             changed.set()
+        building = self._building
+        if building is not None and not building.done():
+            # The streams waiting for it end with it; a node that does not answer ends it in SNAPSHOT_TIMEOUT.
+            await asyncio.wait([building], timeout=SNAPSHOT_TIMEOUT + 1)
+            building.cancel()
+            await asyncio.gather(building, return_exceptions=True)
 
     # -- the operator event stream ---------------------------------------------------------------------------
     def _observe(self, event: str, fields: dict[str, Any]) -> None:
         """A gateway observer: no work here beyond a bounded append (it runs inside requests of every client)."""
         kept = {k: v for k, v in fields.items() if k.lower() not in SECRET_KEYS and isinstance(v, str | int | float)}
         self.activity.append({"time": time.time(), "event": event, **kept})
+        self._generation += 1
         for changed in self._streams:
             changed.set()
 
@@ -246,24 +294,66 @@ class Console:
     async def state(self) -> dict[str, Any]:
         """The console's view: this node's, and in a cluster every live node's (`unreachable`: the nodes that did
         not answer in time)."""
-        here = self._here()
-        found, activity, unreachable = here["devices"], here["activity"], []
+        return (await self.view()).state
+
+    async def view(self) -> _View:
+        """The shared view: the last one while it is younger than `VIEW_TICK` and no operator event came since,
+        else a new one, built once for every caller waiting meanwhile."""
+        view = self._view
+        if view is not None and view.generation == self._generation and time.monotonic() - view.built < VIEW_TICK:
+            return view
+        if self._building is None or self._building.done():
+            self._building = asyncio.create_task(self._build())
+        # Shielded: a page that goes away leaves the view to the others waiting for it.
+        return await asyncio.shield(self._building)
+
+    async def _build(self) -> _View:
+        found: list[dict[str, Any]] = []
+        activity: list[dict[str, Any]] = []
+        unreachable: list[str] = []
+        for name, answer in (await self._ask_others()).items():
+            if answer is None:
+                unreachable.append(name)
+                continue
+            found += [{**d, "node": name} for d in answer.get("devices", []) if isinstance(d, dict)]
+            activity += [{**a, "node": name} for a in answer.get("activity", []) if isinstance(a, dict)]
+        # This node's part last, after any wait: it is as fresh as the generation it is stamped with.
+        generation, here = self._generation, self._here()
+        found += here["devices"]
+        activity += here["activity"]
         if self.node is not None:
-            for name, answer in (await self.node.router.ask_all("console.snapshot", {}, SNAPSHOT_TIMEOUT)).items():
-                if answer is None:
-                    unreachable.append(name)
-                    continue
-                found += [{**d, "node": name} for d in answer.get("devices", []) if isinstance(d, dict)]
-                activity += [{**a, "node": name} for a in answer.get("activity", []) if isinstance(a, dict)]
             found.sort(key=lambda d: d.get("since") or 0)
             activity.sort(key=lambda a: a.get("time") or 0)
-        return {
+        state = {
             "time": time.time(),
             "node": self.name,
             "devices": found,
             "activity": activity[-50:],
             "unreachable": unreachable,
         }
+        view = _View(
+            state,
+            json.dumps({**state, "time": 0}, sort_keys=True),
+            f"event: state\ndata: {json.dumps(state, separators=(',', ':'))}\n\n".encode(),
+            time.monotonic(),
+            generation,
+        )
+        self._view = view
+        return view
+
+    async def _ask_others(self) -> dict[str, Any]:
+        """The other nodes' snapshots, asked at most once a `CLUSTER_REFRESH` (a local event does not ask again:
+        it changed this node's part only)."""
+        if self.node is None:
+            return {}
+        asked, answers = self._others
+        if time.monotonic() - asked < CLUSTER_REFRESH:
+            return answers
+        asked = time.monotonic()
+        self.asked += 1
+        answers = await self.node.router.ask_all("console.snapshot", {}, SNAPSHOT_TIMEOUT)
+        self._others = (asked, answers)
+        return answers
 
     async def _serve_snapshot(self, call: dict[str, Any]) -> dict[str, Any]:
         return self._here()
@@ -281,16 +371,14 @@ class Console:
         changed = asyncio.Event()
         self._streams.add(changed)
         wait = REFRESH if self.node is None else CLUSTER_REFRESH
-        sent, sent_at = None, 0.0
+        sent, sent_at = "", 0.0
         try:
             while not self._closing and await self._still(login):
                 changed.clear()
-                state = await self.state()
-                seen = json.dumps({**state, "time": 0}, sort_keys=True)
-                if seen != sent or time.monotonic() - sent_at >= REFRESH:
-                    payload = json.dumps(state, separators=(",", ":"))
-                    await response.write(f"event: state\ndata: {payload}\n\n".encode())
-                    sent, sent_at = seen, time.monotonic()
+                view = await self.view()
+                if view.seen != sent or time.monotonic() - sent_at >= REFRESH:
+                    await response.write(view.event)
+                    sent, sent_at = view.seen, time.monotonic()
                 try:
                     await asyncio.wait_for(changed.wait(), wait)
                 except TimeoutError:
@@ -348,6 +436,9 @@ class Console:
 
     # -- audit log and recordings ----------------------------------------------------------------------------
     async def _audit(self, request: web.Request) -> web.Response:
+        """One page of the audit log, each row with its session's recording. The query runs in a worker thread on
+        a read-only connection of its own (a device filter scans the table); an unreadable recordings folder
+        leaves the rows without recordings and says why (`recordings_error`)."""
         await self._login(request)
         store = self.audit()
         if store is None:
@@ -355,18 +446,31 @@ class Console:
         q = request.query
         limit = int(min(MAX_PAGE, max(1, _number(q.get("limit"), "limit") or 50)))
         offset = int(min(MAX_OFFSET, max(0, _number(q.get("offset"), "offset") or 0)))
-        records, total = store.query(
-            device=q.get("device") or None,
-            address=q.get("address") or None,
-            since=_number(q.get("since"), "since"),
-            until=_number(q.get("until"), "until"),
-            limit=limit,
-            offset=offset,
-        )
-        recordings = list_recordings(self.recordings)
+        since, until = _number(q.get("since"), "since"), _number(q.get("until"), "until")
+        device, address = q.get("device") or None, q.get("address") or None
+        path = store.path
+
+        def page() -> tuple[list[Record], int]:
+            reader = AuditStore.reader(path)
+            try:
+                return reader.query(
+                    device=device, address=address, since=since, until=until, limit=limit, offset=offset
+                )
+            finally:
+                reader.close()
+
+        try:
+            records, total = await asyncio.to_thread(page)
+        except sqlite3.Error as exc:
+            return _error(503, f"{AUDIT_UNREADABLE}: {exc}")
+        extra: dict[str, Any] = {}
+        try:
+            listing = await asyncio.to_thread(self.index.current)
+        except OSError as exc:
+            listing, extra["recordings_error"] = Listing(), _unreadable(self.recordings, exc)
         rows = []
         for r in records:
-            recording = find_recording(recordings, r.room, r.started, r.ended)
+            recording = listing.find(r.room, r.started, r.ended)
             rows.append(
                 {
                     "room": r.room,
@@ -379,18 +483,36 @@ class Console:
                     "recording": recording.name if recording is not None else None,
                 }
             )
-        return _data({"records": rows, "total": total, "offset": offset, "limit": limit, "enabled": True})
+        return _data({"records": rows, "total": total, "offset": offset, "limit": limit, "enabled": True, **extra})
 
     async def _recordings(self, request: web.Request) -> web.Response:
+        """The listing, made (and encoded) in a worker thread; 503 for a folder that cannot be read."""
         await self._login(request)
-        return _data({"recordings": [_recording_json(r) for r in list_recordings(self.recordings)]})
+        try:
+            body = await asyncio.to_thread(self._listing_json)
+        except OSError as exc:
+            return _error(503, _unreadable(self.recordings, exc))
+        return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-store"})
+
+    def _listing_json(self) -> bytes:
+        """In a worker thread: the current listing as JSON, encoded again only when it changed."""
+        listing = self.index.current()
+        listed = self._listed
+        if listed is None or listed[0] is not listing:
+            recordings = [_recording_json(r) for r in listing.recordings]
+            listed = (listing, json.dumps({"recordings": recordings}, separators=(",", ":")).encode())
+            self._listed = listed
+        return listed[1]
 
     async def _recording(self, request: web.Request) -> web.StreamResponse:
-        """One recording, with Range (the `<video>` seeks); only a name `list_recordings` returns is served, never
-        a path made from what the client sent."""
+        """One recording, with Range (the `<video>` seeks): the file of that name in the folder, if the name is a
+        recording's (which rules out any other path) and the file a regular one (not a symlink), looked up
+        alone: a seeking player asks many times."""
         await self._login(request)
-        name = request.match_info["name"]
-        recording = next((r for r in list_recordings(self.recordings) if r.name == name), None)
+        try:
+            recording = await asyncio.to_thread(recording_at, self.recordings, request.match_info["name"])
+        except OSError as exc:
+            return _error(503, _unreadable(self.recordings, exc))
         if recording is None:
             return _error(404, "no such recording")
         headers = {"Content-Type": "video/mp4", "Cache-Control": "no-store"}

@@ -6,6 +6,7 @@ disconnects it on A and tells the page why; a node killed with SIGKILL leaves th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -18,6 +19,7 @@ import redis.asyncio as aioredis
 from apuppet.agent.janus import JanusClient
 from apuppet.api.idtag import tag
 from apuppet.server import Server
+from apuppet.server.console import CLUSTER_REFRESH
 
 from ..agent.conftest import SECRET, start_agent
 from ..agent.viewer import Viewer
@@ -105,6 +107,39 @@ async def test_wrong_secrets_are_throttled_by_the_node_they_reach(
     assert (await at_b.log_in(ADMIN)).status == 200
     await until(lambda: a.admin_throttle.blocked_for("127.0.0.1") == 0, timeout=30)
     assert (await at_a.log_in(ADMIN)).status == 200
+
+
+async def test_open_pages_share_one_view_of_the_cluster(nodes: list[Server], http: aiohttp.ClientSession) -> None:
+    """Eight console pages open on A (live streams) and more asking for the state: B is asked for its devices
+    about once a `CLUSTER_REFRESH` all the same, not once a second for each page."""
+    a, b = nodes
+    assert b.cluster is not None
+    asked: list[float] = []
+    serve = b.cluster.router.services["console.snapshot"]
+
+    async def counted(call: dict[str, Any]) -> Any:
+        asked.append(time.monotonic())
+        return await serve(call)
+
+    b.cluster.router.services["console.snapshot"] = counted
+    operator = Operator(http, a.url)
+    await operator.log_in(ADMIN)
+    async with contextlib.AsyncExitStack() as pages:
+        streams = [
+            await pages.enter_async_context(http.get(f"{a.url}console/api/live", headers={"Cookie": operator.cookie}))
+            for _ in range(8)
+        ]
+        for live in streams:
+            await next_state(live, lambda s: s["unreachable"] == [])
+        window = 3.0
+        began = time.monotonic()
+        while time.monotonic() - began < window:
+            states = await asyncio.gather(*(operator.call("GET", "/console/api/state") for _ in range(4)))
+            assert all(status == 200 and state["node"] == "node-a" for status, state in states)
+            await asyncio.sleep(0.1)
+        during = [t for t in asked if began <= t <= began + window]
+    # Once a second (CLUSTER_REFRESH), give or take one at either end; 8 pages each asking would be 24 or more.
+    assert 1 <= len(during) <= window / CLUSTER_REFRESH + 2, len(during)
 
 
 async def next_state(live: aiohttp.ClientResponse, predicate: Any, timeout: float = 15.0) -> dict[str, Any]:

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
+
+import pytest
 
 from apuppet.ops.audit import Audit, AuditStore, format_records
 
@@ -39,3 +43,23 @@ def test_remote_control_sessions_are_recorded(tmp_path: Path) -> None:
     table = format_records(store.records())
     assert "Pixel 7" in table and "95 s" in table and "2.2.2.2" in table
     store.close()
+
+
+async def test_a_reader_queries_from_a_worker_thread_beside_the_writer_and_cannot_write(tmp_path: Path) -> None:
+    writer = AuditStore(tmp_path / "a b#?.sqlite3")  # a name that must be quoted in the URI
+    writer.start("R1", "Pixel 7", "admin:abc", "2.2.2.2", 1_700_000_000.0)
+
+    def query() -> tuple[int, str]:
+        reader = AuditStore.reader(writer.path)
+        try:
+            records, total = reader.query(device="Pixel")
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                reader.start("R2", None, "admin:x", None, 1.0)
+            return total, records[0].viewer
+        finally:
+            reader.close()
+
+    assert await asyncio.to_thread(query) == (1, "admin:abc")
+    writer.start("R1", "Pixel 7", "admin:def", "3.3.3.3", 1_700_000_100.0)  # the writer is not locked out
+    assert (await asyncio.to_thread(query))[0] == 2
+    writer.close()

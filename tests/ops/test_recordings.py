@@ -16,12 +16,15 @@ from apuppet.config import Config
 from apuppet.media.recording import file_name
 from apuppet.ops.recordings import (
     PART,
+    Listing,
     Recording,
+    RecordingIndex,
     expired,
     export,
     find_recording,
     format_recordings,
     list_recordings,
+    recording_at,
     recordings_dir,
     sweep,
 )
@@ -244,3 +247,94 @@ def test_recording_keys_are_checked(raw: dict[str, object], message: str) -> Non
         validate(raw)
     config = validate({"record_sessions": True, "recordings_keep_days": 0.5})
     assert config.record_sessions and config.recordings_keep_days == 0.5 and config.recordings_dir == "recordings"
+
+
+def test_the_index_scans_again_only_when_the_folder_changed(tmp_path: Path) -> None:
+    folder = tmp_path / "recordings"
+    index = RecordingIndex(folder, settle=0)  # every change trusted at once: what is tested is the key
+    steps = iter(range(1, 100))
+
+    def tick() -> None:
+        """The folder's mtime moves, as with a change a clock tick later (two changes within one coarse tick are
+        what `settle` is for, tested below)."""
+        os.utime(folder, ns=(0, 10**9 * next(steps)))
+
+    def add(name: str, size: int = 10, ended: datetime | None = None) -> Path:
+        path = touch(folder, name, size, ended)
+        tick()
+        return path
+
+    assert index.current().recordings == () and index.scans == 0  # no folder yet: empty, nothing to scan
+    folder.mkdir()
+    first = add(file_name(T0, "A"))
+    add(file_name(T0 + timedelta(minutes=1), "B"))
+    listing = index.current()
+    assert [r.device for r in listing.recordings] == ["B", "A"] and index.scans == 1
+    assert index.current() is listing and index.scans == 1  # unchanged: not scanned again
+    add(file_name(T0 + timedelta(minutes=2), "A"))  # appears
+    assert [r.device for r in index.current().recordings] == ["A", "B", "A"] and index.scans == 2
+    first.unlink()  # disappears
+    tick()
+    assert [r.name for r in index.current().recordings].count(first.name) == 0 and index.scans == 3
+    # A recording being written grows without the folder changing: its size and last write are read again.
+    part = add(file_name(T0 + timedelta(minutes=3), "C") + PART, size=10, ended=T0 + timedelta(minutes=4))
+    assert index.current().recordings[0].size == 10 and index.scans == 4
+    with part.open("ab") as grown:
+        grown.write(b"\0" * 90)
+    os.utime(part, ((T0 + timedelta(minutes=5)).timestamp(),) * 2)
+    newest = index.current().recordings[0]
+    assert (newest.size, newest.duration, index.scans) == (100, 120.0, 4)
+    os.rename(part, folder / newest.stem)  # completed
+    tick()
+    assert index.current().recordings[0].complete and index.scans == 5
+
+
+def test_a_folder_changed_just_now_is_scanned_on_every_call(tmp_path: Path) -> None:
+    """A change within the same timestamp tick as the scan leaves the mtime as it was: a listing of a folder
+    changed less than `settle` ago is not kept."""
+    touch(tmp_path, file_name(T0, "A"))
+    index = RecordingIndex(tmp_path)
+    index.current()
+    index.current()
+    assert index.scans == 2
+    past = time.time() - 3600
+    os.utime(tmp_path, (past, past))  # its ctime is now, though
+    index.current()
+    index.current()
+    assert index.scans == 4
+
+
+def test_the_listing_finds_an_audit_records_recording_among_its_devices_only(tmp_path: Path) -> None:
+    for n in range(30):
+        touch(
+            tmp_path, file_name(T0 + timedelta(minutes=n), f"dev{n % 3}"), ended=T0 + timedelta(minutes=n, seconds=50)
+        )
+    recordings = list_recordings(tmp_path)
+    listing = Listing.of(recordings)
+    assert sorted(listing.by_device) == ["dev0", "dev1", "dev2"] and len(listing.by_device["dev1"]) == 10
+    for n in range(30):
+        start, end = (T0 + timedelta(minutes=n, seconds=s) for s in (2, 40))
+        found = listing.find(f"dev{n % 3}", start, end)
+        assert found is not None and found == find_recording(recordings, f"dev{n % 3}", start, end)
+        assert found.started == T0 + timedelta(minutes=n)
+    assert listing.find("other", T0, None) is None and listing.find(None, T0, None) is None
+
+
+def test_a_recording_is_found_by_its_name_alone_and_only_a_regular_file(tmp_path: Path) -> None:
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    name = file_name(T0, "4815162342")
+    touch(folder, name, size=64, ended=T0 + timedelta(seconds=30))
+    found = recording_at(folder, name)
+    assert found is not None and (found.path, found.size, found.duration, found.complete) == (
+        folder / name,
+        64,
+        30,
+        True,
+    )
+    (tmp_path / "secret.mp4").write_bytes(b"secret")
+    os.symlink(tmp_path / "secret.mp4", folder / file_name(T0, "link"))
+    (folder / file_name(T0, "dir")).mkdir()
+    for other in (file_name(T0, "link"), file_name(T0, "dir"), file_name(T0, "missing"), "../secret.mp4", "x.mp4"):
+        assert recording_at(folder, other) is None, other
+    assert recording_at(tmp_path / "none", name) is None

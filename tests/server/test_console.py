@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from http.cookies import SimpleCookie
@@ -296,3 +297,106 @@ async def test_bad_input_gets_a_clear_refusal_and_the_console_keeps_serving(
     async with http.get(f"{server.url}console/api/state", headers=odd) as response:
         assert response.status == 401
     assert (await operator.call("GET", "/console/api/state"))[0] == 200
+
+
+#: Enough recordings that a scan on the event loop would stall it for a tenth of a second or more.
+MANY = 6000
+
+
+async def test_thousands_of_recordings_leave_the_event_loop_free(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """The loop relays the media: listing the folder, matching audit rows with recordings and the audit query run
+    beside it. The loop's longest stall while they are answered is measured against how long they took."""
+    async with Server(config(recordings_dir="recordings"), base_dir=tmp_path) as srv:
+        assert srv.audit is not None
+        folder = tmp_path / "recordings"
+        folder.mkdir()
+        t0 = 1_765_000_000.0
+        for n in range(MANY):
+            started = datetime.fromtimestamp(t0 + 60 * n, UTC)
+            (folder / f"{started:%Y%m%dT%H%M%SZ}-room{n % 40}.mp4").touch()
+        for n in range(200):
+            record = srv.audit.store.start(f"room{n % 40}", f"Phone {n % 40}", f"admin:{n}", "192.0.2.1", t0 + 60 * n)
+            srv.audit.store.end(record, t0 + 60 * n + 30, "left")
+        operator = Operator(http, srv.url)
+        await operator.log_in()
+
+        stalls: list[float] = []
+
+        async def tick() -> None:
+            while True:
+                before = time.monotonic()
+                await asyncio.sleep(0.005)
+                stalls.append(time.monotonic() - before - 0.005)
+
+        ticker = asyncio.create_task(tick())
+        began = time.monotonic()
+        (status, listing), (audit_status, page), (ping, _) = await asyncio.gather(
+            operator.call("GET", "/console/api/recordings"),
+            operator.call("GET", "/console/api/audit?limit=200&device=Phone"),
+            operator.call("GET", "/console/api/login"),
+        )
+        took = time.monotonic() - began
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
+        assert (status, audit_status, ping) == (200, 200, 200)
+        assert len(listing["recordings"]) == MANY and page["total"] == 200
+        for row in page["records"]:
+            n = int(row["viewer"].split(":")[1])
+            assert row["recording"] == f"{datetime.fromtimestamp(t0 + 60 * n, UTC):%Y%m%dT%H%M%SZ}-room{n % 40}.mp4"
+        # On the loop, a scan is one stall as long as the answer took; beside it, the loop keeps turning.
+        assert max(stalls) < took / 3, (max(stalls), took)
+
+        # Played and seeked, a recording is looked up by its name: the folder is not scanned again.
+        scans = srv.console.index.scans
+        name = listing["recordings"][0]["name"]
+        for offset in range(0, 20):
+            headers = {"Cookie": operator.cookie, "Range": f"bytes={offset}-"}
+            async with http.get(f"{srv.url}console/api/recordings/{name}", headers=headers) as response:
+                assert response.status in (200, 416)  # empty files here: nothing to range over
+        assert srv.console.index.scans == scans
+
+
+async def test_the_listing_follows_the_folder_and_an_unreadable_folder_is_said_so(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with Server(config(recordings_dir="recordings"), base_dir=tmp_path) as srv:
+        folder = tmp_path / "recordings"
+        folder.mkdir()
+        first, second = "20261206T203400Z-1111.mp4", "20261206T203500Z-2222.mp4"
+        (folder / first).write_bytes(b"\0" * 10)
+        operator = Operator(http, srv.url)
+        await operator.log_in()
+
+        async def names() -> list[str]:
+            status, listing = await operator.call("GET", "/console/api/recordings")
+            assert status == 200
+            return [r["name"] for r in listing["recordings"]]
+
+        assert await names() == [first]
+        (folder / second).write_bytes(b"\0" * 10)  # appears
+        assert await names() == [second, first]
+        (folder / first).unlink()  # disappears
+        assert await names() == [second]
+        assert (await operator.call("GET", f"/console/api/recordings/{first}"))[0] == 404
+
+        # A symlink named as a recording is not served, even to a file the server could read.
+        (tmp_path / "outside.mp4").write_bytes(b"outside")
+        os.symlink(tmp_path / "outside.mp4", folder / "20261206T203600Z-3333.mp4")
+        assert (await operator.call("GET", "/console/api/recordings/20261206T203600Z-3333.mp4"))[0] == 404
+        assert await names() == [second]
+
+        # A folder that cannot be read (here a symlink loop; the tests run as root, which reads any folder):
+        # the recordings say so with 503, the audit log is still searched, the rest of the console works.
+        shutil.move(folder, tmp_path / "kept")
+        os.symlink(folder, folder)
+        status, body = await operator.call("GET", "/console/api/recordings")
+        assert status == 503 and "recordings folder" in body["error"] and "symbolic links" in body["error"]
+        assert (await operator.call("GET", f"/console/api/recordings/{second}"))[0] == 503
+        status, page = await operator.call("GET", "/console/api/audit")
+        assert status == 200 and page["enabled"] and "cannot be read" in page["recordings_error"]
+        assert (await operator.call("GET", "/console/api/state"))[0] == 200
+        folder.unlink()
+        shutil.move(tmp_path / "kept", folder)
+        assert await names() == [second]
+        status, body = await operator.call("GET", f"/console/api/recordings/{second}")
+        assert status == 200 and body == b"\0" * 10

@@ -347,6 +347,7 @@ async function loadAudit() {
     status.textContent = "This server keeps no audit log (it runs without a config file, as the demo does).";
   } else {
     status.textContent = data.total ? `${data.total} session${data.total === 1 ? "" : "s"} found.` : "No session found.";
+    if (data.recordings_error) status.textContent += ` Recordings not shown: ${data.recordings_error}.`;
   }
   const rows = data.records.map((r) =>
     el(

@@ -6,6 +6,7 @@ the browser, WebRTC and H.264 are real. The tests skip only when /usr/bin/chromi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -145,7 +146,14 @@ def demo() -> Iterator[DemoProcess]:
 
 @pytest.fixture
 def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1000, "height": 800})
+    with open_page(browser) as pg:
+        yield pg
+
+
+@contextlib.contextmanager
+def open_page(browser: Browser, width: int = 1000, height: int = 800) -> Iterator[Page]:
+    """A page in a browser context of its own, closed after; an uncaught script error fails the test."""
+    context = browser.new_context(viewport={"width": width, "height": height})
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))

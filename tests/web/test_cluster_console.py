@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Page
 
 from ..cluster.conftest import RedisProcess, start_redis
 from ..media.test_ice import free_range
-from .conftest import DemoProcess
+from .conftest import DemoProcess, open_page
 from .screen import WHERE, login, wait_playing
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs Debian's redis-server")
@@ -40,14 +40,8 @@ def redis_process() -> Iterator[RedisProcess]:
 
 @pytest.fixture
 def console(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.set_default_timeout(20_000)
-    yield pg
-    context.close()
-    assert not errors, f"uncaught errors in the console page: {errors}"
+    with open_page(browser, 1200, 900) as pg:
+        yield pg
 
 
 def test_the_console_of_node_b_ends_a_viewer_of_a_phone_on_node_a(

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page
 
-from .conftest import DemoProcess, screenshot, wait
+from .conftest import DemoProcess, open_page, screenshot, wait
 from .screen import WHERE, login, wait_playing
 
 
@@ -50,15 +50,9 @@ def demo(recordings: Path) -> Iterator[DemoProcess]:
 
 @pytest.fixture
 def console(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
-    pg.set_default_timeout(20_000)
-    yield pg
-    context.close()
-    assert not errors, f"uncaught errors in the console page: {errors}"
+    """The operator's page, beside the support person's (`page`)."""
+    with open_page(browser, 1200, 900) as pg:
+        yield pg
 
 
 def log_in(console: Page, demo: DemoProcess, secret: str) -> None:

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from aiortc import MediaStreamTrack, RTCRtpSender
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
@@ -61,6 +64,18 @@ def h264_capability() -> Any:
         ):
             return codec
     raise RuntimeError("aiortc offers no H.264 constrained baseline, packetization-mode=1")
+
+
+class _ReceiveSide:
+    """What aiortc makes for receiving video, once for every viewer's never-started receiver (`Viewer`)."""
+
+    def __init__(self) -> None:
+        self.jitter_buffer = JitterBuffer(capacity=1, is_video=True)
+        self.decoder_queue: queue.Queue[Any] = queue.Queue()
+        self.decoder_error = threading.Event()
+
+
+_UNUSED_RECEIVE_SIDE = _ReceiveSide()
 
 
 class IdleTrack(MediaStreamTrack):
@@ -105,7 +120,14 @@ class Viewer:
         self.sender = self.transceiver.sender
         # aiortc gives a sendonly transceiver a receiver all the same, with a bitrate estimator of 1000 objects
         # (one per millisecond of its window, ~150 KB; 15 MB with 100 viewers) for video that never comes.
-        self.transceiver.receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
+        receiver = self.transceiver.receiver
+        receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
+        # And a jitter buffer of 512 slots, a decoder queue and its error flag (~8 KB; threading locks and
+        # conditions), which only `receive()` uses: never called for a sendonly transceiver. Shared, not dropped:
+        # an aiortc that touched them anyway would find objects of the right type.
+        receiver._RTCRtpReceiver__jitter_buffer = _UNUSED_RECEIVE_SIDE.jitter_buffer  # type: ignore[attr-defined]
+        receiver._RTCRtpReceiver__decoder_queue = _UNUSED_RECEIVE_SIDE.decoder_queue  # type: ignore[attr-defined]
+        receiver._RTCRtpReceiver__decoder_error = _UNUSED_RECEIVE_SIDE.decoder_error  # type: ignore[attr-defined]
         self.output: RelayViewer | None = None
         self.paused = False
         self.started = False

@@ -7,7 +7,14 @@ With `--cluster`: two nodes on one Redis (Debian's redis-server, started here on
 devices on node A, the console's state fetched through A and through B (each asks the other for its devices:
 B's whole view comes from A through Redis), and a login checked in Redis rather than in memory.
 
-    python bench/console.py [--devices 200] [--repeat 30] [--cluster]
+The view is shared by every page and request for up to a second (`console.VIEW_TICK`): "built" figures are of a
+view built anew each time (what one page costs per tick), "shared" ones of the view as most requests find it.
+
+With `--recordings N`: N recordings (empty files, named as the server names them) and 200 audit records, the
+first listing (a scan, in a worker thread), a later one (kept: the folder is unchanged), the event loop's longest
+stall meanwhile, and a page of 200 audit rows each matched with its recording.
+
+    python bench/console.py [--devices 200] [--repeat 30] [--cluster | --recordings 5000]
 """
 
 from __future__ import annotations
@@ -15,9 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import statistics
 import sys
+import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -26,7 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from apuppet.config import Config  # noqa: E402
+from apuppet.ops.recordings import RACY_NS  # noqa: E402
 from apuppet.server import Server  # noqa: E402
+from apuppet.server.console import Console  # noqa: E402
 from bench.cluster import start_redis  # noqa: E402
 
 SECRET, ADMIN = "bench-api-secret", "bench-admin-secret"
@@ -77,10 +89,20 @@ async def log_in(http: aiohttp.ClientSession, server: Server) -> str:
         return f"apuppet_console={r.cookies['apuppet_console'].value}"
 
 
-async def fetch(http: aiohttp.ClientSession, server: Server, cookie: str, repeat: int) -> tuple[list[float], int]:
+def forget(console: Console) -> None:
+    """The next state is built anew and the other nodes asked again, as once a tick."""
+    console._view = None
+    console._others = (-math.inf, {})
+
+
+async def fetch(
+    http: aiohttp.ClientSession, server: Server, cookie: str, repeat: int, fresh: bool = True
+) -> tuple[list[float], int]:
     fetched: list[float] = []
     size = 0
     for _ in range(repeat):
+        if fresh:
+            forget(server.console)
         began = time.perf_counter()
         async with http.get(f"{server.url}console/api/state", headers={"Cookie": cookie}) as response:
             size = len(await response.read())
@@ -98,12 +120,14 @@ async def single(args: argparse.Namespace) -> None:
 
         built: list[float] = []
         for _ in range(args.repeat):
+            forget(server.console)
             began = time.perf_counter()
             await server.console.state()
             built.append((time.perf_counter() - began) * 1000)
 
         cookie = await log_in(http, server)
         fetched, size = await fetch(http, server, cookie, args.repeat)
+        shared, _ = await fetch(http, server, cookie, args.repeat, fresh=False)
 
         events = 100_000
         began = time.perf_counter()
@@ -113,7 +137,8 @@ async def single(args: argparse.Namespace) -> None:
 
     print(f"{args.devices} devices (room + mountpoint each), no viewers")
     print(summary("console state built in-process", built))
-    print(summary("GET /console/api/state over loopback", fetched) + f", {size / 1024:.0f} KiB")
+    print(summary("GET /console/api/state over loopback, built", fetched) + f", {size / 1024:.0f} KiB")
+    print(summary("GET /console/api/state over loopback, shared", shared))
     print(f"one operator event through the console's observer: {per_event_us:.2f} µs")
 
 
@@ -160,8 +185,61 @@ async def cluster(args: argparse.Namespace) -> None:
     print(summary("a login checked in Redis (GETEX)", checked))
 
 
+async def recordings(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        async with (
+            Server(config(recordings_dir="recordings"), base_dir=base) as server,
+            aiohttp.ClientSession() as http,
+        ):
+            assert server.audit is not None
+            folder = base / "recordings"
+            folder.mkdir()
+            t0 = 1_765_000_000.0
+            for n in range(args.recordings):
+                (folder / f"{datetime.fromtimestamp(t0 + 60 * n, UTC):%Y%m%dT%H%M%SZ}-room{n % 40}.mp4").touch()
+            for n in range(200):
+                record = server.audit.store.start(f"room{n % 40}", f"Phone {n}", f"admin:{n}", "192.0.2.1", t0 + 60 * n)
+                server.audit.store.end(record, t0 + 60 * n + 30, "left")
+            cookie = await log_in(http, server)
+            stalls: list[float] = []
+
+            async def tick() -> None:
+                while True:
+                    before = time.perf_counter()
+                    await asyncio.sleep(0.001)
+                    stalls.append(time.perf_counter() - before - 0.001)
+
+            async def get(path: str) -> tuple[float, int]:
+                began = time.perf_counter()
+                async with http.get(f"{server.url}console/api/{path}", headers={"Cookie": cookie}) as response:
+                    assert response.status == 200, response.status
+                    size = len(await response.read())
+                return (time.perf_counter() - began) * 1000, size
+
+            ticker = asyncio.create_task(tick())
+            first, size = await get("recordings")
+            first_stall = max(stalls) * 1000
+            await asyncio.sleep(RACY_NS / 1e9)  # a folder changed just now is scanned on every request
+            stalls.clear()
+            later = [(await get("recordings"))[0] for _ in range(args.repeat)]
+            audit = [(await get("audit?limit=200"))[0] for _ in range(args.repeat)]
+            stall = max(stalls) * 1000
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+    print(f"{args.recordings} recordings, 200 audit records")
+    print(f"first GET /console/api/recordings (the folder scanned): {first:.1f} ms, {size / 1024:.0f} KiB;")
+    print(f"  the event loop's longest stall meanwhile: {first_stall:.1f} ms")
+    print(summary("later GET /console/api/recordings (kept)", later))
+    print(summary("GET /console/api/audit?limit=200 (each row matched)", audit))
+    print(f"the event loop's longest stall during those: {stall:.1f} ms")
+
+
 async def main(args: argparse.Namespace) -> None:
-    await (cluster(args) if args.cluster else single(args))
+    if args.recordings:
+        await recordings(args)
+    else:
+        await (cluster(args) if args.cluster else single(args))
 
 
 if __name__ == "__main__":
@@ -169,4 +247,5 @@ if __name__ == "__main__":
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--cluster", action="store_true", help="two nodes on Redis, the devices on one")
+    parser.add_argument("--recordings", type=int, default=0, help="the recordings listing with that many files")
     asyncio.run(main(parser.parse_args()))

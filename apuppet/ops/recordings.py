@@ -41,7 +41,7 @@ _NAME = re.compile(r"^(\d{8}T\d{6}Z)-([A-Za-z0-9._~%-]{1,220})\.mp4(\.part)?$")
 MATCH_SLACK = timedelta(seconds=5)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recording:
     name: str
     path: Path

@@ -90,9 +90,10 @@ class _View:
     """The console's state once built, and what every stream compares and sends of it."""
 
     state: dict[str, Any]
-    #: The state without its time: equal for an unchanged view.
+    #: The state's JSON without its time: equal for an unchanged view (built the same way, in the same order).
     seen: str
-    #: The Server-Sent Event carrying it.
+    #: The state's JSON (`/console/api/state`), and the Server-Sent Event carrying it: encoded once for all.
+    body: bytes
     event: bytes
     #: `time.monotonic()` when built, and the local change count it shows.
     built: float
@@ -324,17 +325,15 @@ class Console:
         if self.node is not None:
             found.sort(key=lambda d: d.get("since") or 0)
             activity.sort(key=lambda a: a.get("time") or 0)
-        state = {
-            "time": time.time(),
-            "node": self.name,
-            "devices": found,
-            "activity": activity[-50:],
-            "unreachable": unreachable,
-        }
+        now = time.time()
+        timeless = {"node": self.name, "devices": found, "activity": activity[-50:], "unreachable": unreachable}
+        seen = json.dumps(timeless, separators=(",", ":"))
+        body = f'{{"time":{json.dumps(now)},{seen[1:]}'.encode()
         view = _View(
-            state,
-            json.dumps({**state, "time": 0}, sort_keys=True),
-            f"event: state\ndata: {json.dumps(state, separators=(',', ':'))}\n\n".encode(),
+            {"time": now, **timeless},
+            seen,
+            body,
+            b"event: state\ndata: " + body + b"\n\n",
             time.monotonic(),
             generation,
         )
@@ -360,7 +359,8 @@ class Console:
 
     async def _state(self, request: web.Request) -> web.Response:
         await self._login(request)
-        return _data(await self.state())
+        body = (await self.view()).body
+        return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
     async def _live(self, request: web.Request) -> web.StreamResponse:
         """A state on every local operator event, and in a cluster whenever another node's devices changed
@@ -436,9 +436,9 @@ class Console:
 
     # -- audit log and recordings ----------------------------------------------------------------------------
     async def _audit(self, request: web.Request) -> web.Response:
-        """One page of the audit log, each row with its session's recording. The query runs in a worker thread on
-        a read-only connection of its own (a device filter scans the table); an unreadable recordings folder
-        leaves the rows without recordings and says why (`recordings_error`)."""
+        """One page of the audit log, each row with its session's recording, made in a worker thread: the query on
+        a read-only connection of its own (a device filter scans the table), the rows matched with the listing.
+        An unreadable recordings folder leaves the rows without recordings and says why (`recordings_error`)."""
         await self._login(request)
         store = self.audit()
         if store is None:
@@ -450,39 +450,25 @@ class Console:
         device, address = q.get("device") or None, q.get("address") or None
         path = store.path
 
-        def page() -> tuple[list[Record], int]:
+        def page() -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
             reader = AuditStore.reader(path)
             try:
-                return reader.query(
+                records, total = reader.query(
                     device=device, address=address, since=since, until=until, limit=limit, offset=offset
                 )
             finally:
                 reader.close()
+            extra: dict[str, Any] = {}
+            try:
+                listing = self.index.current()
+            except OSError as exc:
+                listing, extra["recordings_error"] = Listing(), _unreadable(self.recordings, exc)
+            return [_audit_row(r, listing.find(r.room, r.started, r.ended)) for r in records], total, extra
 
         try:
-            records, total = await asyncio.to_thread(page)
+            rows, total, extra = await asyncio.to_thread(page)
         except sqlite3.Error as exc:
             return _error(503, f"{AUDIT_UNREADABLE}: {exc}")
-        extra: dict[str, Any] = {}
-        try:
-            listing = await asyncio.to_thread(self.index.current)
-        except OSError as exc:
-            listing, extra["recordings_error"] = Listing(), _unreadable(self.recordings, exc)
-        rows = []
-        for r in records:
-            recording = listing.find(r.room, r.started, r.ended)
-            rows.append(
-                {
-                    "room": r.room,
-                    "device": r.device,
-                    "viewer": r.viewer,
-                    "address": r.viewer_address,
-                    "started": r.started,
-                    "ended": r.ended,
-                    "reason": r.end_reason,
-                    "recording": recording.name if recording is not None else None,
-                }
-            )
         return _data({"records": rows, "total": total, "offset": offset, "limit": limit, "enabled": True, **extra})
 
     async def _recordings(self, request: web.Request) -> web.Response:
@@ -519,6 +505,19 @@ class Console:
         if request.query.get("download"):
             headers["Content-Disposition"] = f'attachment; filename="{recording.stem}"'
         return web.FileResponse(recording.path, headers=headers)
+
+
+def _audit_row(r: Record, recording: Recording | None) -> dict[str, Any]:
+    return {
+        "room": r.room,
+        "device": r.device,
+        "viewer": r.viewer,
+        "address": r.viewer_address,
+        "started": r.started,
+        "ended": r.ended,
+        "reason": r.end_reason,
+        "recording": recording.name if recording is not None else None,
+    }
 
 
 def _recording_json(r: Recording) -> dict[str, Any]:

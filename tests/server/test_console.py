@@ -395,6 +395,14 @@ async def test_the_listing_follows_the_folder_and_an_unreadable_folder_is_said_s
         status, page = await operator.call("GET", "/console/api/audit")
         assert status == 200 and page["enabled"] and "cannot be read" in page["recordings_error"]
         assert (await operator.call("GET", "/console/api/state"))[0] == 200
+        # Nor an audit log whose file went away: 503 saying so, and back once it is back.
+        assert srv.audit is not None
+        database = srv.audit.store.path
+        database.rename(tmp_path / "moved")
+        status, body = await operator.call("GET", "/console/api/audit")
+        assert status == 503 and "audit log cannot be read" in body["error"]
+        (tmp_path / "moved").rename(database)
+        assert (await operator.call("GET", "/console/api/audit"))[0] == 200
         folder.unlink()
         shutil.move(tmp_path / "kept", folder)
         assert await names() == [second]

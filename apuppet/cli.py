@@ -184,7 +184,9 @@ def register_demo(subparsers: Any, agent_cli: ModuleType) -> None:
     demo.set_defaults(func=cmd_demo)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(other_commands: bool = True) -> argparse.ArgumentParser:
+    """Every command; with `other_commands` False only the server's own (what `apuppet serve` parses: the agent's
+    and the operator's commands would load modules the server never runs, ~1 MB of its memory)."""
     parser = argparse.ArgumentParser(
         prog="apuppet",
         description="Self-hosted remote control of Android devices: a Janus-compatible server, "
@@ -217,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_argument("--limit", type=int, default=50, help="most recent N sessions (default: %(default)s)")
     sessions.set_defaults(func=cmd_sessions)
 
-    for module_name in ("apuppet.agent.cli", "apuppet.ops.cli"):
+    for module_name in ("apuppet.agent.cli", "apuppet.ops.cli") if other_commands else ():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -247,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["serve"]:
         without_pyav_unless_recording(argv[1:])
-    parser = build_parser()
+    parser = build_parser(other_commands=argv[:1] != ["serve"])
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -5,6 +5,7 @@ ending the viewer's and the device's session, and the recordings served only fro
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -328,16 +329,23 @@ async def test_thousands_of_recordings_leave_the_event_loop_free(tmp_path: Path,
                 await asyncio.sleep(0.005)
                 stalls.append(time.monotonic() - before - 0.005)
 
+        # What the rest of this test process holds (in a suite: every module run before) is set aside from the
+        # garbage collector, whose full passes over it would stall the loop whatever the console does.
+        gc.collect()
+        gc.freeze()
         ticker = asyncio.create_task(tick())
-        began = time.monotonic()
-        (status, listing), (audit_status, page), (ping, _) = await asyncio.gather(
-            operator.call("GET", "/console/api/recordings"),
-            operator.call("GET", "/console/api/audit?limit=200&device=Phone"),
-            operator.call("GET", "/console/api/login"),
-        )
-        took = time.monotonic() - began
-        ticker.cancel()
-        await asyncio.gather(ticker, return_exceptions=True)
+        try:
+            began = time.monotonic()
+            (status, listing), (audit_status, page), (ping, _) = await asyncio.gather(
+                operator.call("GET", "/console/api/recordings"),
+                operator.call("GET", "/console/api/audit?limit=200&device=Phone"),
+                operator.call("GET", "/console/api/login"),
+            )
+            took = time.monotonic() - began
+        finally:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+            gc.unfreeze()
         assert (status, audit_status, ping) == (200, 200, 200)
         assert len(listing["recordings"]) == MANY and page["total"] == 200
         for row in page["records"]:

@@ -14,7 +14,7 @@ noise so that the rate control spends the budget), and sent as RFC 6184 packets 
     python bench/memory.py [--targets apuppet,janus] [--lifecycles 300] [--devices 100]
     python bench/memory.py --targets apuppet --diagnose   # tracemalloc and gc diff in the server, malloc_trim
     python bench/memory.py --targets apuppet --undo pyav,certificate,history   # as before those changes
-    python bench/memory.py --targets apuppet --undo tuples,joined,keep-previous-gop   # before the second round
+    python bench/memory.py --targets apuppet --undo tuples,joined,keep-previous-gop,parsed-gop   # before round 2
     python bench/memory.py --targets apuppet --lifecycles 0 --repeat 3   # 3 servers in a row: the spread
 
 `--env MALLOC_ARENA_MAX=2` (repeatable) sets variables for the apuppet process. `--diagnose` starts apuppet
@@ -131,7 +131,7 @@ def retransmission(self, seq):
 relay.RelayViewer.__init__ = __init__
 relay.RelayViewer._emit = _emit
 relay.RelayViewer.retransmission = retransmission
-relay.RelayViewer.forget_before = lambda self, seq: None
+relay.RelayViewer.keep_only = lambda self, payloads: None
 """,
     # Each viewer's history as (seq, ts, marker, payload) tuples instead of a packed array beside the payloads.
     "tuples": """
@@ -156,7 +156,7 @@ def retransmission(self, seq):
 relay.RelayViewer.__init__ = __init__
 relay.RelayViewer._emit = _emit
 relay.RelayViewer.retransmission = retransmission
-relay.RelayViewer.forget_before = lambda self, seq: None
+relay.RelayViewer.keep_only = lambda self, payloads: None
 """,
     # Packets joined (header + payload) when the relay emits them, and queued joined in the outbox.
     "joined": """
@@ -167,10 +167,33 @@ def viewer(self, ssrc, payload_type, send):
     return RelayViewer(ssrc, payload_type, lambda data: outbox.append((send, data, b"")))
 ingest.RtpIngest.viewer = viewer
 """,
+    # The kept GOP holds the parsed RtpPacket objects too (as it held only them, plus 16 bytes a packet).
+    "parsed-gop": """
+import apuppet.media.relay as relay
+from apuppet.media.rtp import ts_diff
+class ParsedGop(relay.KeptGop):
+    __slots__ = ("kept",)
+    def __init__(self):
+        super().__init__()
+        self.kept = []
+    def append(self, packet):
+        super().append(packet)
+        self.kept.append(packet)
+    def clear(self):
+        super().clear()
+        self.kept = []
+    def keep_last(self, count):
+        super().keep_last(count)
+        self.kept = self.kept[-count:]
+    def keep_from(self, timestamp):
+        super().keep_from(timestamp)
+        self.kept = [p for p in self.kept if ts_diff(p.timestamp, timestamp) >= 0]
+relay.KeptGop = ParsedGop
+""",
     # The viewers' histories keep the previous GOP's payloads after a new keyframe.
     "keep-previous-gop": """
 import apuppet.media.relay as relay
-relay.RelayViewer.forget_before = lambda self, seq: None
+relay.RelayViewer.keep_only = lambda self, payloads: None
 """,
 }
 

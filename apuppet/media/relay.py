@@ -200,17 +200,15 @@ class RelayViewer:
         self.packets += 1
         self.parts(pack_header(self.payload_type, marker, seq, ts, self.ssrc), payload)
 
-    def forget_before(self, seq: int) -> None:
-        """Let go of the payloads sent before `seq` (this viewer's numbering), the start of a new keyframe the
-        viewer is being sent: a browser stops asking for packets older than a keyframe it can decode (libwebrtc
-        clears its NACK list up to the last continuous frame), so these would only keep the previous GOP alive,
-        ~40 % of a mountpoint's kept payloads at one keyframe a second."""
-        payloads, headers = self._sent_payloads, self._sent_headers
-        for back in range(1, HISTORY_SIZE):
-            old = (seq - back) & 0xFFFF
-            slot = old % HISTORY_SIZE
-            if headers[slot] & 0xFFFF == old:
-                payloads[slot] = None
+    def keep_only(self, payloads: set[int]) -> None:
+        """Let go of the payloads sent that are not among `payloads` (ids of a new GOP's: what came before the
+        keyframe this viewer is being sent). A browser stops asking for packets older than a keyframe it can
+        decode (libwebrtc clears its NACK list up to the last continuous frame), so these would only keep the
+        previous GOP alive: ~40 % of a mountpoint's kept payloads at one keyframe a second."""
+        sent = self._sent_payloads
+        for slot, payload in enumerate(sent):
+            if payload is not None and id(payload) not in payloads:
+                sent[slot] = None
 
     def retransmission(self, seq: int) -> bytes | None:
         """The packet sent with `seq`, if still in the history (plain retransmission, RFC 4585 NACK)."""
@@ -349,11 +347,10 @@ class StreamRelay:
         gop = self._gop
         gop.keep_from(timestamp)
         self.gop_valid = True
-        if gop.meta:
-            first = gop.meta[0] & 0xFFFF
-            for viewer in self.viewers:
-                if viewer.live:
-                    viewer.forget_before((first + viewer.seq_offset) & 0xFFFF)
+        kept = set(map(id, gop.payloads))
+        for viewer in self.viewers:
+            if viewer.live:
+                viewer.keep_only(kept)
         waiting, self.waiting = self.waiting, []
         for viewer in waiting:
             if viewer in self.viewers:

@@ -146,8 +146,6 @@ class Console:
         self._building: asyncio.Task[_View] | None = None
         self._generation = 0
         self._others: tuple[float, dict[str, Any]] = (-math.inf, {})
-        #: How many times the other nodes were asked for their devices (the benchmark and tests read it).
-        self.asked = 0
         #: In a cluster: this node and its name, and what a lost Redis raises.
         self.node: ClusterNode | None = None
         self.name = ""
@@ -349,7 +347,6 @@ class Console:
         if time.monotonic() - asked < CLUSTER_REFRESH:
             return answers
         asked = time.monotonic()
-        self.asked += 1
         answers = await self.node.router.ask_all("console.snapshot", {}, SNAPSHOT_TIMEOUT)
         self._others = (asked, answers)
         return answers

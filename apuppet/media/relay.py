@@ -24,7 +24,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .h264 import NAL_FU_A, NAL_STAP_A, NON_VCL, AccessUnit, H264Assembler
+from .h264 import NAL_FU_A, NAL_IDR, NAL_SPS, NAL_STAP_A, NON_VCL, AccessUnit, H264Assembler
 from .latch import DEFAULT_GRACE, Address, SourceLatch, latchable
 from .rtp import RtpPacket, is_rtcp, pack_header, seq_diff, ts_diff
 
@@ -106,6 +106,23 @@ class KeptGop:
             RtpPacket(payload_type, meta & 0xFFFF, meta >> 16 & 0xFFFFFFFF, ssrc, payload, bool(meta >> 48 & 1))
             for payload, meta in zip(self.payloads, self.meta, strict=True)
         ]
+
+
+def starts_keyframe(payload: bytes) -> bool:
+    """True when an RTP payload begins a keyframe: an IDR slice (whole, or the first FU-A fragment), or the
+    parameter sets sent before one (a lone SPS, or a STAP-A holding an SPS or an IDR slice)."""
+    t = payload[0] & 0x1F
+    if t in (NAL_IDR, NAL_SPS):
+        return True
+    if t == NAL_FU_A:
+        return len(payload) > 1 and payload[1] & 0x80 != 0 and payload[1] & 0x1F == NAL_IDR
+    if t == NAL_STAP_A:
+        pos = 1
+        while pos + 2 < len(payload):
+            if payload[pos + 2] & 0x1F in (NAL_IDR, NAL_SPS):
+                return True
+            pos += 2 + ((payload[pos] << 8) | payload[pos + 1])
+    return False
 
 
 @dataclass(slots=True)
@@ -337,7 +354,21 @@ class StreamRelay:
 
     def _keep(self, packet: RtpPacket) -> None:
         gop = self._gop
+        # A new keyframe begins: the previous GOP goes now rather than once the keyframe is complete, or a
+        # mountpoint would keep it and most of a keyframe at once (the peak, with 100 devices, is their sum). New
+        # viewers wait for this keyframe meanwhile (a few milliseconds); the viewers' histories keep only what the
+        # GOP keeps (`RelayViewer.keep_only`).
+        new_keyframe = (
+            len(gop) > 0
+            and starts_keyframe(packet.payload)
+            and ts_diff(packet.timestamp, gop.meta[0] >> 16 & 0xFFFFFFFF) > 0
+        )
+        if new_keyframe:
+            gop.keep_from(packet.timestamp)
+            self.gop_valid = False
         gop.append(packet)
+        if new_keyframe:
+            self._histories_keep_gop()
         if len(gop) > MAX_GOP_PACKETS or gop.bytes > MAX_GOP_BYTES:
             self.gop_valid = False
             # Keep the tail: it may hold the start of the next keyframe.
@@ -347,16 +378,19 @@ class StreamRelay:
         gop = self._gop
         gop.keep_from(timestamp)
         self.gop_valid = True
-        kept = set(map(id, gop.payloads))
-        for viewer in self.viewers:
-            if viewer.live:
-                viewer.keep_only(kept)
+        self._histories_keep_gop()
         waiting, self.waiting = self.waiting, []
         for viewer in waiting:
             if viewer in self.viewers:
                 self.stats.replays += 1
                 viewer.replay(gop)
                 self.stats.packets_out += len(gop)
+
+    def _histories_keep_gop(self) -> None:
+        kept = set(map(id, self._gop.payloads))
+        for viewer in self.viewers:
+            if viewer.live:
+                viewer.keep_only(kept)
 
     @property
     def has_keyframe(self) -> bool:

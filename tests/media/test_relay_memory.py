@@ -12,7 +12,7 @@ import pytest
 
 from apuppet.media.encoder import H264Encoder
 from apuppet.media.h264 import H264Packetizer
-from apuppet.media.relay import HISTORY_SIZE, RelayViewer, StreamRelay
+from apuppet.media.relay import HISTORY_SIZE, RelayViewer, StreamRelay, starts_keyframe
 from apuppet.media.rtp import RtpPacket
 
 SOURCE = ("192.0.2.10", 40000)
@@ -135,3 +135,34 @@ def test_the_kept_gop_costs_its_payloads_and_a_few_bytes_a_packet(stream: list[b
     assert per_packet < 60, per_packet
     # What a recording that starts mid-stream gets is still the packets as they came.
     assert [p.serialize() for p in gop] == stream[-len(gop) :]
+
+
+def test_the_previous_gop_goes_when_a_new_keyframe_begins(stream: list[bytes]) -> None:
+    """Kept until the new keyframe was complete, a mountpoint held the previous GOP and most of the new keyframe at
+    once (with 100 devices in step, the sum of those peaks is the server's). A viewer that comes meanwhile gets
+    the new keyframe as soon as it is complete."""
+    relay = StreamRelay(creator=SOURCE[0])
+    live = RelayViewer(ssrc=1, payload_type=100, sink=lambda data: None)
+    relay.add_viewer(live)
+    packets = [RtpPacket.parse(data) for data in stream]
+    starts = [i for i, p in enumerate(packets) if i and starts_keyframe(p.payload)]
+    second = next(i for i in starts if packets[i].timestamp != packets[0].timestamp)
+    for data in stream[: second + 1]:
+        relay.feed(data, SOURCE, now=0.0)
+    assert relay.assembler.stats.keyframes == 1
+    # Only the new keyframe's first packet is kept: by the GOP and by the live viewer's history.
+    assert [p.sequence_number for p in relay.kept_gop()] == [] and len(relay._gop) == 1
+    assert [p for p in live._sent_payloads if p is not None] == [relay._gop.payloads[0]]
+    assert live.retransmission((packets[second].sequence_number + live.seq_offset) & 0xFFFF) is not None
+    # A viewer arriving now waits for the keyframe, then gets it whole, from its first packet.
+    sent: list[bytes] = []
+    late = RelayViewer(ssrc=2, payload_type=100, sink=sent.append)
+    relay.add_viewer(late)
+    assert not late.live and not sent
+    rest = iter(stream[second + 1 :])
+    while relay.assembler.stats.keyframes < 2:
+        relay.feed(next(rest), SOURCE, now=0.0)
+    assert late.live and relay.has_keyframe
+    assert RtpPacket.parse(sent[0]).payload == packets[second].payload
+    keyframe = [p.payload for p in packets if p.timestamp == packets[second].timestamp]
+    assert [RtpPacket.parse(data).payload for data in sent[: len(keyframe)]] == keyframe

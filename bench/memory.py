@@ -14,7 +14,8 @@ noise so that the rate control spends the budget), and sent as RFC 6184 packets 
     python bench/memory.py [--targets apuppet,janus] [--lifecycles 300] [--devices 100]
     python bench/memory.py --targets apuppet --diagnose   # tracemalloc and gc diff in the server, malloc_trim
     python bench/memory.py --targets apuppet --undo pyav,certificate,history   # as before those changes
-    python bench/memory.py --targets apuppet --undo tuples,joined,keep-previous-gop,parsed-gop   # before round 2
+    # ... and as before the second round's (docs/benchmarks.md, Memory):
+    python bench/memory.py --targets apuppet --undo tuples,joined,keep-previous-gop,parsed-gop,late-drop
     python bench/memory.py --targets apuppet --lifecycles 0 --repeat 3   # 3 servers in a row: the spread
 
 `--env MALLOC_ARENA_MAX=2` (repeatable) sets variables for the apuppet process. `--diagnose` starts apuppet
@@ -190,6 +191,8 @@ class ParsedGop(relay.KeptGop):
         self.kept = [p for p in self.kept if ts_diff(p.timestamp, timestamp) >= 0]
 relay.KeptGop = ParsedGop
 """,
+    # The previous GOP kept until the new keyframe is complete (not dropped when it begins).
+    "late-drop": "import apuppet.media.relay as relay\nrelay.starts_keyframe = lambda payload: False\n",
     # The viewers' histories keep the previous GOP's payloads after a new keyframe.
     "keep-previous-gop": """
 import apuppet.media.relay as relay

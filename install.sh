@@ -18,7 +18,8 @@
 #   APUPPET_START_WAIT=SECONDS  how long to wait for the server to answer (default: 30)
 #   APUPPET_TURN_CONF=FILE coturn's configuration, with turn: true (default: /etc/turnserver.conf)
 #   With redis_url on 127.0.0.1/localhost (workers > 1, docs/deployment.md "Scale-out") it installs and starts
-#   Debian's redis-server, which listens on loopback only; a remote redis_url is left to its operator.
+#   Debian's redis-server, on loopback only, with a password generated into credentials_dir/redis_password
+#   (written to APUPPET_REDIS_CONF_DIR/apuppet.conf, default /etc/redis); a remote redis_url is left to its operator.
 #   APUPPET_DEPS_SITE=DIR  a site-packages that already holds the dependencies: a new venv uses it (a .pth file)
 #                          instead of downloading them; with APUPPET_PIP_ARGS=--no-deps (the tests reuse theirs)
 #   Tests of the systemd path without systemd: APUPPET_SYSTEMD=1, APUPPET_UNIT_DIR=DIR
@@ -139,27 +140,67 @@ eval "$settings"
 
 # -- redis-server (redis_url on this host): the directory the nodes of `workers` > 1 share --------------------------
 setup_redis() {
-    local workers url host
-    read -r workers url < <("$VENV/bin/python" -c 'import sys
+    # The URL parsed as the nodes parse it (urllib.parse.urlsplit): IPv6 hosts, passwords holding '@', rediss://.
+    local workers host local has_password
+    read -r workers host local has_password < <("$VENV/bin/python" -c 'import sys
+from urllib.parse import urlsplit
 from apuppet.config import load
 c, _ = load(sys.argv[1])
-print(c.workers, c.redis_url or "-")' "$CONFIG")
-    [ "$url" != "-" ] || return 0
-    host=${url#*://}
-    host=${host#*@}
-    host=${host%%/*}
-    host=${host%:*}
-    case $host in
-        127.0.0.1 | localhost | "[::1]" | "") ;;
-        *)
-            say "redis_url points at $host: that Redis is run there, not here (docs/deployment.md, Scale-out)"
-            return 0
-            ;;
-    esac
-    # Debian's redis-server listens on 127.0.0.1 and ::1 only; nothing needs persistence (entries expire in seconds).
+u = urlsplit(c.redis_url)
+host = u.hostname or "localhost"
+local = int(host in ("127.0.0.1", "localhost", "::1"))
+print(c.workers, (host if c.redis_url else "-").replace(" ", "_"), local, int(u.password is not None))' "$CONFIG")
+    [ "$host" != "-" ] || return 0
+    if [ "$local" != 1 ]; then
+        say "redis_url points at $host: that Redis is run there, not here (docs/deployment.md, Scale-out)"
+        return 0
+    fi
+    # Debian's redis-server, on loopback only; nothing needs persistence (entries expire in seconds).
     apt_install redis-server
     if use_systemd; then
         systemctl enable --quiet --now redis-server.service || die "redis-server did not start (journalctl -u redis-server)"
+    fi
+    if [ "$has_password" = 0 ]; then
+        # Redis access is control of the cluster: a password, generated once, kept like the other secrets; the
+        # nodes add it to a redis_url that has none.
+        local pwfile=$CREDENTIALS_DIR/redis_password conf_dir=${APUPPET_REDIS_CONF_DIR:-/etc/redis}
+        install -d -m 0700 "$CREDENTIALS_DIR"
+        if [ ! -s "$pwfile" ]; then
+            (umask 077 && "$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(32))' >"$pwfile")
+        fi
+        chmod 0600 "$pwfile"
+        if [ -d "$conf_dir" ]; then
+            (umask 027 && printf '# written by apuppet install.sh\nbind 127.0.0.1 -::1\nrequirepass %s\n' \
+                "$(cat "$pwfile")" >"$conf_dir/apuppet.conf")
+            chown --reference="$conf_dir" "$conf_dir/apuppet.conf" 2>/dev/null || true
+            if [ -f "$conf_dir/redis.conf" ] && ! grep -qx "include $conf_dir/apuppet.conf" "$conf_dir/redis.conf"; then
+                printf 'include %s\n' "$conf_dir/apuppet.conf" >>"$conf_dir/redis.conf"
+            fi
+        fi
+        # Also applied to the running server, which then needs no restart.
+        "$VENV/bin/python" -c 'import sys
+from pathlib import Path
+import redis
+from apuppet.config import load
+from apuppet.cluster.node import redis_url
+c, base = load(sys.argv[1])
+password = Path(sys.argv[2]).read_text().strip()
+for url in (redis_url(c, base), c.redis_url):
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        client.config_set("requirepass", password)
+        break
+    except redis.AuthenticationError:
+        continue
+    except redis.ResponseError as exc:
+        if "AUTH" not in str(exc) and "NOAUTH" not in str(exc):
+            raise
+    finally:
+        client.close()
+else:
+    sys.exit("cannot set the password of the local Redis: it has another one (put it in redis_url)")' \
+            "$CONFIG" "$pwfile" || die "could not set the password of the local redis-server"
+        say "the local Redis requires the password in $pwfile"
     fi
     say "apuppet runs $workers node(s) here on the local Redis ($host)"
 }

@@ -3,14 +3,22 @@ messages to other nodes. Everything here is I/O; what the keys mean is `director
 
 Outgoing messages go through one queue and one writer, so that what this node sends another node (an event,
 then the reply of the request that caused it) arrives in the order it was sent.
+
+Every message is signed (HMAC-SHA256 with a key derived from the API secret, which every node of a cluster shares
+already since its clients use it on any node) and stamped with the time: a message without a valid signature,
+or older than `MAX_AGE`, is dropped and counted. Whoever can write to Redis can still disturb the cluster
+(ownership keys, floods), but cannot make a node act on a forged call, event or trusted guest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..api.limits import LogLimiter
 from .directory import (
     CLAIM_SCRIPT,
     NODE_TTL,
@@ -37,6 +46,8 @@ JSON = dict[str, Any]
 COMMAND_TIMEOUT = 2.0
 #: Messages sent in one pipeline at most.
 BATCH = 256
+#: Seconds a signed message stays acceptable (nodes' clocks must agree within this: NTP).
+MAX_AGE = 60.0
 #: What a Redis that is down, slow or gone raises (redis-py's errors, sockets', and ours).
 REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError, ClusterUnavailable)
 
@@ -51,14 +62,47 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def bus_key(api_secret: str) -> bytes:
+    """The bus' signing key, derived from the API secret (never the secret itself, which never leaves a node)."""
+    return hmac.new(api_secret.encode("utf-8", "surrogatepass"), b"apuppet cluster bus v1", hashlib.sha256).digest()
+
+
+def sign(key: bytes, message: JSON, now: float | None = None) -> str:
+    """`<hmac hex> <time> <json>`: the signature covers the time and the message."""
+    body = f"{time.time() if now is None else now:.3f} {json.dumps(message, separators=(',', ':'))}"
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest() + " " + body
+
+
+def verify(key: bytes, wire: str, now: float | None = None) -> JSON | None:
+    """The message of a signed text, or None: unsigned, badly signed, too old or not a JSON object."""
+    mac, _, body = wire.partition(" ")
+    expected = hmac.new(key, body.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(mac.encode("utf-8", "surrogatepass"), expected.encode()):
+        return None
+    stamp, _, payload = body.partition(" ")
+    try:
+        age = (time.time() if now is None else now) - float(stamp)
+        message = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not -MAX_AGE <= age <= MAX_AGE or not isinstance(message, dict):
+        return None
+    return message
+
+
 class RedisBus:
     """One node's connection to Redis: `start` checks that Redis answers, `listen` delivers this node's messages
     to `on_message`, `send`/`publish` reach other nodes."""
 
-    def __init__(self, url: str, name: str, on_message: Callable[[JSON], None]) -> None:
+    def __init__(self, url: str, name: str, on_message: Callable[[JSON], None], key: bytes = b"") -> None:
         self.url = url
         self.name = name
         self.on_message = on_message
+        self.key = key
+        #: Messages dropped for a missing or wrong signature (or too old); batches lost after their retry.
+        self.rejected = 0
+        self.lost_batches = 0
+        self._rejects_logged = LogLimiter(lines=1)
         self.client: aioredis.Redis = aioredis.from_url(
             url, decode_responses=True, socket_timeout=COMMAND_TIMEOUT, socket_connect_timeout=COMMAND_TIMEOUT
         )
@@ -70,6 +114,20 @@ class RedisBus:
         self.reachable = True
         self.subscribed = asyncio.Event()
         self._closing = False
+        self._listener: asyncio.Task[None] | None = None
+
+    def check_listener(self) -> bool:
+        """The heartbeat's check that this node still hears other nodes: a listener that ended (a bug of ours)
+        is started again. Returns whether it had to be."""
+        if self._closing or self._listener is None or not self._listener.done():
+            return False
+        if not self._listener.cancelled() and self._listener.exception() is not None:
+            failure = type(self._listener.exception()).__name__
+            log.warning("cluster: the subscription ended (%s); subscribing again", failure)
+        self._tasks.remove(self._listener)
+        self._listener = asyncio.get_running_loop().create_task(self._listen(), name=f"cluster-listen-{self.name}")
+        self._tasks.append(self._listener)
+        return True
 
     async def start(self) -> None:
         try:
@@ -78,10 +136,8 @@ class RedisBus:
             await self.client.aclose()
             raise ClusterUnavailable(f"cannot reach Redis at {redacted(self.url)}: {exc}") from None
         loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._listen(), name=f"cluster-listen-{self.name}"),
-            loop.create_task(self._write(), name=f"cluster-write-{self.name}"),
-        ]
+        self._listener = loop.create_task(self._listen(), name=f"cluster-listen-{self.name}")
+        self._tasks = [self._listener, loop.create_task(self._write(), name=f"cluster-write-{self.name}")]
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT * 2):
                 await self.subscribed.wait()
@@ -113,12 +169,12 @@ class RedisBus:
     # -- messages -------------------------------------------------------------------------------------------
     def send(self, node: str, message: JSON) -> None:
         """Queue a message for another node; not waited for (events, replies, drops)."""
-        self._outbox.put_nowait((channel(node), json.dumps(message, separators=(",", ":")), None))
+        self._outbox.put_nowait((channel(node), sign(self.key, message), None))
 
     async def publish(self, node: str, message: JSON) -> int:
         """Send a message and return how many subscribers got it: 0 means the node is not there."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._outbox.put_nowait((channel(node), json.dumps(message, separators=(",", ":")), future))
+        self._outbox.put_nowait((channel(node), sign(self.key, message), future))
         return await future
 
     async def _write(self) -> None:
@@ -126,13 +182,11 @@ class RedisBus:
             batch = [await self._outbox.get()]
             while len(batch) < BATCH and not self._outbox.empty():
                 batch.append(self._outbox.get_nowait())
-            pipe = self.client.pipeline(transaction=False)
-            for target, payload, _ in batch:
-                pipe.publish(target, payload)
             try:
-                counts = await pipe.execute()
+                counts = await self._publish_batch(batch)
             except (RedisError, OSError) as exc:
                 self.reachable = False
+                self.lost_batches += 1
                 for _, _, future in batch:
                     if future is not None and not future.done():
                         future.set_exception(ClusterUnavailable(f"Redis unreachable: {exc}"))
@@ -140,6 +194,34 @@ class RedisBus:
             for (_, _, future), count in zip(batch, counts, strict=True):
                 if future is not None and not future.done():
                     future.set_result(int(count))
+
+    async def _publish_batch(self, batch: list[tuple[str, str, asyncio.Future[int] | None]]) -> list[Any]:
+        """One pipeline, tried again once after a failure (a connection that broke since its last use); a
+        message may then arrive twice, which is harmless: replies and events of a call that is done are ignored."""
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for target, payload, _ in batch:
+                pipe.publish(target, payload)
+            try:
+                return list(await pipe.execute())
+            except (RedisError, OSError):
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.1)
+        raise AssertionError("unreachable")
+
+    def _deliver(self, data: Any) -> None:
+        message = verify(self.key, data) if isinstance(data, str) else None
+        if message is None:
+            self.rejected += 1
+            suppressed = self._rejects_logged.allow("rejected")
+            if suppressed is not None:
+                log.warning("cluster: a message without a valid signature was dropped (wrong API secret on a node?)")
+            return
+        try:
+            self.on_message(message)
+        except Exception as exc:  # the subscription outlives any message
+            log.warning("cluster: a message failed: %s", type(exc).__name__)
 
     async def _listen(self) -> None:
         """Deliver this node's messages; resubscribe after Redis comes back."""
@@ -154,15 +236,11 @@ class RedisBus:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None or message.get("type") != "message":
                         continue
-                    try:
-                        decoded = json.loads(message["data"])
-                    except ValueError:
-                        continue
-                    if isinstance(decoded, dict):
-                        self.on_message(decoded)
-            except (RedisError, OSError) as exc:
-                self.reachable = False
-                log.debug("cluster: subscription lost: %s", exc)
+                    self._deliver(message.get("data"))
+            except Exception as exc:  # Redis lost, or anything else: subscribe again rather than go deaf
+                if isinstance(exc, RedisError | OSError):
+                    self.reachable = False
+                log.debug("cluster: subscription lost: %s", type(exc).__name__)
                 await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(RedisError, OSError):
@@ -173,20 +251,27 @@ class RedisBus:
         value = await self.client.get(own_key(kind, key))
         return value if isinstance(value, str) else None
 
-    async def node_alive(self, name: str) -> bool:
-        return bool(await self.client.exists(node_key(name)))
+    async def node_alive(self, name: str) -> str | None:
+        """The incarnation of a node alive now, or None."""
+        return incarnation(await self.client.get(node_key(name)))
 
-    async def live_nodes(self) -> set[str]:
-        """The names of the nodes alive now (the heartbeat's view may be a second old: a node that just joined)."""
+    async def live_nodes(self) -> dict[str, str]:
+        """The nodes alive now and their incarnations (the heartbeat's view may be a second old)."""
         names = sorted(str(n) for n in await self.client.smembers(NODES))
-        alive = await self.client.mget([node_key(n) for n in names]) if names else []
-        return {n for n, value in zip(names, alive, strict=True) if value is not None}
+        return await self._alive(names)
+
+    async def _alive(self, names: list[str]) -> dict[str, str]:
+        records = await self.client.mget([node_key(n) for n in names]) if names else []
+        alive = {n: incarnation(value) for n, value in zip(names, records, strict=True)}
+        return {n: inc for n, inc in alive.items() if inc is not None}
 
     async def claim(self, entries: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """Take ownership entries for this node; returns those that another live node holds."""
         named = {own_key(kind, key): (kind, key) for kind, key in entries}
         if not named:
             return []
+        # One script call for the whole burst (a node stopping lets go of hundreds at once: one call each would
+        # exhaust redis-py's connection pool).
         lost = await self._claim(keys=list(named), args=[self.name, OWN_TTL, node_key("")])
         return [named[str(k)] for k in lost if str(k) in named]
 
@@ -197,7 +282,7 @@ class RedisBus:
 
     async def heartbeat(
         self, record: JSON, sessions: Iterable[int], resources: Iterable[tuple[str, str]]
-    ) -> tuple[set[str], list[tuple[str, str]]]:
+    ) -> tuple[dict[str, str], list[tuple[str, str]]]:
         """Announce this node, refresh what it owns; returns the names of the live nodes and the resources another
         live node holds. Two round trips whatever the number of sessions."""
         pipe = self.client.pipeline(transaction=False)
@@ -212,9 +297,8 @@ class RedisBus:
         results = await pipe.execute()
         lost = [named[str(k)] for k in results[-2] if str(k) in named] if named else []
         names = sorted(results[-1])
-        alive = await self.client.mget([node_key(n) for n in names]) if names else []
-        live = {n for n, value in zip(names, alive, strict=True) if value is not None}
-        dead = set(names) - live
+        live = await self._alive(names)
+        dead = set(names) - set(live)
         if dead:
             # A node that comes back adds itself again; the set only lists names worth asking about.
             await self.client.srem(NODES, *dead)
@@ -226,3 +310,15 @@ class RedisBus:
         await self.release([("session", sid) for sid in sessions] + list(resources))
         await self.client.delete(node_key(self.name))
         await self.client.srem(NODES, self.name)
+
+
+def incarnation(record: Any) -> str | None:
+    """The incarnation in a node's announcement (its JSON record), or None: no announcement (the node is dead).
+    A record without one (a node of an older version) counts as one incarnation."""
+    if not isinstance(record, str):
+        return None
+    try:
+        decoded = json.loads(record)
+    except ValueError:
+        return ""
+    return str(decoded.get("inc", "")) if isinstance(decoded, dict) else ""

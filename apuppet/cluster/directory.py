@@ -9,6 +9,7 @@ session" within `NODE_TTL` seconds while its entries are still expiring.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 PREFIX = "apuppet"
@@ -68,7 +69,11 @@ class Directory:
     that were sent to another node, and the guests this node keeps for other nodes' sessions."""
 
     me: str
-    live: set[str] = field(default_factory=set)
+    #: Live node name → its incarnation (a random id per start: a worker restarted under its name is another
+    #: node, whose predecessor's guests, bindings and calls must go).
+    live: dict[str, str] = field(default_factory=dict)
+    #: This node's own incarnation.
+    incarnation: str = ""
     #: (session id, handle id) of a local session → the node its handle was sent to.
     bound: dict[tuple[int, int], str] = field(default_factory=dict)
     #: Local handles that already spoke to a local plugin: they stay here.
@@ -88,12 +93,17 @@ class Directory:
         died, or one that joined since (its key is worth one look before its entries count as gone)."""
         return value is not None and value != self.me and value not in self.live
 
-    def update_live(self, names: set[str]) -> set[str]:
-        """The heartbeat's list of live nodes; returns the nodes that have died since the last one."""
-        names = set(names) | {self.me}
-        gone = self.live - names
-        self.live = names
+    def update_live(self, nodes: dict[str, str]) -> set[str]:
+        """The heartbeat's live nodes and their incarnations; returns the nodes that have died since the last one,
+        counting one whose incarnation changed (it died and came back: gone, then joined)."""
+        nodes = {**nodes, self.me: self.incarnation}
+        gone = {name for name, inc in self.live.items() if nodes.get(name) != inc}
+        self.live = nodes
         return gone
+
+    def stale_guests(self, sessions: Container[int]) -> list[int]:
+        """Guest entries whose session is no longer here (it went by itself: timed out, destroyed)."""
+        return [sid for sid in self.guests if sid not in sessions]
 
     def fresh(self, session_id: int, handle_id: int) -> bool:
         """Whether a handle has not been placed yet: neither sent to a node nor used here."""

@@ -11,12 +11,14 @@ import os
 import secrets
 import socket
 import time
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..api.ending import Endings
 from ..api.gateway import Gateway
-from ..config import Config
-from .bus import REDIS_ERRORS, RedisBus, redacted
+from ..config import Config, resolve
+from .bus import REDIS_ERRORS, RedisBus, bus_key, redacted
 from .directory import HEARTBEAT, ClusterUnavailable, Directory
 from .ending import ClusterEndings
 from .logins import RedisLoginStore
@@ -30,20 +32,42 @@ __all__ = ["ClusterNode", "ClusterUnavailable", "node_name"]
 STOP_STEP = 2.0
 
 
+def redis_url(config: Config, base_dir: Path | None = None) -> str:
+    """`redis_url`, with the password install.sh generated into credentials_dir/redis_password when the URL
+    names none (the local Redis of `workers`: config.yaml need not hold a secret)."""
+    parts = urlsplit(config.redis_url)
+    file = resolve(base_dir or Path.cwd(), config.credentials_dir) / "redis_password"
+    if parts.password is not None or not file.is_file():
+        return config.redis_url
+    password = quote(file.read_text(encoding="utf-8").strip(), safe="")
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else (parts.hostname or "")
+    netloc = f"{quote(parts.username or '', safe='')}:{password}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def node_name(config: Config) -> str:
     """`node_name`, or the host name with a random suffix (two nodes of one host must not share a name)."""
     return config.node_name or f"{socket.gethostname()}-{secrets.token_hex(3)}"
 
 
 class ClusterNode:
-    def __init__(self, config: Config, gateway: Gateway, poll_timeout: float = 30.0) -> None:
+    def __init__(
+        self, config: Config, gateway: Gateway, poll_timeout: float = 30.0, base_dir: Path | None = None
+    ) -> None:
         self.config = config
         self.gateway = gateway
         self.name = node_name(config)
-        self.directory = Directory(self.name)
-        self.bus = RedisBus(config.redis_url, self.name, self._on_message)
+        # A worker restarted keeps its name; its incarnation tells the other nodes it is not the one that died.
+        self.incarnation = secrets.token_hex(8)
+        self.directory = Directory(self.name, incarnation=self.incarnation)
+        self.bus = RedisBus(redis_url(config, base_dir), self.name, self._on_message, bus_key(gateway.api_secret))
         self.router = Router(gateway, self.directory, self.bus, poll_timeout)
-        self.record: dict[str, Any] = {"pid": os.getpid(), "started": time.time(), "rtp": config.rtp_port_range}
+        self.record: dict[str, Any] = {
+            "pid": os.getpid(),
+            "started": time.time(),
+            "rtp": config.rtp_port_range,
+            "inc": self.incarnation,
+        }
         self._heartbeat: asyncio.Task[None] | None = None
         self._owned_sessions: set[int] = set()
         self._redis_lost = False
@@ -97,6 +121,8 @@ class ClusterNode:
 
     async def beat(self) -> None:
         """One heartbeat: announce, refresh, learn who is alive, act on who died."""
+        self.bus.check_listener()
+        self.router.forget_stale_guests()
         sessions = set(self.router.local_sessions())
         live, lost = await self.bus.heartbeat(self.record, sessions, sorted(self.router.resources))
         ended = self._owned_sessions - sessions
@@ -105,7 +131,9 @@ class ClusterNode:
             await self.bus.release([("session", sid) for sid in ended])
         gone = self.directory.update_live(live)
         if gone:
-            log.warning("cluster: node(s) %s gone; their guests here are released", ", ".join(sorted(gone)))
+            log.warning(
+                "cluster: node(s) %s gone or restarted; their guests here are released", ", ".join(sorted(gone))
+            )
             self.router.nodes_gone(gone)
         self.router.report_idle()
         await self.router.contest(lost)

@@ -61,9 +61,15 @@ class Router:
         #: Resources the plugins hold here, as (kind, key); refreshed in Redis by the heartbeat.
         self.resources: set[tuple[str, str]] = set()
         self._pending: dict[str, tuple[str, asyncio.Future[JSON]]] = {}
+        #: Long polls served here for other nodes (call id), and those of them their origin cancelled.
+        self._polling: set[str] = set()
         self._cancelled: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._placements: set[asyncio.Future[None]] = set()
+        #: Resources taken or let go of since the last flush: a burst (a node stopping) is one Redis call.
+        self._to_claim: set[tuple[str, str]] = set()
+        self._to_release: set[tuple[str, str]] = set()
+        self._flushing: asyncio.Future[None] | None = None
         self._logged = LogLimiter(lines=1)
         self.relayed = 0
         self.relay_seconds = 0.0
@@ -143,13 +149,16 @@ class Router:
                 return gone if guest else unavailable(transaction, session_id)
             if holder is None:
                 return gone if guest else local()
-            data = json.dumps(msg)
+            # The secret is checked here and never crosses Redis: the holder learns only that it was right.
+            secret = msg.get("apisecret")
+            try:
+                if secret:
+                    gateway.check_secret(secret, remote)
+            except JanusError as exc:
+                return error_reply(exc.code, exc.reason, transaction, session_id)
+            call = {"op": "request", "msg": _stripped(msg), "trusted": bool(secret), "remote": remote}
             return await self._relay(
-                holder,
-                {"op": "request", "data": data, "sid": session_id, "hid": handle_id, "remote": remote},
-                transaction,
-                session_id,
-                handle_id,
+                holder, {**call, "sid": session_id, "hid": handle_id}, transaction, session_id, handle_id
             )
         if not handle_id or verb not in HANDLE_VERBS:
             return local()
@@ -173,7 +182,7 @@ class Router:
         self.directory.bound[key] = node
         call = {
             "op": "handle",
-            "msg": msg,
+            "msg": _stripped(msg),
             "sid": session_id,
             "hid": handle_id,
             "remote": remote,
@@ -191,7 +200,10 @@ class Router:
         if verb == "detach" or _handle_lost(reply):
             self.directory.bound.pop(key, None)
             if handle_id in session.handles:
-                gateway.detach_handle(handle, notify=False)
+                lost = verb != "detach"
+                if lost:  # its guest there is gone (the node restarted, the guest timed out): the client learns it
+                    handle.push_hangup("Node gone")
+                gateway.detach_handle(handle, notify=lost)
         return reply
 
     async def poll(
@@ -214,8 +226,13 @@ class Router:
             return gone if guest else (200, unavailable(None, session_id))
         if holder is None:
             return gone if guest else None
+        try:  # checked here, never sent
+            if secret:
+                self.gateway.check_secret(secret, remote)
+        except JanusError as exc:
+            return 200, error_reply(exc.code, exc.reason)
         call_id = secrets.token_hex(8)
-        request = {"op": "poll", "sid": session_id, "secret": secret, "remote": remote, "maxev": maxev}
+        request = {"op": "poll", "sid": session_id, "trusted": bool(secret), "remote": remote, "maxev": maxev}
         task = asyncio.ensure_future(self._call(holder, request, self.poll_timeout + POLL_MARGIN, call_id))
         cancelled = False
         try:
@@ -243,8 +260,9 @@ class Router:
         value = await self.bus.holder(kind, key)
         if self.directory.unknown(value):
             assert value is not None
-            if await self.bus.node_alive(value):
-                self.directory.live.add(value)
+            incarnation = await self.bus.node_alive(value)
+            if incarnation is not None:
+                self.directory.live[value] = incarnation
         return self.directory.holder(value)
 
     # -- relaying -------------------------------------------------------------------------------------------------
@@ -273,7 +291,11 @@ class Router:
         future: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = (node, future)
         try:
-            receivers = await self.bus.publish(node, {**call, "type": "call", "id": call_id, "from": self.bus.name})
+            # The incarnation this node knows `node` by: a successor under the same name refuses what was meant
+            # for the one that died.
+            to = self.directory.live.get(node)
+            message = {**call, "type": "call", "id": call_id, "from": self.bus.name, "to": to}
+            receivers = await self.bus.publish(node, message)
             if receivers == 0:
                 raise NodeGone(node)
             async with asyncio.timeout(timeout):
@@ -301,7 +323,7 @@ class Router:
             except REDIS_ERRORS as exc:  # Any Redis failure: the nodes of the last heartbeat
                 self._redis_failed(exc)
                 live = self.directory.live
-            nodes = sorted(live - {self.directory.me})
+            nodes = sorted(set(live) - {self.directory.me})
 
         async def one(node: str) -> JSON | None:
             try:
@@ -337,7 +359,9 @@ class Router:
         elif kind == "idle":
             self._idle(message)
         elif kind == "cancel":
-            self._cancelled.add(str(message.get("id")))
+            call_id = str(message.get("id"))
+            if call_id in self._polling:  # a cancel for a poll answered already has nothing to stop
+                self._cancelled.add(call_id)
         elif kind == "requeue":
             self._requeue(message)
         elif kind == "contest":
@@ -350,27 +374,51 @@ class Router:
         try:
             result = await self._serve(call)
         except Exception as exc:
-            self.gateway.log_unexpected(exc, "cluster call", str(call.get("remote", "")))
+            self.gateway.log_unexpected(exc, "cluster call", "")
             result = {"reply": unavailable(None, None)}
         finally:
             self._cancelled.discard(str(call_id))
-        self.bus.send(origin, {"type": "reply", "id": call_id, **result})
+        reply = {"type": "reply", "id": call_id, **result}
+        if call.get("op") != "poll" or not _has_events(result.get("payload")):
+            self.bus.send(origin, reply)
+            return
+        # Events popped for this reply are lost with it: unless it reached the origin, they go back to the head
+        # of the session's queue for the next poll.
+        try:
+            delivered = await self.bus.publish(origin, reply) > 0
+        except REDIS_ERRORS:
+            delivered = False
+        if not delivered:
+            self._requeue({"sid": call.get("sid"), "events": result.get("payload")})
 
     async def _serve(self, call: JSON) -> JSON:
         op = call.get("op")
         sid, hid = parse_id(call.get("sid")), parse_id(call.get("hid"))
         remote = str(call.get("remote", ""))
+        msg = call.get("msg")
+        if op in ("request", "handle") and not isinstance(msg, dict):
+            return {"reply": error_reply(ErrorCode.INVALID_JSON_OBJECT, "Bad cluster call")}
         if op == "request":
-            reply = await self.receive(str(call["data"]), session_id=sid, handle_id=hid, remote=remote, relayed=True)
+            assert isinstance(msg, dict)
+            if call.get("trusted") is True:  # the origin checked the secret
+                msg = {**msg, "apisecret": self.gateway.api_secret}
+            reply = await self.handle(msg, session_id=sid, handle_id=hid, remote=remote, relayed=True)
             return {"reply": reply}
         if op == "handle":
-            msg = call.get("msg")
-            if not isinstance(msg, dict) or sid is None or hid is None:
+            assert isinstance(msg, dict)
+            if sid is None or hid is None:
                 return {"reply": error_reply(ErrorCode.INVALID_JSON_OBJECT, "Bad cluster call")}
+            to = call.get("to")
+            if to is not None and to != self.directory.incarnation:
+                # Bound to this node's predecessor under the same name, whose guest died with it.
+                reason = f"No such handle {hid} in session {sid}"
+                return {"reply": error_reply(ErrorCode.HANDLE_NOT_FOUND, reason, msg.get("transaction"))}
             try:
-                self._guest_handle(str(call["from"]), sid, hid, call.get("guest") or {})
+                guest = self._guest_handle(str(call["from"]), sid, hid, call.get("guest") or {}).session
             except JanusError as exc:
                 return {"reply": error_reply(exc.code, exc.reason, msg.get("transaction"), sid)}
+            if guest.trusted:  # the origin checked the secret
+                msg = {**msg, "apisecret": self.gateway.api_secret}
             reply = self.gateway.handle(msg, session_id=sid, handle_id=hid, remote=remote)
             self._release_guest(sid)
             await self._settle()
@@ -384,8 +432,9 @@ class Router:
 
     async def _serve_poll(self, call: JSON, sid: int | None, remote: str) -> JSON:
         gateway = self.gateway
+        secret = gateway.api_secret if call.get("trusted") is True else None  # the origin checked it
         try:
-            session = gateway.poll_session(sid, call.get("secret"), remote)
+            session = gateway.poll_session(sid, secret, remote)
         except JanusError as exc:
             status = 404 if exc.code == ErrorCode.SESSION_NOT_FOUND else 200
             return {"status": status, "payload": error_reply(exc.code, exc.reason)}
@@ -395,6 +444,7 @@ class Router:
         except JanusError as exc:
             return {"status": 200, "payload": error_reply(exc.code, exc.reason)}
         call_id = str(call.get("id"))
+        self._polling.add(call_id)
         try:
             outcome = await wait_events(
                 session,
@@ -404,6 +454,7 @@ class Router:
                 touch=lambda: session.touch(gateway.clock()),
             )
         finally:
+            self._polling.discard(call_id)
             gateway.close_poll(session, remote)
         if outcome is None:
             return {"status": 499, "payload": None}
@@ -503,16 +554,36 @@ class Router:
             return None
 
     def _placed(self, kind: str, key: str, present: bool) -> None:
-        """A plugin took or let go of a resource: Redis learns it before the request's reply goes out."""
+        """A plugin took or let go of a resource: Redis learns it before the request's reply goes out. What a
+        burst changes (a node stopping lets go of hundreds) goes in one call, not one each, which would exhaust
+        redis-py's connection pool."""
         entry = (kind, key)
         if present:
             self.resources.add(entry)
-            future = asyncio.ensure_future(self._claim([entry]))
+            self._to_release.discard(entry)
+            self._to_claim.add(entry)
         else:
             self.resources.discard(entry)
-            future = asyncio.ensure_future(self._release([entry]))
-        self._placements.add(future)
-        future.add_done_callback(self._placements.discard)
+            self._to_claim.discard(entry)
+            self._to_release.add(entry)
+        if self._flushing is None:
+            future = self._flushing = asyncio.ensure_future(self._flush())
+            self._placements.add(future)
+            future.add_done_callback(self._placements.discard)
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(0)  # the rest of the burst, made in this turn of the loop
+            while self._to_claim or self._to_release:
+                claims, releases = sorted(self._to_claim), sorted(self._to_release)
+                self._to_claim.clear()
+                self._to_release.clear()
+                if releases:
+                    await self._release(releases)
+                if claims:
+                    await self._claim(claims)
+        finally:
+            self._flushing = None
 
     async def _settle(self) -> None:
         if self._placements:
@@ -588,6 +659,11 @@ class Router:
         for node, sessions in per_node.items():
             self.bus.send(node, {"type": "idle", "sessions": sessions, "from": self.bus.name})
 
+    def forget_stale_guests(self) -> None:
+        """Guest entries whose session went by itself (timed out, destroyed here) go too."""
+        for sid in self.directory.stale_guests(self.gateway.sessions):
+            self.directory.guests.pop(sid, None)
+
     def local_sessions(self) -> list[int]:
         return [sid for sid in self.gateway.sessions if sid not in self.directory.guests]
 
@@ -600,6 +676,8 @@ class Router:
             "cluster_bound_handles": len(self.directory.bound),
             "cluster_guest_sessions": len(self.directory.guests),
             "cluster_redis_up": 1 if self.bus.reachable else 0,
+            "cluster_messages_rejected_total": self.bus.rejected,
+            "cluster_batches_lost_total": self.bus.lost_batches,
         }
 
     def _redis_failed(self, exc: BaseException) -> None:
@@ -620,6 +698,11 @@ class Router:
         for _, future in self._pending.values():
             if not future.done():
                 future.set_exception(ClusterUnavailable("node stopping"))
+
+
+def _stripped(msg: JSON) -> JSON:
+    """A request without its API secret, to cross Redis."""
+    return {k: v for k, v in msg.items() if k != "apisecret"}
 
 
 def _handle_lost(reply: JSON) -> bool:

@@ -166,7 +166,7 @@ class Server:
         if config.redis_url:
             from ..cluster.node import ClusterNode  # redis-py is loaded only by the nodes of a cluster
 
-            self.cluster = ClusterNode(config, self.gateway, poll_timeout=self.rest.poll_timeout)
+            self.cluster = ClusterNode(config, self.gateway, poll_timeout=self.rest.poll_timeout, base_dir=base_dir)
             self.rest.router = self.websocket.router = self.cluster.router
             # The console is the cluster's: logins in Redis, every node's devices, ends reaching both halves.
             self.endings = self.cluster.cluster_endings(self.endings)

@@ -4,32 +4,33 @@ from __future__ import annotations
 
 import pytest
 
-from apuppet.cluster.directory import Directory, channel, node_key, own_key
+from apuppet.cluster.bus import MAX_AGE, bus_key, sign, verify
+from apuppet.cluster.directory import Directory
 from apuppet.cluster.workers import MIN_PORTS_PER_WORKER, parse_worker, port_slices, worker_config
 from apuppet.config import Config
 
 
 def test_an_entry_of_a_node_that_is_not_alive_counts_as_gone() -> None:
-    d = Directory("a")
-    assert d.update_live({"b", "c"}) == set()
-    assert d.live == {"a", "b", "c"}
+    d = Directory("a", incarnation="a1")
+    assert d.update_live({"b": "b1", "c": "c1"}) == set()
+    assert d.live == {"a": "a1", "b": "b1", "c": "c1"}
     assert d.holder("b") == "b"
     assert d.holder("a") is None  # held here
     assert d.holder(None) is None
-    assert d.update_live({"b"}) == {"c"}  # c died
+    assert d.update_live({"b": "b1"}) == {"c"}  # c died
     assert d.holder("c") is None
     # A name missing from the last heartbeat is worth one look (a node that joined since), not one that is known.
     assert d.unknown("c") and d.unknown("new") and not d.unknown("b") and not d.unknown("a") and not d.unknown(None)
 
 
 def test_a_fresh_handle_follows_its_sessions_bound_handle_and_forgets_on_detach() -> None:
-    d = Directory("a", live={"a", "b"})
+    d = Directory("a", live={"a": "", "b": ""})
     assert d.fresh(1, 10) and d.affinity(1) is None
     d.bound[(1, 10)] = "b"
     d.used.add((1, 11))
     assert not d.fresh(1, 10) and not d.fresh(1, 11) and d.fresh(1, 12)
     assert d.affinity(1) == "b" and d.affinity(2) is None
-    d.update_live(set())  # b died: nothing follows it any more
+    d.update_live({})  # b died: nothing follows it any more
     assert d.affinity(1) is None
     assert d.bindings_to({"b"}) == [(1, 10)]
     assert d.forget_handle(1, 10) == "b" and d.forget_handle(1, 11) is None
@@ -41,12 +42,34 @@ def test_guests_are_found_by_their_node() -> None:
     assert sorted(d.guests_of({"b"})) == [5, 7]
 
 
-def test_key_names() -> None:
-    assert node_key("n1") == "apuppet:node:n1"
-    assert own_key("session", 42) == "apuppet:own:s:42"
-    assert own_key("mountpoint", "abc") == "apuppet:own:m:abc"
-    assert own_key("room", "abc") == "apuppet:own:r:abc"
-    assert channel("n1") == "apuppet:rpc:n1"
+def test_a_node_back_under_its_name_is_gone_then_joined() -> None:
+    """A worker restarted by `--workers` keeps its name: its new incarnation is what tells it from the dead one."""
+    d = Directory("a", incarnation="a1")
+    d.update_live({"w-1": "old"})
+    d.bound[(1, 10)] = "w-1"
+    assert d.update_live({"w-1": "new"}) == {"w-1"}  # its guests, bindings and calls go
+    assert d.holder("w-1") == "w-1" and d.live["w-1"] == "new"  # and it serves anew at once
+    assert d.update_live({"w-1": "new"}) == set()
+
+
+def test_guest_entries_whose_session_went_are_stale() -> None:
+    d = Directory("a", guests={5: "b", 6: "c"})
+    assert d.stale_guests({6: object(), 7: object()}) == [5]
+
+
+def test_bus_messages_are_signed_and_anything_else_is_refused() -> None:
+    key, other = bus_key("secret-1"), bus_key("secret-2")
+    wire = sign(key, {"type": "event", "sid": 1})
+    assert verify(key, wire) == {"type": "event", "sid": 1}
+    assert verify(other, wire) is None  # another cluster's (or a forger's) key
+    assert verify(key, '{"type": "event", "sid": 1}') is None  # unsigned
+    mac, stamp, body = wire.split(" ", 2)
+    assert verify(key, f"{mac} {stamp} {body.replace('1', '2')}") is None  # altered
+    old = sign(key, {"type": "event"}, now=1000.0)
+    assert verify(key, old, now=1000.0 + MAX_AGE + 1) is None  # replayed later
+    assert verify(key, old, now=1000.0 + MAX_AGE - 1) == {"type": "event"}
+    assert verify(key, sign(key, {"x": 1}).replace(" ", "  ", 1)) is None
+    assert "secret-1" not in wire
 
 
 def test_port_slices_are_disjoint_and_cover_the_range() -> None:

@@ -208,3 +208,46 @@ async def test_two_workers_serve_a_device_and_its_viewer_through_one_port(
         if device is not None:
             await device.stop()
         await stop(parent)
+
+
+async def test_a_viewer_node_restarted_under_its_own_name_counts_as_gone_then_joined(
+    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]], tmp_path: Path
+) -> None:
+    """`--workers` restarts a dead worker under its name within 0.5 s: the device node must still let go of the
+    dead one's guests (peers, ports) at once, not at the session timeout."""
+    a = Server(node_config(redis_server.url, rtp_slices[0], "node-a"))
+    await a.start()
+    port = free_port()
+    config = write_config(tmp_path, redis_server.url, port, rtp_slices[1], node_name="w-1")
+    b = await serve(config)
+    again = None
+    device = None
+    try:
+        await wait_http(port)
+        device = await start_agent(a.url)
+        creds = device.agent.credentials
+        streaming = a.plugins[0].metrics
+        viewer = WatchFirstViewer(f"http://127.0.0.1:{port}/", SECRET, creds.session, creds.password)
+        async with viewer:
+            await viewer.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
+            assert a.cluster is not None and a.cluster.directory.guests
+            async with asyncio.timeout(10):
+                while "w-1" not in a.cluster.directory.live:
+                    await asyncio.sleep(0.1)
+            first = a.cluster.directory.live["w-1"]
+            assert await stop(b, signal.SIGKILL) == -signal.SIGKILL
+            await asyncio.sleep(0.5)  # the supervisor's first backoff
+            again = await serve(config)
+            await wait_http(port)
+            async with asyncio.timeout(15):
+                while a.cluster.directory.guests or streaming()["streaming_viewers"]:
+                    await asyncio.sleep(0.1)
+            assert a.cluster.directory.live["w-1"] != first  # the new one is live, as another incarnation
+            assert a.cluster.router.metrics()["cluster_guest_sessions"] == 0
+    finally:
+        if device is not None:
+            await device.stop()
+        await stop(b, signal.SIGKILL)
+        if again is not None:
+            await stop(again)
+        await a.stop()

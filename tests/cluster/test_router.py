@@ -1,20 +1,23 @@
 """The router's services for other parts (the console's): `ask`, `ask_all` and one-way `handlers`, between two real
-nodes on a real redis-server; a message that fails on a node does not end its subscription."""
+nodes on a real redis-server; a message that fails on a node does not end its subscription, one without a valid
+signature is dropped, and a subscription that ends anyway is started again."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from apuppet.cluster.bus import bus_key, sign
 from apuppet.cluster.directory import ClusterUnavailable, channel
 from apuppet.cluster.router import NodeGone
 from apuppet.server import Server
 
 from ..server.viewer import until
-from .conftest import RedisProcess
+from .conftest import SECRET, RedisProcess
 
 
 async def test_ask_and_ask_all_reach_the_services_of_the_live_nodes(nodes: list[Server]) -> None:
@@ -55,12 +58,35 @@ async def test_a_message_that_fails_leaves_the_subscription_up(nodes: list[Serve
             raise RuntimeError("a bug")
 
     a.cluster.router.handlers["test.note"] = handler
+    key = bus_key(SECRET)
     client = aioredis.from_url(redis_server.url, decode_responses=True)
     try:
-        for body in ({"type": "test.note", "boom": True}, {"type": "drop", "sid": "x", "hid": []}, "[1]", "{"):
-            await client.publish(channel("node-a"), body if isinstance(body, str) else json.dumps(body))
-        await client.publish(channel("node-a"), json.dumps({"type": "test.note"}))
+        failing = (
+            {"type": "test.note", "boom": True},
+            {"type": "drop", "sid": "x", "hid": []},
+            {"type": "idle", "from": "node-b", "sessions": {"1": 10**400}},
+            {"type": "requeue", "sid": 1, "events": 5},
+            {"type": "contest", "kind": [], "key": {}},
+            {"type": "cancel", "id": "never-started"},
+        )
+        for body in failing:
+            await client.publish(channel("node-a"), sign(key, body))
+        for raw in ("[1]", "{", sign(key, {"type": "test.note"})[1:], json.dumps({"type": "test.note"})):
+            await client.publish(channel("node-a"), raw)  # unsigned, badly signed: dropped and counted
+        await client.publish(channel("node-a"), sign(key, {"type": "test.note"}))
         await until(lambda: len(got) == 2)
+        assert a.cluster.router.metrics()["cluster_messages_rejected_total"] == 4
+        assert not a.cluster.router._cancelled  # a cancel for no running poll is not kept
+        # A listener that ends anyway (a bug of ours) is started again by the next heartbeat.
+        listener = a.cluster.bus._listener
+        assert listener is not None
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await until(lambda: a.cluster is not None and a.cluster.bus._listener is not listener)
+        async with asyncio.timeout(10):
+            while len(got) < 3:  # published until the new subscription takes it
+                await client.publish(channel("node-a"), sign(key, {"type": "test.note"}))
+                await asyncio.sleep(0.1)
     finally:
         await client.aclose()
     assert await b.cluster.router.ask_all("console.snapshot", {}) == {"node-a": {"devices": [], "activity": []}}

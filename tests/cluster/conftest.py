@@ -4,12 +4,15 @@ each with its own web port and its own slice of UDP ports."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from apuppet.config import Config
@@ -48,6 +51,24 @@ def start_redis(port: int | None = None) -> RedisProcess:
         stderr=subprocess.DEVNULL,
     )
     return RedisProcess(port, process)
+
+
+@contextlib.contextmanager
+def running_redis() -> Iterator[RedisProcess]:
+    """A redis-server answering, for synchronous tests (install.sh, Chromium), stopped afterwards."""
+    server = start_redis()
+    client = redis.Redis(port=server.port)
+    try:
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield server
+    finally:
+        client.close()
+        server.stop()
 
 
 async def wait_redis(url: str, timeout: float = 10.0) -> None:

@@ -5,6 +5,7 @@ the unit's ExecStart); Redis is a real redis-server the test starts (the stand-i
 from __future__ import annotations
 
 import json
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,24 +14,13 @@ import pytest
 import redis
 
 from ..ops.test_install import calls, install, site_config, systemd, venv  # noqa: F401  (fixtures)
-from .conftest import RedisProcess, start_redis
+from .conftest import RedisProcess, running_redis
 
 
 @pytest.fixture
 def local_redis() -> Iterator[RedisProcess]:
-    server = start_redis()
-    client = redis.Redis(port=server.port)
-    try:
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+    with running_redis() as server:
         yield server
-    finally:
-        client.close()
-        server.stop()
 
 
 def test_install_with_workers_starts_redis_and_two_nodes(
@@ -42,11 +32,25 @@ def test_install_with_workers_starts_redis_and_two_nodes(
     cfg = tmp_path / "site" / "config.yaml"
     cfg.parent.mkdir()
     cfg.write_text(site_config() + f'\nredis_url: "{local_redis.url}"\nworkers: 2\nnode_name: "inst"\n')
-    out = install(cfg, venv, **systemd)
+    conf_dir = tmp_path / "etc-redis"
+    conf_dir.mkdir()
+    (conf_dir / "redis.conf").write_text("port 6379\n")
+    out = install(cfg, venv, APUPPET_REDIS_CONF_DIR=str(conf_dir), **systemd)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "apuppet runs 2 node(s) here on the local Redis (127.0.0.1)" in out.stdout
     assert "systemctl enable --quiet --now redis-server.service" in calls(systemd)
-    client = redis.Redis(port=local_redis.port, decode_responses=True)
+    # Redis access is control of the cluster: install.sh gave the local Redis a password, kept like the other
+    # secrets, in effect at once and for the packaged server's next start; the nodes use it.
+    pwfile = cfg.parent / "credentials" / "redis_password"
+    password = pwfile.read_text().strip()
+    assert len(password) >= 32 and stat.S_IMODE(pwfile.stat().st_mode) == 0o600
+    assert password not in out.stdout + out.stderr
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=local_redis.port).ping()
+    assert f"requirepass {password}" in (conf_dir / "apuppet.conf").read_text()
+    assert "bind 127.0.0.1 -::1" in (conf_dir / "apuppet.conf").read_text()
+    assert f"include {conf_dir}/apuppet.conf" in (conf_dir / "redis.conf").read_text()
+    client = redis.Redis(port=local_redis.port, password=password, decode_responses=True)
     try:
         deadline = time.monotonic() + 30
         while client.exists("apuppet:node:inst-1", "apuppet:node:inst-2") != 2 and time.monotonic() < deadline:

@@ -6,16 +6,14 @@ is this folder's (one sync Playwright per process, after every asyncio test)."""
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 from playwright.sync_api import Page
 
 from apuppet.agent import phone
 
-from ..cluster.conftest import RedisProcess, start_redis
+from ..cluster.conftest import RedisProcess, running_redis
 from ..media.test_ice import free_range
 from .conftest import DemoProcess
 from .screen import login, tap, wait_color, wait_playing
@@ -28,19 +26,8 @@ COUNTER_BG = (250, 240, 225)
 
 @pytest.fixture
 def local_redis() -> Iterator[RedisProcess]:
-    server = start_redis()
-    client = redis.Redis(port=server.port)
-    try:
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+    with running_redis() as server:
         yield server
-    finally:
-        client.close()
-        server.stop()
 
 
 def test_a_page_served_by_node_b_drives_a_phone_on_node_a(page: Page, local_redis: RedisProcess) -> None:

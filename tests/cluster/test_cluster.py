@@ -18,6 +18,7 @@ from apuppet.server import Server
 
 from ..agent.conftest import SECRET, start_agent
 from ..agent.viewer import Viewer, near
+from ..server.viewer import until
 from .balancer import Balancer
 from .conftest import ADMIN, RedisProcess
 
@@ -208,12 +209,42 @@ async def test_a_long_poll_on_another_node_gets_the_events_and_a_client_that_lef
     assert b.cluster is not None and b.cluster.router.relayed == 0  # a poll is not a request
 
     # A client that gives up its poll at B: A stops waiting for it, and the next event waits for the next poll.
+    # The cancel must reach A and end its wait before the event exists: otherwise this would pass through the
+    # requeue path instead.
+    assert a.cluster is not None
+    polling = a.cluster.router._polling
     async with aiohttp.ClientSession() as other:
         gone = asyncio.ensure_future(other.get(poll_url))
-        await asyncio.sleep(1.0)
+        await until(lambda: len(polling) == 1)  # A waits for events for B's client
         gone.cancel()
-    await asyncio.sleep(2.5)  # B noticed (it looks every second) and told A, which looks every second too
+    await until(lambda: not polling)  # B noticed (it looks every second) and told A, which stopped waiting
+    assert not a.cluster.router._cancelled
     assert (await janus_post(http, f"{a.url}janus/{sid}/{hid}", watch))["janus"] == "ack"
+    async with http.get(f"{a.url}janus/{sid}?apisecret={SECRET}") as resp:
+        kept = await resp.json(content_type=None)
+    assert kept["janus"] == "event" and kept["plugindata"]["data"]["error_code"] == 455
+
+
+async def test_events_popped_for_a_poll_whose_reply_cannot_be_sent_wait_for_the_next_poll(
+    nodes: list[Server], http: aiohttp.ClientSession
+) -> None:
+    """A serves B's client's poll; B goes before the event comes: the event A popped for that reply, which reaches
+    nobody, goes back to the head of the session's queue (a lost JSEP offer would leave a viewer stuck)."""
+    a, b = nodes
+    sid = (await janus_post(http, f"{a.url}janus", {"janus": "create"}))["data"]["id"]
+    handle = await janus_post(http, f"{a.url}janus/{sid}", {"janus": "attach", "plugin": "janus.plugin.streaming"})
+    hid = handle["data"]["id"]
+    assert a.cluster is not None
+    polling = a.cluster.router._polling
+    async with aiohttp.ClientSession() as other:
+        waiting = asyncio.ensure_future(other.get(f"{b.url}janus/{sid}?apisecret={SECRET}"))
+        await until(lambda: len(polling) == 1)
+        await b.stop()  # B leaves without cancelling: A still waits, for nobody
+        watch = {"janus": "message", "body": {"request": "watch", "id": "nothing-here"}}
+        assert (await janus_post(http, f"{a.url}janus/{sid}/{hid}", watch))["janus"] == "ack"
+        await until(lambda: not polling)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
     async with http.get(f"{a.url}janus/{sid}?apisecret={SECRET}") as resp:
         kept = await resp.json(content_type=None)
     assert kept["janus"] == "event" and kept["plugindata"]["data"]["error_code"] == 455

@@ -150,13 +150,22 @@ class Gateway:
         connection: Connection | None = None,
     ) -> JSON:
         """Parse raw bytes and dispatch; malformed JSON gets Janus' 454 and changes nothing."""
-        if json_depth_exceeds(data, MAX_JSON_DEPTH):
-            return error_reply(ErrorCode.INVALID_JSON, f"JSON error: nested deeper than {MAX_JSON_DEPTH} levels")
-        try:
-            message = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            return error_reply(ErrorCode.INVALID_JSON, f"JSON error: {str(exc)[:200]}")
+        message, refused = self.parse(data)
+        if refused is not None:
+            return refused
         return self.handle(message, session_id=session_id, handle_id=handle_id, remote=remote, connection=connection)
+
+    @staticmethod
+    def parse(data: bytes | str) -> tuple[Any, JSON | None]:
+        """A request's JSON, or the error reply for bytes that are none (too deep, not JSON): the transports'
+        parsing, shared by a cluster node's router."""
+        if json_depth_exceeds(data, MAX_JSON_DEPTH):
+            refused = error_reply(ErrorCode.INVALID_JSON, f"JSON error: nested deeper than {MAX_JSON_DEPTH} levels")
+            return None, refused
+        try:
+            return json.loads(data), None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            return None, error_reply(ErrorCode.INVALID_JSON, f"JSON error: {str(exc)[:200]}")
 
     def handle(
         self,

@@ -14,7 +14,6 @@ what another node holds is relayed to it through Redis and answered as if local.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
@@ -23,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..api.errors import ErrorCode, JanusError
-from ..api.gateway import MAX_JSON_DEPTH, Gateway, error_reply, json_depth_exceeds, parse_id
+from ..api.gateway import Gateway, error_reply, parse_id
 from ..api.limits import LogLimiter
 from ..api.longpoll import wait_events
 from ..api.session import Connection, Handle, Session
@@ -96,14 +95,11 @@ class Router:
         relayed: bool = False,
     ) -> JSON:
         """`Gateway.receive`, across the cluster. `relayed`: the request already came from another node."""
-        if json_depth_exceeds(data, MAX_JSON_DEPTH):
-            return self.gateway.receive(data, session_id=session_id, handle_id=handle_id, remote=remote)
-        try:
-            msg = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            msg = None
+        msg, refused = self.gateway.parse(data)
+        if refused is not None:
+            return refused
         if not isinstance(msg, dict):
-            return self.gateway.receive(data, session_id=session_id, handle_id=handle_id, remote=remote)
+            return self.gateway.handle(msg, session_id=session_id, handle_id=handle_id, remote=remote)
         return await self.handle(
             msg, session_id=session_id, handle_id=handle_id, remote=remote, connection=connection, relayed=relayed
         )

@@ -277,3 +277,11 @@ def test_polls_and_websockets_are_counted_by_the_core(plugin: EchoPlugin, clock:
     gw.open_websocket("10.0.0.2")
     gw.close_websocket("2001:db8::1")
     gw.open_websocket("2001:db8::2")
+
+
+def test_parse_gives_the_json_or_the_error_reply_a_transport_sends() -> None:
+    assert Gateway.parse(b'{"janus": "ping"}') == ({"janus": "ping"}, None)
+    assert Gateway.parse(b"[1]") == ([1], None)  # JSON, not an object: the dispatch refuses it
+    for bad in (b"{", b"\xff", b"[" * 200 + b"]" * 200):
+        message, refused = Gateway.parse(bad)
+        assert message is None and refused is not None and refused["error"]["code"] == 454

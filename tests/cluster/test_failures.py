@@ -21,7 +21,7 @@ from apuppet.server import Server
 from ..agent.conftest import SECRET, start_agent
 from ..agent.viewer import near
 from ..ports import free_port
-from .conftest import RedisProcess, node_config, start_redis, wait_redis
+from .conftest import ADMIN, RedisProcess, node_config, start_redis, wait_redis
 from .nodeproc import serve, stop, stop_and_read, wait_http, write_config
 from .test_cluster import RoundRobinViewer, WatchFirstViewer, janus_post
 
@@ -251,3 +251,50 @@ async def test_a_viewer_node_restarted_under_its_own_name_counts_as_gone_then_jo
         if again is not None:
             await stop(again)
         await a.stop()
+
+
+async def test_a_device_node_restarted_under_its_own_name_gets_no_stray_guest(
+    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]], tmp_path: Path
+) -> None:
+    """The viewer's node B keeps handles bound to w-1; w-1 dies and is back under its name within 0.5 s. B's next
+    trickle for the dead one's guest is refused by the new one (no guest made there for nothing), and B lets the
+    binding go and tells its client."""
+    b = Server(node_config(redis_server.url, rtp_slices[0], "node-b"))
+    await b.start()
+    port = free_port()
+    config = write_config(tmp_path, redis_server.url, port, rtp_slices[1], node_name="w-1")
+    w1 = await serve(config)
+    again = None
+    device = None
+    try:
+        await wait_http(port)
+        w1_url = f"http://127.0.0.1:{port}/"
+        device = await start_agent(w1_url)
+        creds = device.agent.credentials
+        async with WatchFirstViewer(b.url, SECRET, creds.session, creds.password) as viewer:
+            await viewer.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
+            assert b.cluster is not None and b.cluster.directory.bound
+            assert viewer.janus is not None and viewer.janus.session_id is not None
+            sid, (_, hid) = viewer.janus.session_id, next(iter(b.cluster.directory.bound))
+            assert await stop(w1, signal.SIGKILL) == -signal.SIGKILL
+            await asyncio.sleep(0.5)
+            again = await serve(config)
+            await wait_http(port)
+            trickle = {"janus": "trickle", "candidate": {"completed": True}}
+            async with aiohttp.ClientSession() as http:
+                reply = await janus_post(http, f"{b.url}janus/{sid}/{hid}", trickle)
+                assert reply["janus"] == "error", reply
+                async with asyncio.timeout(10):
+                    while b.cluster.directory.bound:
+                        await asyncio.sleep(0.1)
+                headers = {"Authorization": f"Bearer {ADMIN}"}
+                async with http.get(f"{w1_url}metrics", headers=headers) as resp:
+                    text = await resp.text()
+            assert "apuppet_cluster_guest_sessions 0" in text
+    finally:
+        if device is not None:
+            await device.stop()
+        await stop(w1, signal.SIGKILL)
+        if again is not None:
+            await stop(again)
+        await b.stop()

@@ -90,3 +90,33 @@ async def test_a_message_that_fails_leaves_the_subscription_up(nodes: list[Serve
     finally:
         await client.aclose()
     assert await b.cluster.router.ask_all("console.snapshot", {}) == {"node-a": {"devices": [], "activity": []}}
+
+
+async def test_a_burst_of_ownership_changes_is_one_redis_call(nodes: list[Server], redis_server: RedisProcess) -> None:
+    """A node stopping lets go of hundreds of mountpoints and rooms at once: one script call, not one each (which
+    exhausted redis-py's connection pool with 200 devices)."""
+    a, _ = nodes
+    assert a.cluster is not None
+    router = a.cluster.router
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    try:
+
+        async def scripts() -> int:
+            stats = await client.info("commandstats")
+            return sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+        keys = [f"burst-{i}" for i in range(400)]
+        before = await scripts()
+        for key in keys:
+            router._placed("mountpoint", key, True)
+        await router._settle()
+        assert await scripts() - before <= 2  # one call (and a NOSCRIPT retry at most)
+        assert await client.get("apuppet:own:m:burst-399") == "node-a"
+        before = await scripts()
+        for key in keys:
+            router._placed("mountpoint", key, False)
+        await router._settle()
+        assert await scripts() - before <= 2
+        assert await client.exists(*[f"apuppet:own:m:{k}" for k in keys]) == 0
+    finally:
+        await client.aclose()

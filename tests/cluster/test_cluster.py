@@ -280,3 +280,56 @@ async def test_a_vanished_viewer_on_another_node_leaves_nothing_on_the_device_no
             await device.stop()
         await b.stop()
         await a.stop()
+
+
+async def test_the_api_secret_never_crosses_redis(
+    nodes: list[Server], redis_server: RedisProcess, http: aiohttp.ClientSession
+) -> None:
+    """Relayed requests, handle calls and long polls are checked by the node the client reached, which tells the
+    holder only that the secret was right: whoever reads Redis learns no secret."""
+    a, b = nodes
+    seen: list[str] = []
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    pubsub = client.pubsub()
+    await pubsub.psubscribe("apuppet:rpc:*")
+
+    async def capture() -> None:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is not None:
+                seen.append(str(message["data"]))
+
+    capturing = asyncio.ensure_future(capture())
+    device = await start_agent(a.url)
+    try:
+        creds = device.agent.credentials
+        async with Balancer([a.port, b.port]) as lb:
+            async with RoundRobinViewer(lb.url, SECRET, creds.session, creds.password) as viewer:
+                await viewer.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
+        async with WatchFirstViewer(b.url, SECRET, creds.session, creds.password) as viewer:  # bound to A
+            await viewer.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
+        # A long poll at B for a session of A.
+        sid = (await janus_post(http, f"{a.url}janus", {"janus": "create"}))["data"]["id"]
+        assert a.cluster is not None
+        polling = a.cluster.router._polling
+        async with aiohttp.ClientSession() as other:
+            waiting = asyncio.ensure_future(other.get(f"{b.url}janus/{sid}?apisecret={SECRET}"))
+            await until(lambda: len(polling) == 1)
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
+        # A wrong secret for A's session is refused by B, the node it reached, before anything is relayed.
+        session = device.agent.sessions[-1]
+        relayed = b.cluster.router.relayed if b.cluster is not None else -1
+        wrong = {"janus": "keepalive", "transaction": "t", "apisecret": "wrong"}
+        async with http.post(f"{b.url}janus/{session}", data=json.dumps(wrong)) as resp:
+            reply = await resp.json(content_type=None)
+        assert reply["janus"] == "error" and reply["error"]["code"] == 403
+        assert b.cluster is not None and b.cluster.router.relayed == relayed
+    finally:
+        await device.stop()
+        capturing.cancel()
+        await asyncio.gather(capturing, return_exceptions=True)
+        await pubsub.aclose()
+        await client.aclose()
+    assert len(seen) > 10 and any('"op":"handle"' in m for m in seen) and any('"op":"poll"' in m for m in seen)
+    assert not [m for m in seen if SECRET in m]

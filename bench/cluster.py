@@ -43,8 +43,6 @@ sys.path.insert(0, str(ROOT))
 
 from bench.memory import Source, encode_clip, pace  # noqa: E402
 from bench.storm import (  # noqa: E402
-    ADMIN_SECRET,
-    SECRET,
     SERVE_ON_LOOPBACK,
     STREAMING,
     Api,
@@ -52,6 +50,7 @@ from bench.storm import (  # noqa: E402
     Target,
     agent_create_body,
     keep_polling,
+    loopback_config,
     only_loopback,
 )
 
@@ -119,18 +118,7 @@ def thousand_devices_kib(port: int) -> float:
 def write_config(folder: Path, port: int, rtp: tuple[int, int], redis_port: int | None, name: str = "") -> Path:
     path = folder / f"config-{name or 'single'}.yaml"
     config: JSON = {
-        "bind": "127.0.0.1",
-        "web_http_port": port,
-        "api_http": False,
-        "api_https": False,
-        "api_wss": False,
-        "rtp_port_range": f"{rtp[0]}-{rtp[1]}",
-        "api_secret": SECRET,
-        "admin_secret": ADMIN_SECRET,
-        "credentials_dir": str(folder / "cred"),
-        "data_dir": str(folder / "data"),
-        "is_certbot_enabled": False,
-        "use_ipv6": False,
+        **loopback_config(folder, port, rtp),
         "log_level": "warning",
         "limit_sessions_per_address": 100000,
         "limit_polls_per_address": 100000,

@@ -336,30 +336,30 @@ SERVE_ON_LOOPBACK = (
 )
 
 
+def loopback_config(folder: Path, port: int, rtp: tuple[int, int]) -> dict[str, Any]:
+    """A bench server's config.yaml keys: loopback only, the bench's secrets, files under `folder`."""
+    return {
+        "bind": "127.0.0.1",
+        "web_http_port": port,
+        "api_http": False,
+        "api_https": False,
+        "api_wss": False,
+        "rtp_port_range": f"{rtp[0]}-{rtp[1]}",
+        "api_secret": SECRET,
+        "admin_secret": ADMIN_SECRET,
+        "credentials_dir": str(folder / "cred"),
+        "data_dir": str(folder / "data"),
+        "is_certbot_enabled": False,
+        "use_ipv6": False,
+    }
+
+
 def start_apuppet(
     folder: Path, env: dict[str, str] | None = None, preamble: str = "", config: dict[str, Any] | None = None
 ) -> Target:
     """`apuppet serve` on loopback; `env` adds environment variables, `preamble` is Python run before it."""
     port = free_port()
-    (folder / "config.yaml").write_text(
-        json.dumps(
-            {
-                "bind": "127.0.0.1",
-                "web_http_port": port,
-                "api_http": False,
-                "api_https": False,
-                "api_wss": False,
-                "rtp_port_range": f"{APUPPET_RTP[0]}-{APUPPET_RTP[1]}",
-                "api_secret": SECRET,
-                "admin_secret": ADMIN_SECRET,
-                "credentials_dir": str(folder / "cred"),
-                "data_dir": str(folder / "data"),
-                "is_certbot_enabled": False,
-                "use_ipv6": False,
-                **(config or {}),
-            }
-        )
-    )
+    (folder / "config.yaml").write_text(json.dumps({**loopback_config(folder, port, APUPPET_RTP), **(config or {})}))
     log = folder / "apuppet.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -6,14 +6,12 @@ and the page says an operator ended it. In tests/web/ for the browser fixture (s
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 from playwright.sync_api import Browser, Page
 
-from ..cluster.conftest import RedisProcess, start_redis
+from ..cluster.conftest import RedisProcess, running_redis
 from ..media.test_ice import free_range
 from .conftest import DemoProcess, open_page
 from .screen import WHERE, login, wait_playing
@@ -23,19 +21,8 @@ pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="ne
 
 @pytest.fixture
 def redis_process() -> Iterator[RedisProcess]:
-    server = start_redis()
-    client = redis.Redis(port=server.port)
-    try:
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+    with running_redis() as server:
         yield server
-    finally:
-        client.close()
-        server.stop()
 
 
 @pytest.fixture

@@ -5,9 +5,10 @@ Outgoing messages go through one queue and one writer, so that what this node se
 then the reply of the request that caused it) arrives in the order it was sent.
 
 Every message is signed (HMAC-SHA256 with a key derived from the API secret, which every node of a cluster shares
-already since its clients use it on any node) and stamped with the time: a message without a valid signature,
-or older than `MAX_AGE`, is dropped and counted. Whoever can write to Redis can still disturb the cluster
-(ownership keys, floods), but cannot make a node act on a forged call, event or trusted guest.
+already since its clients use it on any node), stamped with the time and given a random id: a message without a
+valid signature, older than `MAX_AGE`, or whose id this node has seen (`replay.py`), is dropped and counted.
+Whoever can write to Redis can still disturb the cluster (ownership keys, floods), but cannot make a node act on a
+forged call, event or trusted guest, nor twice on one it captured.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -38,6 +40,7 @@ from .directory import (
     node_key,
     own_key,
 )
+from .replay import ReplayGuard, Verdict, fresh
 
 log = logging.getLogger(__name__)
 
@@ -63,31 +66,46 @@ def redacted(url: str) -> str:
 
 
 def bus_key(api_secret: str) -> bytes:
-    """The bus' signing key, derived from the API secret (never the secret itself, which never leaves a node)."""
-    return hmac.new(api_secret.encode("utf-8", "surrogatepass"), b"apuppet cluster bus v1", hashlib.sha256).digest()
+    """The bus' signing key, derived from the API secret (never the secret itself, which never leaves a node).
+    v2: messages carry an id; a node of an older version fails the signature rather than being misread."""
+    return hmac.new(api_secret.encode("utf-8", "surrogatepass"), b"apuppet cluster bus v2", hashlib.sha256).digest()
+
+
+class Sealed(NamedTuple):
+    stamp: float
+    nonce: str
+    message: JSON
 
 
 def sign(key: bytes, message: JSON, now: float | None = None) -> str:
-    """`<hmac hex> <time> <json>`: the signature covers the time and the message."""
-    body = f"{time.time() if now is None else now:.3f} {json.dumps(message, separators=(',', ':'))}"
+    """`<hmac hex> <time> <id> <json>`: the signature covers the time, the id (single use) and the message."""
+    stamp = time.time() if now is None else now
+    body = f"{stamp:.3f} {secrets.token_urlsafe(12)} {json.dumps(message, separators=(',', ':'))}"
     return hmac.new(key, body.encode(), hashlib.sha256).hexdigest() + " " + body
 
 
-def verify(key: bytes, wire: str, now: float | None = None) -> JSON | None:
-    """The message of a signed text, or None: unsigned, badly signed, too old or not a JSON object."""
+def unseal(key: bytes, wire: str) -> Sealed | None:
+    """Stamp, id and message of a text signed with `key`, or None: unsigned, badly signed, or not a JSON object.
+    Whether it is fresh is the caller's question."""
     mac, _, body = wire.partition(" ")
     expected = hmac.new(key, body.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(mac.encode("utf-8", "surrogatepass"), expected.encode()):
         return None
-    stamp, _, payload = body.partition(" ")
+    stamp, nonce, payload = (body.split(" ", 2) + ["", ""])[:3]
     try:
-        age = (time.time() if now is None else now) - float(stamp)
-        message = json.loads(payload)
+        sealed = Sealed(float(stamp), nonce, json.loads(payload))
     except (ValueError, RecursionError):
         return None
-    if not -MAX_AGE <= age <= MAX_AGE or not isinstance(message, dict):
+    return sealed if nonce and isinstance(sealed.message, dict) else None
+
+
+def verify(key: bytes, wire: str, now: float | None = None) -> JSON | None:
+    """The message of a signed text within `MAX_AGE`, or None. Stateless, so blind to replays: a receiver checks
+    the id against its `ReplayGuard` (`RedisBus._deliver`)."""
+    sealed = unseal(key, wire)
+    if sealed is None or not fresh(sealed.stamp, time.time() if now is None else now, MAX_AGE):
         return None
-    return message
+    return sealed.message
 
 
 class RedisBus:
@@ -99,9 +117,12 @@ class RedisBus:
         self.name = name
         self.on_message = on_message
         self.key = key
-        #: Messages dropped for a missing or wrong signature (or too old); batches lost after their retry.
+        #: Messages dropped: a missing or wrong signature, too old, or seen before (`replayed`, also counted
+        #: here); batches lost after their retry.
         self.rejected = 0
+        self.replayed = 0
         self.lost_batches = 0
+        self.seen = ReplayGuard(MAX_AGE)
         self._rejects_logged = LogLimiter(lines=1)
         self.client: aioredis.Redis = aioredis.from_url(
             url, decode_responses=True, socket_timeout=COMMAND_TIMEOUT, socket_connect_timeout=COMMAND_TIMEOUT
@@ -197,7 +218,7 @@ class RedisBus:
 
     async def _publish_batch(self, batch: list[tuple[str, str, asyncio.Future[int] | None]]) -> list[Any]:
         """One pipeline, tried again once after a failure (a connection that broke since its last use); a
-        message may then arrive twice, which is harmless: replies and events of a call that is done are ignored."""
+        message may then arrive twice, and the receiver drops the second copy as seen (same signed id)."""
         for attempt in (1, 2):
             pipe = self.client.pipeline(transaction=False)
             for target, payload, _ in batch:
@@ -211,17 +232,33 @@ class RedisBus:
         raise AssertionError("unreachable")
 
     def _deliver(self, data: Any) -> None:
-        message = verify(self.key, data) if isinstance(data, str) else None
-        if message is None:
+        sealed = unseal(self.key, data) if isinstance(data, str) else None
+        forgotten = self.seen.forgotten
+        verdict = self.seen.admit(sealed.nonce, sealed.stamp, time.time()) if sealed is not None else None
+        if self.seen.forgotten > forgotten:
+            text = "cluster: over %d messages within %.0f s: the replay window is shortened, older messages refused"
+            self._warn("window", text, self.seen.cap, self.seen.window)
+        if sealed is None or verdict is not Verdict.FRESH:
             self.rejected += 1
-            suppressed = self._rejects_logged.allow("rejected")
-            if suppressed is not None:
-                log.warning("cluster: a message without a valid signature was dropped (wrong API secret on a node?)")
+            if verdict is Verdict.REPLAYED:
+                self.replayed += 1
+                self._warn("replayed", "cluster: a message seen already was dropped (replayed from Redis?)")
+            elif verdict is Verdict.STALE:
+                self._warn("stale", "cluster: a message too old was dropped (nodes' clocks apart? use NTP)")
+            else:
+                why = "wrong API secret, or an older version, on a node?"
+                self._warn("unsigned", "cluster: a message without a valid signature was dropped (%s)", why)
             return
         try:
-            self.on_message(message)
+            self.on_message(sealed.message)
         except Exception as exc:  # the subscription outlives any message
             log.warning("cluster: a message failed: %s", type(exc).__name__)
+
+    def _warn(self, kind: str, text: str, *args: object) -> None:
+        """One line a minute per kind: a flood of bad messages must not fill the log."""
+        suppressed = self._rejects_logged.allow(kind)
+        if suppressed is not None:
+            log.warning(text + (f" ({suppressed} more)" if suppressed else ""), *args)
 
     async def _listen(self) -> None:
         """Deliver this node's messages; resubscribe after Redis comes back."""

@@ -1,0 +1,146 @@
+"""Single use of signed bus messages: the receiver's memory of ids (`ReplayGuard`, sans-I/O) and, between two
+real nodes on a real redis-server, a captured call published again is dropped and counted, not executed twice."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from apuppet.cluster.bus import MAX_AGE, bus_key, sign, unseal
+from apuppet.cluster.directory import channel
+from apuppet.cluster.replay import ReplayGuard, Verdict
+from apuppet.server import Server
+
+from .conftest import SECRET, RedisProcess
+
+FRESH, STALE, REPLAYED = Verdict.FRESH, Verdict.STALE, Verdict.REPLAYED
+
+
+def test_an_id_is_admitted_once() -> None:
+    guard = ReplayGuard(60.0)
+    assert guard.admit("a", 1000.0, 1000.5) is FRESH
+    assert guard.admit("a", 1000.0, 1001.0) is REPLAYED
+    assert guard.admit("a", 1000.0, 1059.0) is REPLAYED  # the whole window long
+    assert guard.admit("b", 1000.0, 1001.0) is FRESH
+    assert len(guard) == 2
+
+
+def test_ids_are_forgotten_when_the_window_refuses_their_messages_anyway() -> None:
+    guard = ReplayGuard(60.0)
+    for i in range(100):
+        assert guard.admit(f"id-{i}", 1000.0 + i / 2, 1050.0) is FRESH
+    assert len(guard) == 100
+    guard.admit("later", 1100.0, 1100.0)  # ids stamped before 1040 are gone
+    assert len(guard) == 21
+    assert guard.admit("id-5", 1002.5, 1100.0) is STALE  # and their messages are refused as too old
+    assert guard.admit("id-90", 1045.0, 1100.0) is REPLAYED
+    assert guard.forgotten == 0 and guard.floor == -math.inf
+
+
+def test_stamps_outside_the_window_either_way_are_stale() -> None:
+    guard = ReplayGuard(60.0)
+    for stamp in (939.0, 1061.0, math.nan, math.inf, -math.inf):
+        assert guard.admit("x", stamp, 1000.0) is STALE
+    assert len(guard) == 0
+    assert guard.admit("x", 940.0, 1000.0) is FRESH  # a clock a minute behind is still heard
+    assert guard.admit("y", 1060.0, 1000.0) is FRESH  # and one ahead
+
+
+def test_at_the_cap_the_oldest_id_goes_and_the_window_shortens_with_it() -> None:
+    guard = ReplayGuard(60.0, cap=3)
+    for i, stamp in enumerate((1000.0, 1002.0, 1001.0)):  # stamps from several senders arrive out of order
+        assert guard.admit(f"id-{i}", stamp, 1003.0) is FRESH
+    assert guard.admit("id-3", 1003.0, 1003.0) is FRESH  # no refusal of fresh messages: the oldest goes
+    assert len(guard) == 3 and guard.forgotten == 1 and guard.floor == 1000.0
+    # The forgotten id cannot come back: its stamp is at or below the floor.
+    assert guard.admit("id-0", 1000.0, 1004.0) is STALE
+    assert guard.admit("new", 1000.0, 1004.0) is STALE  # nor anything as old, however new its id
+    # A new message older than all remembered is the one refused, and nothing is forgotten for it.
+    assert guard.admit("older", 1000.5, 1004.0) is STALE
+    assert len(guard) == 3 and guard.forgotten == 1 and guard.floor == 1000.5
+    assert {guard.admit(i, s, 1004.0) for i, s in (("id-1", 1002.0), ("id-2", 1001.0), ("id-3", 1003.0))} == {REPLAYED}
+
+
+def test_a_forgotten_id_stays_refused_when_the_clock_steps_back() -> None:
+    """Evicting the oldest stamp first already refuses a forgotten id while the memory is full, and the window
+    refuses it once the memory has room again; the floor is what still refuses it after this host's wall clock
+    stepped back (NTP) and brought its stamp into the window again."""
+    guard = ReplayGuard(60.0, cap=3)
+    for nonce, stamp in (("a", 1000.0), ("b", 1001.0), ("c", 1040.0)):
+        assert guard.admit(nonce, stamp, 1040.0) is FRESH
+    assert guard.admit("d", 1050.0, 1050.0) is FRESH  # "a" forgotten
+    assert guard.admit("c", 1040.0, 1061.5) is REPLAYED  # and "b" expired: room again
+    assert len(guard) == 2
+    assert guard.admit("a", 1000.0, 1030.0) is STALE  # the clock back by 31.5 s
+
+
+def test_a_flood_of_valid_ids_stays_bounded_and_no_id_is_ever_admitted_twice() -> None:
+    guard = ReplayGuard(MAX_AGE, cap=500)
+    now, stamps = 5000.0, []
+    for i in range(20_000):  # 2 000 messages a second for 10 s: 40 times the cap within the window
+        now += 0.0005
+        stamps.append(round(now, 3))
+        assert guard.admit(f"m{i}", stamps[-1], now) is FRESH
+        assert len(guard) <= 500
+    # Each one, published again now, is refused: the recent as seen, the forgotten as too old.
+    verdicts = [guard.admit(f"m{i}", stamps[i], now) for i in range(0, 20_000, 7)]
+    assert FRESH not in verdicts
+    assert verdicts[-1] is REPLAYED and verdicts[0] is STALE
+    assert now - guard.floor < 0.3  # the window left: cap / rate = 0.25 s
+    with pytest.raises(ValueError):
+        ReplayGuard(0.0)
+    with pytest.raises(ValueError):
+        ReplayGuard(60.0, cap=0)
+
+
+def test_each_signed_message_has_its_own_id_under_the_signature() -> None:
+    key = bus_key("secret-1")
+    first, second = sign(key, {"type": "end", "sid": 1}), sign(key, {"type": "end", "sid": 1})
+    opened, again = unseal(key, first), unseal(key, second)
+    assert opened is not None and again is not None
+    assert opened.message == again.message == {"type": "end", "sid": 1}
+    assert opened.nonce != again.nonce and len(opened.nonce) >= 16
+    # A replay cannot pass for new by taking another id: the id is signed.
+    mac, stamp, nonce, payload = first.split(" ", 3)
+    assert unseal(key, f"{mac} {stamp} {again.nonce} {payload}") is None
+    assert unseal(bus_key("secret-2"), first) is None
+
+
+async def test_a_captured_call_published_again_is_dropped_and_counted(
+    nodes: list[Server], redis_server: RedisProcess
+) -> None:
+    a, b = nodes
+    assert a.cluster is not None and b.cluster is not None
+    calls: list[dict[str, Any]] = []
+
+    async def count(call: dict[str, Any]) -> dict[str, Any]:
+        calls.append(call)
+        return {"n": len(calls)}
+
+    b.cluster.router.services["test.count"] = count
+    spy = aioredis.from_url(redis_server.url, decode_responses=True)
+    pubsub = spy.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(channel("node-b"))  # whoever can read Redis sees node B's messages
+        assert await a.cluster.router.ask("node-b", "test.count", {}) == {"n": 1}
+        captured = None
+        async with asyncio.timeout(10):
+            while captured is None:
+                message = await pubsub.get_message(timeout=1.0)
+                opened = unseal(bus_key(SECRET), message["data"]) if message is not None else None
+                if opened is not None and opened.message.get("op") == "test.count":
+                    captured = message["data"]
+        rejected = b.cluster.router.metrics()["cluster_messages_rejected_total"]
+        assert await spy.publish(channel("node-b"), captured) == 2  # node B and the spy got it again
+        # B handles its channel in order: once the next call is answered, the replay was dealt with.
+        assert await a.cluster.router.ask("node-b", "test.count", {}) == {"n": 2}
+        assert len(calls) == 2
+        assert b.cluster.router.metrics()["cluster_messages_rejected_total"] == rejected + 1
+        assert b.cluster.bus.replayed == 1
+    finally:
+        await pubsub.aclose()
+        await spy.aclose()

@@ -37,8 +37,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ensure_secrets(*loaded)
     base = loaded[1]
     setup_logging(args.log_level or config.log_level)
-    if avstandin.active():
-        log.info("PyAV not loaded (record_sessions is off): aiortc runs on its stand-in")
+    if avstandin.installed():
+        log.info("PyAV not loaded (record_sessions is off): aiortc will run on its stand-in")
     workers = args.workers or config.workers
     try:
         if args.worker:

@@ -105,11 +105,7 @@ UNDO = {
     # PyAV imported before `apuppet serve` chooses: aiortc then runs on PyAV instead of its stand-in.
     "pyav": "import av\n",
     # A DTLS certificate and OpenSSL context per peer connection, as aiortc makes them.
-    # (the stand-in first, as `apuppet serve` would choose it: importing media.peer imports aiortc)
-    "certificate": (
-        "from apuppet.media import avstandin\navstandin.install()\n"
-        "from apuppet.media import peer\npeer.Peers.certificate = lambda self: None\n"
-    ),
+    "certificate": "from apuppet.media import peers\npeers.Peers.certificate = lambda self: None\n",
     # A copy of every packet sent in each viewer's NACK history.
     "history": """
 import apuppet.media.relay as relay

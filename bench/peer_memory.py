@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from apuppet.media.datachannel import DataChannelLink  # noqa: E402
 from apuppet.media.ingest import RtpIngest  # noqa: E402
-from apuppet.media.peer import Peers  # noqa: E402
+from apuppet.media.peers import Peers  # noqa: E402
 from apuppet.media.settings import MediaSettings  # noqa: E402
 from apuppet.media.viewer import Viewer  # noqa: E402
 

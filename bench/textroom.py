@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from apuppet.api.gateway import Gateway  # noqa: E402
 from apuppet.config import Config  # noqa: E402
-from apuppet.media.peer import Peers  # noqa: E402
+from apuppet.media.peers import Peers  # noqa: E402
 from apuppet.plugins.textroom import TextRoomPlugin  # noqa: E402
 from apuppet.server.app import media_settings  # noqa: E402
 from tests.inproc import InProcClient  # noqa: E402

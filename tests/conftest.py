@@ -5,6 +5,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from . import served
+
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -26,3 +28,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[list[served.Served]]:
+    """`apuppet serve` processes a test starts (`tests/served.py`), stopped after it."""
+    made: list[served.Served] = []
+    yield made
+    await served.stop(made)

@@ -54,7 +54,7 @@ MAY_IMPORT: dict[str, set[str]] = {
 MUST_NOT_IMPORT: dict[str, set[str]] = {
     "api": {"aiohttp", "aiortc", "aioice"},
     "media": {"aiohttp"},
-    # The plugins reach WebRTC only through media/ (`datachannel.DataChannelLink`, `viewer.Viewer`, `peer.Peers`).
+    # The plugins reach WebRTC only through media/ (`datachannel.DataChannelLink`, `viewer.Viewer`, `peers.Peers`).
     "plugins": {"aiohttp", "aiortc", "aioice"},
     "cluster": {"aiohttp", "aiortc", "aioice"},
 }

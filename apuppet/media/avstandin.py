@@ -8,11 +8,12 @@ tracks never yield a frame (so aiortc never makes an encoder), their sendonly tr
 
 `install()` puts a package `av` into `sys.modules` that has those names and nothing behind them: creating one of
 its classes or using one raises `PyAVNotLoaded`, and any other name is missing, both with a message saying why.
-It then imports aiortc (every module but `contrib`, which the server does not use). If that fails because aiortc
-asks for a name the stand-in lacks (a later aiortc), the stand-in and the aiortc modules bound to it are taken out
-again and PyAV is loaded as usual: more memory, nothing broken. `tests/media/test_avstandin.py` checks that the
-stand-in has every name this aiortc imports, and that a real watch and a real data channel work in a server
-running with it.
+aiortc itself is imported later, with the rest of the WebRTC stack, when the server needs its first peer
+connection (`peers.import_stack` calls `import_aiortc()`): every module but `contrib`, which the server does not
+use. If that fails because aiortc asks for a name the stand-in lacks (a later aiortc), the stand-in and the aiortc
+modules bound to it are taken out again and PyAV is loaded as usual: more memory, nothing broken.
+`tests/media/test_avstandin.py` checks that the stand-in has every name this aiortc imports, and that a real watch
+and a real data channel work in a server running with it.
 
 Only the composition root calls it, before anything imports aiortc, and only for `serve` without
 `record_sessions` (a recording is muxed by PyAV in the server). The agent, `demo` and the tests keep real PyAV.
@@ -39,6 +40,7 @@ NAMES: dict[str, tuple[str, ...]] = {
     "av.video.frame": ("PictureType", "VideoFrame"),
 }
 
+_installed = False
 _active = False
 
 
@@ -116,26 +118,42 @@ def _forget(prefixes: tuple[str, ...]) -> None:
 
 
 def install() -> bool:
-    """Put the stand-in in place of PyAV and import aiortc with it; False (and PyAV untouched) when aiortc or
-    PyAV is already imported, or when this aiortc needs more of PyAV than the stand-in has."""
-    global _active
-    if _active:
+    """Put the stand-in in place of PyAV, for aiortc to be imported with it later (`import_aiortc`); False (and
+    PyAV untouched) when aiortc or PyAV is already imported."""
+    global _installed
+    if _installed:
         return True
     if "av" in sys.modules or "aiortc" in sys.modules:
         return False
     sys.modules.update(standin_modules())
-    try:
-        for name in _aiortc_modules():
-            importlib.import_module(name)
-    except ImportError as exc:
-        # Only aiortc's modules and the stand-in's are forgotten: nothing else imports either while this runs.
-        _forget(("aiortc", "av"))
-        log.warning("PyAV stand-in not used (%s): loading PyAV", exc)
-        return False
-    _active = True
+    _installed = True
     return True
 
 
+def import_aiortc() -> None:
+    """Import aiortc: on the stand-in if it is installed and suffices, else (or without it) on PyAV."""
+    global _installed, _active
+    if _installed and not _active and "aiortc" not in sys.modules:
+        try:
+            for name in _aiortc_modules():
+                importlib.import_module(name)
+        except ImportError as exc:
+            if not (exc.name or "").startswith("av"):
+                raise  # aiortc or what it needs is broken: PyAV would not mend it
+            # Only aiortc's modules and the stand-in's are forgotten: nothing else imports either while this runs.
+            _forget(("aiortc", "av"))
+            _installed = False
+            log.warning("PyAV stand-in not used (%s): loading PyAV", exc)
+        else:
+            _active = True
+    importlib.import_module("aiortc")
+
+
+def installed() -> bool:
+    """Whether the stand-in is in place of PyAV (aiortc may not be imported yet)."""
+    return _installed
+
+
 def active() -> bool:
-    """Whether this process runs aiortc on the stand-in."""
+    """Whether this process runs aiortc on the stand-in (False until aiortc is imported)."""
     return _active

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
-
-from aiortc import RTCDataChannel
+from typing import TYPE_CHECKING, Any
 
 from .contain import CLOSE_TIMEOUT, contained
-from .peer import Peers
+from .peers import Peers
+
+if TYPE_CHECKING:
+    from aiortc import RTCDataChannel
 
 SERVER_LABEL = "JanusDataChannel"
 #: Messages waiting for the server channel to open, and bytes queued in SCTP. Past them messages are dropped.
@@ -54,7 +55,7 @@ class DataChannelLink:
         address: str = "",
         name: str = "datachannel",
     ) -> None:
-        # Counted against the client's caps (`peer.PeerBudget`); raises `TooManyPeerConnections`. `name` (e.g.
+        # Counted against the client's caps (`peers.PeerBudget`); raises `TooManyPeerConnections`. `name` (e.g.
         # "handle 3f2a") prefixes the peer connection's log lines.
         self.pc = peers.create(session, address, name)
         # Fixed places, never per link: `contain` rate-limits and counts per place.

@@ -16,12 +16,11 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
-
-from .ice import bind_udp
 from .latch import DEFAULT_GRACE
 from .relay import RelayViewer, StreamRelay
+from .rtp import pack_pli
 from .settings import MediaSettings
+from .udp import bind_udp
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +176,7 @@ class RtpIngest:
         if self.relay.source is None or now - self._last_pli < PLI_INTERVAL:
             return
         self._last_pli = now
-        pli = bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=SERVER_SSRC, media_ssrc=source_ssrc))
+        pli = pack_pli(SERVER_SSRC, source_ssrc)
         try:
             self.sock.sendto(pli, self.relay.source)
         except OSError:

@@ -1,16 +1,15 @@
-"""One place where the server's RTCPeerConnections are made, for both plugins (`Peers.create`).
+"""The server's RTCPeerConnection (`ServerPeerConnection`), made for both plugins by `peers.Peers.create` only.
 
 Every server candidate uses a UDP port inside `rtp_port_range` (`ice.PortRangeConnection`), ICE servers are
 exactly those of the settings (none by default: aiortc would otherwise wait on Google's STUN server), and
 with NAT mapping the description sent to clients also carries the public IP (`ServerPeerConnection.jsep`).
 Callers must not build RTCPeerConnections themselves. A client's candidates (answer SDP and trickle, in
 whichever order they come) go through `ServerPeerConnection.accept_answer` and `trickle`, which check each one
-(`add_remote_candidate`).
+(`add_remote_candidate`). Each connection holds a `peers.PeerLease` and gives it back when it is closed, whatever
+closed it.
 
-Each peer connection holds UDP ports of `rtp_port_range` (one per host candidate), a shared and small resource:
-a client that could open peer connections at will would leave none for real viewers. So every connection
-made for a client counts against its Janus session and its address (`PeerBudget`, `max_peers_per_session`,
-`max_peers_per_address`), and the count is given back when the connection is closed, whatever closed it.
+This module is the WebRTC stack's door: importing it imports aiortc, aioice, pyOpenSSL and pylibsrtp, which
+`peers.Peers` does only when the first connection is needed.
 
 The DTLS certificate is the server's, not each connection's (`ServerCertificate`, as Janus has one per process):
 aiortc would make a key pair, a certificate and an OpenSSL context per connection, ~30 KB each kept for the
@@ -23,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections import Counter
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCPeerConnection, RTCSessionDescription
@@ -31,8 +29,8 @@ from aiortc.rtcdtlstransport import RTCCertificate, SRTPProtectionProfile
 from aiortc.sdp import candidate_from_sdp
 from OpenSSL import SSL
 
-from ..netaddr import client_key
 from .ice import RemoteCandidates, add_nat_candidates, confine, loopback_only
+from .peers import PeerLease
 from .settings import MediaSettings
 
 log = logging.getLogger(__name__)
@@ -78,90 +76,6 @@ def shares_certificates() -> bool:
     shared = isinstance(certificates, list) and all(isinstance(c, RTCCertificate) for c in certificates)
     shared = shared and callable(getattr(RTCCertificate, "_create_ssl_context", None))
     return shared
-
-
-class TooManyPeerConnections(Exception):
-    """A client reached its peer connection cap; the message is meant for the client."""
-
-
-class PeerBudget:
-    """How many peer connections each Janus session and each client address holds (sans-I/O counters)."""
-
-    def __init__(self, per_session: int, per_address: int) -> None:
-        self.per_session = per_session
-        self.per_address = per_address
-        self.sessions: Counter[Any] = Counter()
-        self.addresses: Counter[str] = Counter()
-
-    def acquire(self, session: Any, address: str) -> PeerLease:
-        """Count one more connection; `TooManyPeerConnections` when a cap is reached (0: no cap)."""
-        key = client_key(address) if address else ""
-        if self.per_session and self.sessions[session] >= self.per_session:
-            raise TooManyPeerConnections(f"Too many peer connections ({self.per_session} per session)")
-        if key and self.per_address and self.addresses[key] >= self.per_address:
-            raise TooManyPeerConnections(f"Too many peer connections ({self.per_address} per address)")
-        self.sessions[session] += 1
-        if key:
-            self.addresses[key] += 1
-        return PeerLease(self, session, key)
-
-    def _give_back(self, session: Any, key: str) -> None:
-        for counter, name in ((self.sessions, session), (self.addresses, key)):
-            if name in counter:
-                counter[name] -= 1
-                if counter[name] <= 0:
-                    del counter[name]
-
-
-class PeerLease:
-    """One counted connection; `release()` may be called any number of times, it gives back once."""
-
-    def __init__(self, budget: PeerBudget, session: Any, key: str) -> None:
-        self._budget: PeerBudget | None = budget
-        self._session = session
-        self._key = key
-
-    def release(self) -> None:
-        budget, self._budget = self._budget, None
-        if budget is not None:
-            budget._give_back(self._session, self._key)
-
-
-class Peers:
-    """Makes the server's peer connections from one `MediaSettings`, all counted against one `PeerBudget`.
-
-    One per server, handed to both plugins by the composition root: a client's textroom and streaming
-    connections count together."""
-
-    def __init__(self, settings: MediaSettings) -> None:
-        self.settings = settings
-        self.budget = PeerBudget(settings.max_peers_per_session, settings.max_peers_per_address)
-        self._certificate: ServerCertificate | None = None
-        self._shares_certificates = shares_certificates()
-        if not self._shares_certificates:
-            log.warning("this aiortc keeps certificates elsewhere: each peer connection makes its own")
-
-    def certificate(self) -> ServerCertificate | None:
-        """The certificate new connections use (a new one after `CERTIFICATE_LIFETIME`); None if it cannot be
-        shared with this aiortc."""
-        if not self._shares_certificates:
-            return None
-        current = self._certificate
-        if current is None or time.monotonic() - current.created >= CERTIFICATE_LIFETIME:
-            current = self._certificate = ServerCertificate.generateCertificate()
-        return current
-
-    def create(self, session: Any = None, address: str = "", name: str = "peer") -> ServerPeerConnection:
-        """A server peer connection; with `session` (a Janus session id) it counts against that session's and
-        `address`'s caps and raises `TooManyPeerConnections` past them. `name` prefixes its log lines."""
-        lease = None if session is None else self.budget.acquire(session, address)
-        try:
-            return ServerPeerConnection(self.settings, lease, name, self.certificate())
-        except BaseException:
-            # No connection, so nothing would ever give the count back.
-            if lease is not None:
-                lease.release()
-            raise
 
 
 def rtc_configuration(settings: MediaSettings) -> RTCConfiguration:

@@ -118,6 +118,20 @@ def pack_header(payload_type: int, marker: bool, sequence_number: int, timestamp
     )
 
 
+#: RTCP payload-specific feedback (RFC 4585 §6.1), and its picture loss indication format (§6.3.1).
+RTCP_PSFB = 206
+PSFB_PLI = 1
+_RTCP_FEEDBACK = struct.Struct("!BBHII")
+
+
+def pack_pli(sender_ssrc: int, media_ssrc: int) -> bytes:
+    """An RTCP picture loss indication: the 12 bytes that ask the source of `media_ssrc` for a keyframe."""
+    # Length in 32-bit words minus one: the two SSRCs after the first word, no feedback control information.
+    return _RTCP_FEEDBACK.pack(
+        RTP_VERSION << 6 | PSFB_PLI, RTCP_PSFB, 2, sender_ssrc & 0xFFFFFFFF, media_ssrc & 0xFFFFFFFF
+    )
+
+
 def seq_diff(a: int, b: int) -> int:
     """`a - b` for 16-bit sequence numbers, in [-32768, 32767] (RFC 3550 serial arithmetic)."""
     return ((a - b + 0x8000) & 0xFFFF) - 0x8000

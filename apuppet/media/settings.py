@@ -48,7 +48,7 @@ class MediaSettings:
     public_ip: str = ""
     #: The server's own ICE servers; empty means none, so no public STUN server is ever waited for.
     ice_servers: tuple[IceServer, ...] = ()
-    #: Peer connections per Janus session and per client address (0: no cap); see `peer.PeerBudget`.
+    #: Peer connections per Janus session and per client address (0: no cap); see `peers.PeerBudget`.
     max_peers_per_session: int = 4
     max_peers_per_address: int = 16
     #: Seconds the RTP latch waits for the mountpoint's creator before taking another source (`latch.py`).

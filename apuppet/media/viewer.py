@@ -34,7 +34,7 @@ from aiortc.sdp import SessionDescription
 
 from .contain import contained, report_failure
 from .ingest import RtpIngest
-from .peer import Peers
+from .peers import Peers
 from .relay import RelayViewer
 
 log = logging.getLogger(__name__)

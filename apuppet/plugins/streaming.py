@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api.idtag import tag
 from ..api.plugin import JSON, Plugin, PluginResult
@@ -25,9 +25,8 @@ from ..api.session import Handle
 from ..config import Config
 from ..media.contain import CLOSE_TIMEOUT, contained, report_failure, spawn_owned
 from ..media.ingest import RtpIngest
-from ..media.peer import Peers, TooManyPeerConnections
+from ..media.peers import Peers, TooManyPeerConnections, WebRtcUnavailable
 from ..media.recording import Recordings
-from ..media.viewer import Viewer, check_aiortc
 from .mountpoints import (
     Mountpoint,
     Mountpoints,
@@ -36,6 +35,9 @@ from .mountpoints import (
     error,
     mountpoint_key,
 )
+
+if TYPE_CHECKING:
+    from ..media.viewer import Viewer
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,6 @@ class StreamingPlugin(Plugin):
 
     def __init__(self, config: Config, peers: Peers) -> None:
         super().__init__(config)
-        check_aiortc()
         self.peers = peers
         port_range = peers.settings.port_range
         self.mountpoints = Mountpoints(config.admin_secret, owner_gone=self.owner_gone, port_range=port_range)
@@ -82,6 +83,7 @@ class StreamingPlugin(Plugin):
     # -- plugin hooks ----------------------------------------------------------------------------------------
     def attach(self, handle: Handle) -> None:
         self.handles[handle.id] = handle
+        self.peers.warm()  # a `watch` may follow: import the WebRTC stack meanwhile
 
     def message(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> PluginResult | None:
         request = body.get("request")
@@ -261,6 +263,12 @@ class StreamingPlugin(Plugin):
             self._drain_reports()
 
     async def _watch(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> None:
+        try:
+            await self.peers.ready()
+        except WebRtcUnavailable as exc:
+            raise RequestError(StreamingError.UNKNOWN_ERROR, str(exc)) from None
+        from ..media.viewer import Viewer  # loaded by ready(): the stack is imported once a peer is needed
+
         mountpoint = self.mountpoints.watchable(body, handle.session.remote, handle.session.trusted)
         key = mountpoint_key(mountpoint.id)
         previous = self._unwatch(handle.id, "watching another")

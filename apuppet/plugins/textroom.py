@@ -20,7 +20,7 @@ from ..api.session import Handle
 from ..config import Config
 from ..media.contain import CLOSE_TIMEOUT, report_failure, spawn_owned
 from ..media.datachannel import DataChannelLink, NoOfferPending
-from ..media.peer import Peers, TooManyPeerConnections
+from ..media.peers import Peers, TooManyPeerConnections, WebRtcUnavailable
 from .rooms import Outcome, Peer, Rooms, TextRoomError, error, room_key
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ class TextRoomPlugin(Plugin):
         self.dropped = 0
 
     # -- Janus API -------------------------------------------------------------------------------------------
+    def attach(self, handle: Handle) -> None:
+        self.peers.warm()  # `setup` follows: import the WebRTC stack meanwhile
+
     def message(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> PluginResult | None:
         request = body.get("request")
         if request == "setup":
@@ -142,6 +145,13 @@ class TextRoomPlugin(Plugin):
 
     # -- negotiation -----------------------------------------------------------------------------------------
     async def _setup(self, handle: Handle, transaction: str) -> None:
+        try:
+            await self.peers.ready()
+        except WebRtcUnavailable as exc:
+            self._event_error(
+                handle, TextRoomError.UNKNOWN_ERROR, f"Could not set up the PeerConnection: {exc}", transaction
+            )
+            return
         if handle in self.links:
             self._event_error(handle, TextRoomError.ALREADY_SETUP, "PeerConnection already set up", transaction)
             return

@@ -26,7 +26,7 @@ from ..api.plugin import Plugin
 from ..api.throttle import Throttle
 from ..config import Config, resolve
 from ..listeners import listeners
-from ..media.peer import Peers
+from ..media.peers import Peers
 from ..media.settings import IceServer, MediaSettings
 from ..netaddr import client_key
 from ..ops.audit import Audit, AuditStore

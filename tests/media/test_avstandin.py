@@ -6,10 +6,8 @@ channel without FFmpeg's libraries mapped. With `record_sessions` it loads PyAV 
 from __future__ import annotations
 
 import ast
-import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 
@@ -21,8 +19,7 @@ from apuppet.media import avstandin
 
 from ..agent.conftest import SECRET, start_agent
 from ..agent.viewer import Viewer, near
-from ..ports import free_port
-from .test_ice import free_range
+from ..served import Served, serve
 
 COUNTER_BG = (250, 240, 225)
 
@@ -90,8 +87,10 @@ import sys
 from apuppet.media import avstandin
 {patch}
 installed = avstandin.install()
+waiting = "aiortc" not in sys.modules  # installing imports nothing: aiortc comes with the first peer connection
+avstandin.import_aiortc()
 import aiortc, av
-print(installed, avstandin.active(), hasattr(av, "__file__"), "aiortc.rtcpeerconnection" in sys.modules)
+print(installed, waiting, avstandin.active(), hasattr(av, "__file__"), "aiortc.rtcpeerconnection" in sys.modules)
 """
 
 
@@ -103,73 +102,20 @@ def probe(patch: str = "") -> list[str]:
 
 
 def test_install_runs_aiortc_on_the_stand_in() -> None:
-    assert probe() == ["True", "True", "False", "True"]
+    assert probe() == ["True", "True", "True", "False", "True"]
 
 
 def test_an_aiortc_that_needs_more_than_the_stand_in_gets_pyav() -> None:
     """As a later aiortc importing a name the stand-in lacks would: PyAV is loaded and aiortc works as usual."""
     patch = 'avstandin.NAMES["av"] = tuple(n for n in avstandin.NAMES["av"] if n != "AudioResampler")'
-    assert probe(patch) == ["False", "False", "True", "True"]
-
-
-# -- a real server process ---------------------------------------------------------------------------------------
-class Served:
-    def __init__(self, process: asyncio.subprocess.Process, url: str, log: list[str]) -> None:
-        self.process = process
-        self.url = url
-        self.log = log
-
-    def maps_pyav(self) -> bool:
-        return "libavcodec" in Path(f"/proc/{self.process.pid}/maps").read_text()
-
-
-async def serve(tmp_path: Path, record: bool) -> Served:
-    low, high = free_range(20)
-    port = free_port()
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(
-        f'bind: "127.0.0.1"\nweb_http_port: {port}\napi_http: false\nrtp_port_range: "{low}-{high}"\n'
-        f'api_secret: "{SECRET}"\nadmin_secret: "adm-{SECRET}"\nis_certbot_enabled: false\nuse_ipv6: false\n'
-        f"record_sessions: {'true' if record else 'false'}\n"
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "apuppet", "serve", "--config", str(cfg), stderr=asyncio.subprocess.PIPE
-    )
-    assert process.stderr is not None
-    log: list[str] = []
-    try:
-        async with asyncio.timeout(60):
-            while not any(" ready: " in line for line in log):
-                line = (await process.stderr.readline()).decode()
-                assert line, "".join(log)
-                log.append(line)
-    except BaseException:
-        process.kill()
-        await process.wait()
-        raise
-    return Served(process, f"http://127.0.0.1:{port}/", log)
-
-
-@pytest.fixture
-async def servers() -> AsyncIterator[list[Served]]:
-    made: list[Served] = []
-    yield made
-    for served in made:
-        if served.process.returncode is None:
-            served.process.terminate()
-            try:
-                async with asyncio.timeout(20):
-                    await served.process.communicate()
-            except TimeoutError:
-                served.process.kill()
-                await served.process.wait()
+    assert probe(patch) == ["True", "True", "False", "True", "True"]
 
 
 @pytest.mark.timeout(180)
 async def test_serve_without_recording_streams_and_carries_taps_on_the_stand_in(
     tmp_path: Path, servers: list[Served]
 ) -> None:
-    served = await serve(tmp_path, record=False)
+    served = await serve(tmp_path, {"record_sessions": False})
     servers.append(served)
     assert any("PyAV not loaded" in line for line in served.log), "".join(served.log)
     agent = await start_agent(served.url)
@@ -189,7 +135,7 @@ async def test_serve_without_recording_streams_and_carries_taps_on_the_stand_in(
 
 @pytest.mark.timeout(120)
 async def test_serve_with_recording_loads_pyav(tmp_path: Path, servers: list[Served]) -> None:
-    served = await serve(tmp_path, record=True)
+    served = await serve(tmp_path, {"record_sessions": True})
     servers.append(served)
     assert served.maps_pyav()
     assert not any("PyAV not loaded" in line for line in served.log)

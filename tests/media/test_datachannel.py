@@ -14,7 +14,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 
 from apuppet.media import contain
 from apuppet.media.datachannel import SERVER_LABEL, DataChannelLink, NoOfferPending
-from apuppet.media.peer import Peers, TooManyPeerConnections
+from apuppet.media.peers import Peers, TooManyPeerConnections
 from apuppet.media.settings import MediaSettings
 
 from .test_ice import free_range

@@ -8,7 +8,8 @@ import pytest
 from aioice import Connection, stun
 from aioice.ice import get_host_addresses
 
-from apuppet.media.ice import PortRangeConnection, add_nat_candidates, bind_udp
+from apuppet.media.ice import PortRangeConnection, add_nat_candidates
+from apuppet.media.udp import bind_udp
 
 
 def free_range(size: int) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from apuppet.api.gateway import Gateway
 from apuppet.config import Config
 from apuppet.media.ingest import RtpIngest
 from apuppet.media.latch import SourceLatch, h264_payload_ok, latchable
-from apuppet.media.peer import Peers
+from apuppet.media.peers import Peers
 from apuppet.media.relay import StreamRelay
 from apuppet.media.rtp import RtpPacket, pack_header
 from apuppet.netaddr import client_key

@@ -7,7 +7,8 @@ import socket
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from apuppet.media.peer import Peers, ServerPeerConnection
+from apuppet.media.peer import ServerPeerConnection
+from apuppet.media.peers import Peers
 from apuppet.media.settings import MediaSettings
 
 from .test_ice import free_range, needs_ipv6

@@ -14,7 +14,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from apuppet.api.gateway import Gateway
 from apuppet.config import Config
-from apuppet.media.peer import PeerBudget, TooManyPeerConnections
+from apuppet.media.peers import PeerBudget, TooManyPeerConnections
 from apuppet.plugins.textroom import TextRoomPlugin
 from apuppet.server.app import load_plugins
 from tests.inproc import InProcClient, plugin_data

@@ -14,7 +14,8 @@ from aiortc.rtcdtlstransport import RTCCertificate
 from OpenSSL import SSL
 
 from apuppet.media import peer
-from apuppet.media.peer import Peers, ServerCertificate, ServerPeerConnection, shares_certificates
+from apuppet.media.peer import ServerCertificate, ServerPeerConnection, shares_certificates
+from apuppet.media.peers import Peers
 from apuppet.media.settings import MediaSettings
 
 from .test_ice import free_range

@@ -13,7 +13,8 @@ from aioice import stun
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
 
 from apuppet.media.ice import MAX_REMOTE_CANDIDATES, candidate_refusal, loopback_only
-from apuppet.media.peer import Peers, add_remote_candidate
+from apuppet.media.peer import add_remote_candidate
+from apuppet.media.peers import Peers
 from apuppet.media.settings import MediaSettings
 
 from .test_ice import free_range

@@ -2,7 +2,7 @@ import pytest
 from aiortc import rtp as aiortc_rtp
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 
-from apuppet.media.rtp import RtpPacket, is_rtcp, pack_header, seq_diff, ts_diff
+from apuppet.media.rtp import RtpPacket, is_rtcp, pack_header, pack_pli, seq_diff, ts_diff
 
 from .make_fixtures import FIXTURES, read_records
 
@@ -129,3 +129,15 @@ def test_rtcp_from_a_webrtc_peer_is_recognised_and_refused_as_rtp():
         assert is_rtcp(data) and aiortc_rtp.is_rtcp(data)
         with pytest.raises(ValueError):
             RtpPacket.parse(data)
+
+
+@pytest.mark.parametrize("sender,media", [(1, 2), (0xFFFFFFFF, 0x12345678)])
+def test_a_picture_loss_indication_is_the_packet_aiortc_makes_and_parses(sender: int, media: int) -> None:
+    """The ingest asks devices for keyframes without aiortc (it is loaded with the first peer connection only)."""
+    pli = pack_pli(sender, media)
+    reference = aiortc_rtp.RtcpPsfbPacket(fmt=aiortc_rtp.RTCP_PSFB_PLI, ssrc=sender, media_ssrc=media)
+    assert pli == bytes(reference)
+    assert is_rtcp(pli)
+    (parsed,) = aiortc_rtp.RtcpPacket.parse(pli)
+    assert isinstance(parsed, aiortc_rtp.RtcpPsfbPacket)
+    assert (parsed.fmt, parsed.ssrc, parsed.media_ssrc) == (aiortc_rtp.RTCP_PSFB_PLI, sender, media)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apuppet.media.ingest import RtpIngest
-from apuppet.media.peer import PeerBudget, Peers
+from apuppet.media.peers import PeerBudget, Peers
 from apuppet.media.settings import MediaSettings
 from apuppet.media.viewer import Viewer
 

@@ -13,7 +13,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rate import RateBucket, RemoteBitrateEstimator
 
 from apuppet.media.ingest import RtpIngest
-from apuppet.media.peer import Peers
+from apuppet.media.peers import Peers
 from apuppet.media.settings import MediaSettings
 from apuppet.media.viewer import Viewer
 from tests.inproc import InProcClient

@@ -17,7 +17,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from apuppet.api.gateway import Gateway
 from apuppet.config import Config
-from apuppet.media.peer import Peers
+from apuppet.media.peers import Peers
 from apuppet.media.rtp import is_rtcp, pack_header
 from apuppet.plugins.streaming import StreamingPlugin
 from apuppet.server.app import media_settings

@@ -15,7 +15,7 @@ from apuppet.api.gateway import Gateway
 from apuppet.config import Config
 from apuppet.media import contain
 from apuppet.media.ice import ice_connections
-from apuppet.media.peer import Peers
+from apuppet.media.peers import Peers
 from apuppet.media.viewer import Viewer
 from apuppet.plugins.streaming import StreamingPlugin
 from apuppet.server.app import media_settings

@@ -23,7 +23,7 @@ from apuppet.api.gateway import Gateway
 from apuppet.config import Config
 from apuppet.media import datachannel
 from apuppet.media.datachannel import SERVER_LABEL
-from apuppet.media.peer import Peers
+from apuppet.media.peers import Peers
 from apuppet.ops.audit import Audit, AuditStore
 from apuppet.plugins.textroom import TextRoomPlugin
 from apuppet.server.app import media_settings

@@ -15,7 +15,7 @@ import pytest
 from apuppet.api.gateway import Gateway
 from apuppet.config import Config
 from apuppet.media.datachannel import SERVER_LABEL
-from apuppet.media.peer import Peers
+from apuppet.media.peers import Peers
 from apuppet.plugins.textroom import TextRoomPlugin
 from apuppet.server.app import media_settings
 from tests.inproc import InProcClient, plugin_data

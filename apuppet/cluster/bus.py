@@ -5,10 +5,13 @@ Outgoing messages go through one queue and one writer, so that what this node se
 then the reply of the request that caused it) arrives in the order it was sent.
 
 Every message is signed (HMAC-SHA256 with a key derived from the API secret, which every node of a cluster shares
-already since its clients use it on any node), stamped with the time and given a random id: a message without a
-valid signature, older than `MAX_AGE`, or whose id this node has seen (`replay.py`), is dropped and counted.
-Whoever can write to Redis can still disturb the cluster (ownership keys, floods), but cannot make a node act on a
-forged call, event or trusted guest, nor twice on one it captured.
+already since its clients use it on any node), stamped with the time, given a random id and addressed to the
+channel it is published on: a message without a valid signature, signed for another node's channel, older than
+`MAX_AGE`, or whose id this node has seen (`replay.py`), is dropped and counted. Whoever can write to Redis can still
+disturb the cluster (ownership keys, floods), but cannot make a node act on a forged call, event or trusted guest,
+nor twice on one it captured, nor at all on one captured on its way to another node (each node remembers only the
+ids it received: without the address, a `contest` for node B published on node C's channel would make C drop what
+it holds).
 """
 
 from __future__ import annotations
@@ -67,45 +70,54 @@ def redacted(url: str) -> str:
 
 def bus_key(api_secret: str) -> bytes:
     """The bus' signing key, derived from the API secret (never the secret itself, which never leaves a node).
-    v2: messages carry an id; a node of an older version fails the signature rather than being misread."""
-    return hmac.new(api_secret.encode("utf-8", "surrogatepass"), b"apuppet cluster bus v2", hashlib.sha256).digest()
+    v3: messages carry their channel (v2: an id); a node of an older version fails the signature rather than being
+    misread."""
+    return hmac.new(api_secret.encode("utf-8", "surrogatepass"), b"apuppet cluster bus v3", hashlib.sha256).digest()
 
 
 class Sealed(NamedTuple):
     stamp: float
     nonce: str
+    #: The channel the sender published it on: the only one it is valid on.
+    target: str
     message: JSON
 
 
-def sign(key: bytes, message: JSON, now: float | None = None) -> str:
-    """`<hmac hex> <time> <id> <json>`: the signature covers the time, the id (single use) and the message."""
+def sign(key: bytes, message: JSON, target: str, now: float | None = None) -> str:
+    """`<hmac hex> <time> <id> [<channel>,<json>]` for publishing on `target`: the signature covers the time, the
+    id (single use), the channel (one receiver) and the message. Channel and message go in one JSON array so that a
+    node name may hold any character."""
     stamp = time.time() if now is None else now
-    body = f"{stamp:.3f} {secrets.token_urlsafe(12)} {json.dumps(message, separators=(',', ':'))}"
+    sealed = json.dumps([target, message], separators=(",", ":"))
+    body = f"{stamp:.3f} {secrets.token_urlsafe(12)} {sealed}"
     return hmac.new(key, body.encode(), hashlib.sha256).hexdigest() + " " + body
 
 
 def unseal(key: bytes, wire: str) -> Sealed | None:
-    """Stamp, id and message of a text signed with `key`, or None: unsigned, badly signed, or not a JSON object.
-    Whether it is fresh is the caller's question."""
+    """Stamp, id, channel and message of a text signed with `key`, or None: unsigned, badly signed, or not a
+    channel and a JSON object. Whether it is fresh, and for this receiver, is the caller's question."""
     mac, _, body = wire.partition(" ")
     expected = hmac.new(key, body.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(mac.encode("utf-8", "surrogatepass"), expected.encode()):
         return None
     stamp, nonce, payload = (body.split(" ", 2) + ["", ""])[:3]
     try:
-        sealed = Sealed(float(stamp), nonce, json.loads(payload))
+        when, sealed = float(stamp), json.loads(payload)
     except (ValueError, RecursionError):
         return None
-    return sealed if nonce and isinstance(sealed.message, dict) else None
-
-
-def verify(key: bytes, wire: str, now: float | None = None) -> JSON | None:
-    """The message of a signed text within `MAX_AGE`, or None. Stateless, so blind to replays: a receiver checks
-    the id against its `ReplayGuard` (`RedisBus._deliver`)."""
-    sealed = unseal(key, wire)
-    if sealed is None or not fresh(sealed.stamp, time.time() if now is None else now, MAX_AGE):
+    if not nonce or not isinstance(sealed, list) or len(sealed) != 2:
         return None
-    return sealed.message
+    target, message = sealed
+    return Sealed(when, nonce, target, message) if isinstance(target, str) and isinstance(message, dict) else None
+
+
+def verify(key: bytes, wire: str, target: str, now: float | None = None) -> JSON | None:
+    """The message of a text signed for channel `target`, within `MAX_AGE`, or None. Stateless, so blind to
+    replays: a receiver checks the id against its `ReplayGuard` (`RedisBus._deliver`)."""
+    sealed = unseal(key, wire)
+    if sealed is None or sealed.target != target:
+        return None
+    return sealed.message if fresh(sealed.stamp, time.time() if now is None else now, MAX_AGE) else None
 
 
 class RedisBus:
@@ -117,9 +129,12 @@ class RedisBus:
         self.name = name
         self.on_message = on_message
         self.key = key
-        #: Messages dropped: a missing or wrong signature, too old, or seen before (`replayed`, also counted
-        #: here); batches lost after their retry.
+        #: The channel this node listens on: messages signed for another are refused.
+        self.inbox = channel(name)
+        #: Messages dropped: a missing or wrong signature, signed for another channel (`misdirected`, also counted
+        #: here), too old, or seen before (`replayed`, also counted here); batches lost after their retry.
         self.rejected = 0
+        self.misdirected = 0
         self.replayed = 0
         self.lost_batches = 0
         self.seen = ReplayGuard(MAX_AGE)
@@ -190,12 +205,14 @@ class RedisBus:
     # -- messages -------------------------------------------------------------------------------------------
     def send(self, node: str, message: JSON) -> None:
         """Queue a message for another node; not waited for (events, replies, drops)."""
-        self._outbox.put_nowait((channel(node), sign(self.key, message), None))
+        target = channel(node)
+        self._outbox.put_nowait((target, sign(self.key, message, target), None))
 
     async def publish(self, node: str, message: JSON) -> int:
         """Send a message and return how many subscribers got it: 0 means the node is not there."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._outbox.put_nowait((channel(node), sign(self.key, message), future))
+        target = channel(node)
+        self._outbox.put_nowait((target, sign(self.key, message, target), future))
         return await future
 
     async def _write(self) -> None:
@@ -233,6 +250,14 @@ class RedisBus:
 
     def _deliver(self, data: Any) -> None:
         sealed = unseal(self.key, data) if isinstance(data, str) else None
+        if sealed is not None and sealed.target != self.inbox:
+            # Before the id memory: what was meant for another node takes no room in this one's.
+            self.rejected += 1
+            self.misdirected += 1
+            self._warn(
+                "misdirected", "cluster: a message signed for another node was dropped (republished from Redis?)"
+            )
+            return
         forgotten = self.seen.forgotten
         verdict = self.seen.admit(sealed.nonce, sealed.stamp, time.time()) if sealed is not None else None
         if self.seen.forgotten > forgotten:
@@ -265,7 +290,7 @@ class RedisBus:
         while not self._closing:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(channel(self.name))
+                await pubsub.subscribe(self.inbox)
                 self.subscribed.set()
                 # The flag as well as the cancellation: redis-py can swallow a cancellation that lands in its
                 # read (redis/redis-py#2028, #2551), and the loop must end all the same (a node hung at stop).

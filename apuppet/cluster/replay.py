@@ -3,7 +3,9 @@
 A signature proves that a node of the cluster wrote a message, not that it is new: whoever reads Redis' pub/sub can
 publish a message again while it is fresh (an "end session" or a relayed request done twice). So each message
 carries a random id under its signature, and a receiver remembers the ids it accepted until their messages would
-be refused as too old anyway; an id seen before is refused.
+be refused as too old anyway; an id seen before is refused. The memory is each receiver's own, so a message also
+names its destination channel under the signature and is refused on any other before it gets here (`bus.py`):
+otherwise a message captured on its way to one node would be new to every other.
 
 The memory is capped (`CAP`). At the cap the id with the oldest stamp is forgotten and the window shortened to
 match: from then on a message stamped no later than a forgotten id is refused as too old (`floor`). The other
@@ -12,8 +14,8 @@ gone wild) silence all messages to this node for up to a whole window: every cal
 shortening would reopen replays. Shortening keeps what matters: no replay is ever accepted whatever the load, and
 fresh messages keep flowing; only messages older than CAP / rate seconds are lost, and at 5 000 messages a second
 that is still 10 s, the time a caller waits for a reply (`router.CALL_TIMEOUT`). Without the key the memory cannot
-be filled beyond the cluster's own traffic: an id is remembered only after its signature checked out, and a
-captured message counts once (on each node it is published to).
+be filled beyond the cluster's own traffic: an id is remembered only after its signature and its destination
+checked out, so a captured message counts once, on the node it was sent to.
 """
 
 from __future__ import annotations

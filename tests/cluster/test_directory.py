@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apuppet.cluster.bus import MAX_AGE, bus_key, sign, verify
-from apuppet.cluster.directory import Directory
+from apuppet.cluster.directory import Directory, channel
 from apuppet.cluster.workers import MIN_PORTS_PER_WORKER, parse_worker, port_slices, worker_config
 from apuppet.config import Config
 
@@ -58,17 +58,17 @@ def test_guest_entries_whose_session_went_are_stale() -> None:
 
 
 def test_bus_messages_are_signed_and_anything_else_is_refused() -> None:
-    key, other = bus_key("secret-1"), bus_key("secret-2")
-    wire = sign(key, {"type": "event", "sid": 1})
-    assert verify(key, wire) == {"type": "event", "sid": 1}
-    assert verify(other, wire) is None  # another cluster's (or a forger's) key
-    assert verify(key, '{"type": "event", "sid": 1}') is None  # unsigned
+    key, other, to = bus_key("secret-1"), bus_key("secret-2"), channel("b")
+    wire = sign(key, {"type": "event", "sid": 1}, to)
+    assert verify(key, wire, to) == {"type": "event", "sid": 1}
+    assert verify(other, wire, to) is None  # another cluster's (or a forger's) key
+    assert verify(key, '{"type": "event", "sid": 1}', to) is None  # unsigned
     mac, stamp, body = wire.split(" ", 2)
-    assert verify(key, f"{mac} {stamp} {body.replace('1', '2')}") is None  # altered
-    old = sign(key, {"type": "event"}, now=1000.0)
-    assert verify(key, old, now=1000.0 + MAX_AGE + 1) is None  # replayed later
-    assert verify(key, old, now=1000.0 + MAX_AGE - 1) == {"type": "event"}
-    assert verify(key, sign(key, {"x": 1}).replace(" ", "  ", 1)) is None
+    assert verify(key, f"{mac} {stamp} {body.replace('1', '2')}", to) is None  # altered
+    old = sign(key, {"type": "event"}, to, now=1000.0)
+    assert verify(key, old, to, now=1000.0 + MAX_AGE + 1) is None  # replayed later
+    assert verify(key, old, to, now=1000.0 + MAX_AGE - 1) == {"type": "event"}
+    assert verify(key, sign(key, {"x": 1}, to).replace(" ", "  ", 1), to) is None
     assert "secret-1" not in wire
 
 

@@ -1,5 +1,6 @@
-"""Single use of signed bus messages: the receiver's memory of ids (`ReplayGuard`, sans-I/O) and, between two
-real nodes on a real redis-server, a captured call published again is dropped and counted, not executed twice."""
+"""Single use of signed bus messages: the receiver's memory of ids (`ReplayGuard`, sans-I/O), the destination
+channel under the signature, and, between real nodes on a real redis-server, a captured call published again, on its
+own channel or another node's, is dropped and counted, not executed again."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from apuppet.cluster.bus import MAX_AGE, bus_key, sign, unseal
+from apuppet.cluster.bus import MAX_AGE, bus_key, sign, unseal, verify
 from apuppet.cluster.directory import channel
 from apuppet.cluster.replay import ReplayGuard, Verdict
 from apuppet.server import Server
 
-from .conftest import SECRET, RedisProcess
+from .conftest import SECRET, RedisProcess, node_config
 
 FRESH, STALE, REPLAYED = Verdict.FRESH, Verdict.STALE, Verdict.REPLAYED
 
@@ -98,8 +99,8 @@ def test_a_flood_of_valid_ids_stays_bounded_and_no_id_is_ever_admitted_twice() -
 
 
 def test_each_signed_message_has_its_own_id_under_the_signature() -> None:
-    key = bus_key("secret-1")
-    first, second = sign(key, {"type": "end", "sid": 1}), sign(key, {"type": "end", "sid": 1})
+    key, to = bus_key("secret-1"), channel("node-b")
+    first, second = sign(key, {"type": "end", "sid": 1}, to), sign(key, {"type": "end", "sid": 1}, to)
     opened, again = unseal(key, first), unseal(key, second)
     assert opened is not None and again is not None
     assert opened.message == again.message == {"type": "end", "sid": 1}
@@ -110,18 +111,43 @@ def test_each_signed_message_has_its_own_id_under_the_signature() -> None:
     assert unseal(bus_key("secret-2"), first) is None
 
 
-async def test_a_captured_call_published_again_is_dropped_and_counted(
-    nodes: list[Server], redis_server: RedisProcess
-) -> None:
-    a, b = nodes
-    assert a.cluster is not None and b.cluster is not None
+def test_a_message_sealed_for_one_channel_is_refused_on_another() -> None:
+    key, to, other = bus_key("secret-1"), channel("node-b"), channel("node-c")
+    wire = sign(key, {"type": "contest", "kind": "room", "key": "1234"}, to)
+    assert verify(key, wire, to) == {"type": "contest", "kind": "room", "key": "1234"}
+    assert verify(key, wire, other) is None
+    assert verify(key, wire, channel("node-b ")) is None  # a name is compared whole
+    opened = unseal(key, wire)
+    assert opened is not None and opened.target == to
+    # Nor can the address be changed: it is signed.
+    assert unseal(key, wire.replace(to, other)) is None
+    # Any character may be in a node's name: the channel is a JSON string, not a field between spaces.
+    odd = channel('a "b" [c], d')
+    wire = sign(key, {"type": "event"}, odd)
+    assert verify(key, wire, odd) == {"type": "event"} and verify(key, wire, channel("a")) is None
+
+
+def counter(server: Server) -> list[dict[str, Any]]:
+    """The calls of service `test.count` on `server`, which answers with their number."""
+    assert server.cluster is not None
     calls: list[dict[str, Any]] = []
 
     async def count(call: dict[str, Any]) -> dict[str, Any]:
         calls.append(call)
         return {"n": len(calls)}
 
-    b.cluster.router.services["test.count"] = count
+    server.cluster.router.services["test.count"] = count
+    return calls
+
+
+async def test_a_captured_call_published_again_is_dropped_and_counted(
+    nodes: list[Server], redis_server: RedisProcess, rtp_slices: list[tuple[int, int]]
+) -> None:
+    a, b = nodes
+    c = Server(node_config(redis_server.url, rtp_slices[2], "node-c"))
+    await c.start()
+    assert a.cluster is not None and b.cluster is not None and c.cluster is not None
+    calls, on_a, on_c = counter(b), counter(a), counter(c)
     spy = aioredis.from_url(redis_server.url, decode_responses=True)
     pubsub = spy.pubsub(ignore_subscribe_messages=True)
     try:
@@ -141,6 +167,17 @@ async def test_a_captured_call_published_again_is_dropped_and_counted(
         assert len(calls) == 2
         assert b.cluster.router.metrics()["cluster_messages_rejected_total"] == rejected + 1
         assert b.cluster.bus.replayed == 1
+        # Another node has not seen its id, and the sender itself never received it: the address refuses it.
+        for node, elsewhere, other in ((c, on_c, a), (a, on_a, b)):
+            assert node.cluster is not None and other.cluster is not None
+            rejected = node.cluster.router.metrics()["cluster_messages_rejected_total"]
+            assert await spy.publish(channel(node.cluster.name), captured) == 1
+            assert await other.cluster.router.ask(node.cluster.name, "test.count", {}) == {"n": 1}
+            assert len(elsewhere) == 1 and elsewhere[0]["from"] == other.cluster.name  # the republished did not run
+            assert node.cluster.router.metrics()["cluster_messages_rejected_total"] == rejected + 1
+            assert node.cluster.bus.misdirected == 1 and node.cluster.bus.replayed == 0
+        assert len(calls) == 2
     finally:
         await pubsub.aclose()
         await spy.aclose()
+        await c.stop()

@@ -70,10 +70,15 @@ async def test_a_message_that_fails_leaves_the_subscription_up(nodes: list[Serve
             {"type": "cancel", "id": "never-started"},
         )
         for body in failing:
-            await client.publish(channel("node-a"), sign(key, body))
-        for raw in ("[1]", "{", sign(key, {"type": "test.note"})[1:], json.dumps({"type": "test.note"})):
+            await client.publish(channel("node-a"), sign(key, body, channel("node-a")))
+        for raw in (
+            "[1]",
+            "{",
+            sign(key, {"type": "test.note"}, channel("node-a"))[1:],
+            json.dumps({"type": "test.note"}),
+        ):
             await client.publish(channel("node-a"), raw)  # unsigned, badly signed: dropped and counted
-        await client.publish(channel("node-a"), sign(key, {"type": "test.note"}))
+        await client.publish(channel("node-a"), sign(key, {"type": "test.note"}, channel("node-a")))
         await until(lambda: len(got) == 2)
         assert a.cluster.router.metrics()["cluster_messages_rejected_total"] == 4
         assert not a.cluster.router._cancelled  # a cancel for no running poll is not kept
@@ -85,7 +90,7 @@ async def test_a_message_that_fails_leaves_the_subscription_up(nodes: list[Serve
         await until(lambda: a.cluster is not None and a.cluster.bus._listener is not listener)
         async with asyncio.timeout(10):
             while len(got) < 3:  # published until the new subscription takes it
-                await client.publish(channel("node-a"), sign(key, {"type": "test.note"}))
+                await client.publish(channel("node-a"), sign(key, {"type": "test.note"}, channel("node-a")))
                 await asyncio.sleep(0.1)
     finally:
         await client.aclose()

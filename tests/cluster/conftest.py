@@ -1,5 +1,5 @@
 """Fixtures for the cluster tests: Debian's redis-server on a free loopback port, and apuppet nodes sharing it,
-each with its own web port and its own slice of UDP ports."""
+each with its own web port and its own slice of UDP ports, in this process or as `apuppet serve` children."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis
@@ -21,8 +22,8 @@ from apuppet.server import Server
 from ..agent.conftest import SECRET
 from ..media.test_ice import free_range
 from ..ports import free_port
+from .nodeproc import ADMIN, ChildNode, serve, wait_http, write_config
 
-ADMIN = "adm-" + SECRET
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs Debian's redis-server")
@@ -116,16 +117,48 @@ def rtp_slices() -> Iterator[list[tuple[int, int]]]:
     yield [(low + 30 * i, low + 30 * i + 29) for i in range(3)]
 
 
+class Cluster:
+    """The nodes a test starts on its Redis, in the order it needs them: each takes the next RTP slice, and each is
+    stopped after the test, the last started first."""
+
+    def __init__(
+        self, redis_url: str, slices: list[tuple[int, int]], folder: Path, stack: contextlib.AsyncExitStack
+    ) -> None:
+        self.redis_url = redis_url
+        self._slices = iter(slices)
+        self._folder = folder
+        self._stack = stack
+
+    async def node(self, name: str, **extra: object) -> Server:
+        """A node in this process (the test reaches into its gateway, plugins and directory); `extra`: settings."""
+        server = Server(node_config(self.redis_url, next(self._slices), name, **extra))
+        await server.start()
+        self._stack.push_async_callback(server.stop)
+        return server
+
+    async def child(self, name: str, workers: int = 0) -> ChildNode:
+        """A node in a child process, answering HTTP: one a test can SIGKILL. `workers`: `serve --workers N`
+        (nodes `name-1` … `name-N` on one port), given N slices of ports."""
+        rtp = [next(self._slices) for _ in range(max(workers, 1))]
+        folder = self._folder / name
+        folder.mkdir()
+        port = free_port()
+        config = write_config(folder, self.redis_url, port, (rtp[0][0], rtp[-1][1]), node_name=name)
+        node = ChildNode(config, port, await serve(config, *(("--workers", str(workers)) if workers else ())))
+        self._stack.push_async_callback(node.close)
+        await wait_http(port)
+        return node
+
+
 @pytest.fixture
-async def nodes(redis_server: RedisProcess, rtp_slices: list[tuple[int, int]]) -> AsyncIterator[list[Server]]:
+async def cluster(
+    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]], tmp_path: Path
+) -> AsyncIterator[Cluster]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield Cluster(redis_server.url, rtp_slices, tmp_path, stack)
+
+
+@pytest.fixture
+async def nodes(cluster: Cluster) -> list[Server]:
     """Nodes A and B on one Redis."""
-    servers = [Server(node_config(redis_server.url, rtp_slices[i], f"node-{'ab'[i]}")) for i in range(2)]
-    started: list[Server] = []
-    try:
-        for server in servers:
-            await server.start()
-            started.append(server)
-        yield servers
-    finally:
-        for server in started:
-            await server.stop()
+    return [await cluster.node("node-a"), await cluster.node("node-b")]

@@ -1,5 +1,6 @@
 """apuppet nodes as child processes (`python -m apuppet serve`), for the tests that kill one with SIGKILL or run
-`--workers`."""
+`--workers`. conftest.py builds on this module (its `cluster` fixture starts these too), so this one takes
+nothing from conftest: the admin secret every node of these tests shares lives here."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import asyncio
 import os
 import signal
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yaml
 
-from .conftest import ADMIN, SECRET
+from ..agent.conftest import SECRET
+
+ADMIN = "adm-" + SECRET
 
 
 def write_config(folder: Path, redis_url: str, port: int, rtp: tuple[int, int], **extra: Any) -> Path:
@@ -80,3 +84,29 @@ async def stop_and_read(
         await process.wait()
     err = (await process.stderr.read()).decode(errors="replace") if process.stderr is not None else ""
     return (process.returncode if process.returncode is not None else -1), err
+
+
+@dataclass
+class ChildNode:
+    """A node in a child process on its own web port. `restart` starts it again from the same config (its name,
+    its port), as `--workers` does with a dead worker; the process it replaces must be gone by then."""
+
+    config: Path
+    port: int
+    process: asyncio.subprocess.Process
+    replaced: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    async def restart(self) -> None:
+        self.replaced.append(self.process)
+        self.process = await serve(self.config)
+        await wait_http(self.port)
+
+    async def close(self) -> None:
+        """After the test: what it left running is stopped (SIGTERM, then SIGKILL); what it killed is reaped."""
+        for process in self.replaced:
+            await stop(process, signal.SIGKILL)
+        await stop(self.process)

@@ -20,7 +20,7 @@ from ..agent.conftest import SECRET, start_agent
 from ..agent.viewer import Viewer, near
 from ..server.viewer import until
 from .balancer import Balancer
-from .conftest import ADMIN, RedisProcess, node_config
+from .conftest import ADMIN, Cluster, RedisProcess
 
 
 class WatchFirstViewer(Viewer):
@@ -250,18 +250,13 @@ async def test_events_popped_for_a_poll_whose_reply_cannot_be_sent_wait_for_the_
     assert kept["janus"] == "event" and kept["plugindata"]["data"]["error_code"] == 455
 
 
-async def test_a_vanished_viewer_on_another_node_leaves_nothing_on_the_device_node(
-    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]]
-) -> None:
+async def test_a_vanished_viewer_on_another_node_leaves_nothing_on_the_device_node(cluster: Cluster) -> None:
     """A browser tab closed without a word: its session on B times out, and its guest on A (the handles, the
     peers, the ports) goes with it, not later."""
-    a = Server(node_config(redis_server.url, rtp_slices[0], "node-a", session_timeout=3))
-    b = Server(node_config(redis_server.url, rtp_slices[1], "node-b", session_timeout=3))
-    await a.start()
-    await b.start()
-    device = None
+    a = await cluster.node("node-a", session_timeout=3)
+    b = await cluster.node("node-b", session_timeout=3)
+    device = await start_agent(a.url)
     try:
-        device = await start_agent(a.url)
         creds = device.agent.credentials
         streaming, textroom = a.plugins[0].metrics, a.plugins[1].metrics
         async with WatchFirstViewer(b.url, SECRET, creds.session, creds.password) as viewer:
@@ -276,10 +271,7 @@ async def test_a_vanished_viewer_on_another_node_leaves_nothing_on_the_device_no
             await until(lambda: textroom()["peer_connections"] == 1, timeout=10)  # the device's own
             assert not b.cluster.directory.bound and sid not in a.gateway.sessions
     finally:
-        if device is not None:
-            await device.stop()
-        await b.stop()
-        await a.stop()
+        await device.stop()
 
 
 async def test_the_api_secret_never_crosses_redis(

@@ -10,7 +10,6 @@ import contextlib
 import json
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,11 +22,10 @@ from apuppet.server.console import CLUSTER_REFRESH
 
 from ..agent.conftest import SECRET, start_agent
 from ..agent.viewer import Viewer
-from ..ports import free_port
 from ..server.test_console import Operator
 from ..server.viewer import TellingViewer, ViewerRoom, until
-from .conftest import ADMIN, RedisProcess, node_config, start_redis, wait_redis
-from .nodeproc import serve, stop, wait_http, write_config
+from .conftest import ADMIN, Cluster, RedisProcess, start_redis, wait_redis
+from .nodeproc import stop
 
 
 class WatchFirstTellingViewer(TellingViewer):
@@ -213,32 +211,23 @@ async def test_b_shows_and_ends_a_viewer_of_a_device_on_a(nodes: list[Server], h
     assert appeared < 10  # generous on a loaded machine; typically about a second
 
 
-async def test_a_killed_nodes_devices_leave_the_view(
-    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]], tmp_path: Path, http: aiohttp.ClientSession
-) -> None:
-    a = Server(node_config(redis_server.url, rtp_slices[0], "node-a"))
-    await a.start()
-    port = free_port()
-    b = await serve(write_config(tmp_path, redis_server.url, port, rtp_slices[1], node_name="node-b"))
-    device = None
+async def test_a_killed_nodes_devices_leave_the_view(cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    a = await cluster.node("node-a")
+    b = await cluster.child("node-b")
+    device = await start_agent(b.url)
     try:
-        await wait_http(port)
-        device = await start_agent(f"http://127.0.0.1:{port}/")
         at_a = Operator(http, a.url)
         await at_a.log_in(ADMIN)
         state = await until_state(at_a, lambda s: [d["node"] for d in s["devices"]] == ["node-b"])
         assert state["devices"][0]["id"] == device.agent.info["session"]
         # Through B as well: the login made at A holds in B's process.
-        assert (await as_operator(http, f"http://127.0.0.1:{port}/", at_a).call("GET", "/console/api/state"))[0] == 200
-        assert await stop(b, signal.SIGKILL) == -signal.SIGKILL
+        assert (await as_operator(http, b.url, at_a).call("GET", "/console/api/state"))[0] == 200
+        assert await stop(b.process, signal.SIGKILL) == -signal.SIGKILL
         killed = time.monotonic()
         state = await until_state(at_a, lambda s: s["devices"] == [])
         assert time.monotonic() - killed < 8
     finally:
-        if device is not None:
-            await device.stop()
-        await stop(b, signal.SIGKILL)
-        await a.stop()
+        await device.stop()
 
 
 async def until_state(operator: Operator, predicate: Any, timeout: float = 20.0) -> dict[str, Any]:
@@ -251,19 +240,12 @@ async def until_state(operator: Operator, predicate: Any, timeout: float = 20.0)
             await asyncio.sleep(0.1)
 
 
-async def test_the_console_through_the_port_workers_share(
-    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]], tmp_path: Path
-) -> None:
+async def test_the_console_through_the_port_workers_share(cluster: Cluster) -> None:
     """`serve --workers 2`: each request on a new connection may reach either worker; every one sees the login
     and the whole view, and the logout holds on both."""
-    port = free_port()
-    config = write_config(tmp_path, redis_server.url, port, (rtp_slices[0][0], rtp_slices[1][1]), node_name="w")
-    parent = await serve(config, "--workers", "2")
-    url = f"http://127.0.0.1:{port}/"
-    device = None
+    url = (await cluster.child("w", workers=2)).url
+    device = await start_agent(url)
     try:
-        await wait_http(port)
-        device = await start_agent(url)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
             operator = Operator(http, url)
             assert (await operator.log_in(ADMIN)).status == 200
@@ -278,23 +260,17 @@ async def test_the_console_through_the_port_workers_share(
             statuses = [(await operator.call("GET", "/console/api/state"))[0] for _ in range(12)]
             assert statuses == [401] * 12
     finally:
-        if device is not None:
-            await device.stop()
-        await stop(parent)
+        await device.stop()
 
 
-async def test_an_idle_limit_is_judged_where_the_viewers_input_arrives(
-    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]]
-) -> None:
+async def test_an_idle_limit_is_judged_where_the_viewers_input_arrives(cluster: Cluster) -> None:
     """`viewer_idle_minutes` on a viewer of B whose handles run on A: B's plugins never see its taps, A's do. It
     stays while it taps, and once idle A ends it, the page told why, and B's session goes with it."""
     limits = {"viewer_idle_minutes": 0.05}  # 3 s
-    a, b = (Server(node_config(redis_server.url, rtp_slices[i], f"node-{'ab'[i]}", **limits)) for i in range(2))
-    await a.start()
-    await b.start()
-    device = None
+    a = await cluster.node("node-a", **limits)
+    b = await cluster.node("node-b", **limits)
+    device = await start_agent(a.url)
     try:
-        device = await start_agent(a.url)
         info = device.agent.info
         async with WatchFirstTellingViewer(b.url, info["session"], info["password"], name="admin:v1") as viewer:
             await viewer.until(lambda frame: True, timeout=20)
@@ -309,10 +285,7 @@ async def test_an_idle_limit_is_judged_where_the_viewers_input_arrives(
             assert kicked[0]["reason"] == "idle" and "without input" in kicked[0]["message"]
             await until(lambda: session.destroyed, timeout=15)
     finally:
-        if device is not None:
-            await device.stop()
-        await b.stop()
-        await a.stop()
+        await device.stop()
 
 
 async def test_redis_lost_the_console_says_so_and_a_redis_restart_ends_the_logins(

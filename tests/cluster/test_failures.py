@@ -21,26 +21,20 @@ from apuppet.server import Server
 from ..agent.conftest import SECRET, start_agent
 from ..agent.viewer import near
 from ..ports import free_port
-from .conftest import ADMIN, RedisProcess, node_config, start_redis, wait_redis
-from .nodeproc import serve, stop, stop_and_read, wait_http, write_config
+from .conftest import ADMIN, Cluster, RedisProcess, node_config, start_redis, wait_redis
+from .nodeproc import serve, stop, stop_and_read, write_config
 from .test_cluster import RoundRobinViewer, WatchFirstViewer, janus_post
 
 
-async def test_a_killed_viewer_node_leaves_nothing_on_the_device_node(
-    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]], tmp_path: Path
-) -> None:
-    a = Server(node_config(redis_server.url, rtp_slices[0], "node-a"))
-    await a.start()
-    port = free_port()
-    b = await serve(write_config(tmp_path, redis_server.url, port, rtp_slices[1], node_name="node-b"))
-    device = None
+async def test_a_killed_viewer_node_leaves_nothing_on_the_device_node(cluster: Cluster) -> None:
+    a = await cluster.node("node-a")
+    b = await cluster.child("node-b")
+    device = await start_agent(a.url)
     try:
-        await wait_http(port)
-        device = await start_agent(a.url)
         creds = device.agent.credentials
         streaming, textroom = a.plugins[0].metrics, a.plugins[1].metrics
         assert textroom()["peer_connections"] == 1  # the device's own
-        viewer = WatchFirstViewer(f"http://127.0.0.1:{port}/", SECRET, creds.session, creds.password)
+        viewer = WatchFirstViewer(b.url, SECRET, creds.session, creds.password)
         async with viewer:
             await viewer.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
             assert a.cluster is not None and a.cluster.directory.guests
@@ -48,7 +42,7 @@ async def test_a_killed_viewer_node_leaves_nothing_on_the_device_node(
             # B dies without a word: A notices its node key expire and lets the guest go, peers and ports too.
             assert viewer.janus is not None and viewer.janus.session_id is not None
             b_session = viewer.janus.session_id
-            assert await stop(b, signal.SIGKILL) == -signal.SIGKILL
+            assert await stop(b.process, signal.SIGKILL) == -signal.SIGKILL
             killed = asyncio.get_running_loop().time()
             async with asyncio.timeout(15):
                 while a.cluster.directory.guests or streaming()["streaming_viewers"]:
@@ -65,10 +59,7 @@ async def test_a_killed_viewer_node_leaves_nothing_on_the_device_node(
                     await asyncio.sleep(0.1)
             assert device.agent.state in ("connected", "sharing")
     finally:
-        if device is not None:
-            await device.stop()
-        await stop(b, signal.SIGKILL)
-        await a.stop()
+        await device.stop()
 
 
 async def test_redis_unreachable_at_start_is_a_clear_error(rtp_slices: list[tuple[int, int]], tmp_path: Path) -> None:
@@ -134,15 +125,11 @@ async def test_redis_lost_mid_run_each_node_keeps_serving_what_it_holds(
         await device.stop()
 
 
-async def test_workers_share_the_web_port_and_a_dead_worker_comes_back(
-    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]], tmp_path: Path
-) -> None:
-    port = free_port()
-    config = write_config(tmp_path, redis_server.url, port, (rtp_slices[0][0], rtp_slices[1][1]), node_name="w")
-    parent = await serve(config, "--workers", "2")
-    client = aioredis.from_url(redis_server.url, decode_responses=True)
+async def test_workers_share_the_web_port_and_a_dead_worker_comes_back(cluster: Cluster) -> None:
+    parent = await cluster.child("w", workers=2)
+    port = parent.port
+    client = aioredis.from_url(cluster.redis_url, decode_responses=True)
     try:
-        await wait_http(port)
         async with asyncio.timeout(20):
             while await client.exists("apuppet:node:w-1", "apuppet:node:w-2") != 2:
                 await asyncio.sleep(0.1)
@@ -165,7 +152,7 @@ async def test_workers_share_the_web_port_and_a_dead_worker_comes_back(
                 if record.get("pid") not in (None, records[1]["pid"]):
                     break
                 await asyncio.sleep(0.2)
-        code, err = await stop_and_read(parent)
+        code, err = await stop_and_read(parent.process)
         assert code == 0
         # Only the worker killed here was restarted: the others started and stopped cleanly.
         assert err.count("exited with status") == 1, err[-2000:]
@@ -174,111 +161,77 @@ async def test_workers_share_the_web_port_and_a_dead_worker_comes_back(
             while await client.exists("apuppet:node:w-1", "apuppet:node:w-2"):
                 await asyncio.sleep(0.1)
     finally:
-        await stop(parent, signal.SIGKILL)
         await client.aclose()
 
 
-async def test_two_workers_serve_a_device_and_its_viewer_through_one_port(
-    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]], tmp_path: Path
-) -> None:
+async def test_two_workers_serve_a_device_and_its_viewer_through_one_port(cluster: Cluster) -> None:
     """`serve --workers 2` end to end: the agent and a viewer whose every request opens a new connection to the
     one port (so the kernel hands them to either worker) see and drive the demo phone."""
-    port = free_port()
-    config = write_config(tmp_path, redis_server.url, port, (rtp_slices[0][0], rtp_slices[1][1]), node_name="e2e")
-    parent = await serve(config, "--workers", "2")
-    device = None
+    parent = await cluster.child("e2e", workers=2)
+    client = aioredis.from_url(cluster.redis_url)
     try:
-        await wait_http(port)
-        client = aioredis.from_url(redis_server.url)
-        try:
-            async with asyncio.timeout(20):
-                while await client.exists("apuppet:node:e2e-1", "apuppet:node:e2e-2") != 2:
-                    await asyncio.sleep(0.1)
-        finally:
-            await client.aclose()
-        url = f"http://127.0.0.1:{port}/"
-        device = await start_agent(url)
+        async with asyncio.timeout(20):
+            while await client.exists("apuppet:node:e2e-1", "apuppet:node:e2e-2") != 2:
+                await asyncio.sleep(0.1)
+    finally:
+        await client.aclose()
+    device = await start_agent(parent.url)
+    try:
         creds = device.agent.credentials
-        async with RoundRobinViewer(url, SECRET, creds.session, creds.password) as viewer:
+        async with RoundRobinViewer(parent.url, SECRET, creds.session, creds.password) as viewer:
             await viewer.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
             viewer.send("tap,72,156,60")
             await viewer.until(lambda f: near(f, 20, 400, (250, 240, 225)), timeout=20)
         assert device.phone.screen == "counter"
     finally:
-        if device is not None:
-            await device.stop()
-        await stop(parent)
+        await device.stop()
 
 
-async def test_a_viewer_node_restarted_under_its_own_name_counts_as_gone_then_joined(
-    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]], tmp_path: Path
-) -> None:
+async def test_a_viewer_node_restarted_under_its_own_name_counts_as_gone_then_joined(cluster: Cluster) -> None:
     """`--workers` restarts a dead worker under its name within 0.5 s: the device node must still let go of the
     dead one's guests (peers, ports) at once, not at the session timeout."""
-    a = Server(node_config(redis_server.url, rtp_slices[0], "node-a"))
-    await a.start()
-    port = free_port()
-    config = write_config(tmp_path, redis_server.url, port, rtp_slices[1], node_name="w-1")
-    b = await serve(config)
-    again = None
-    device = None
+    a = await cluster.node("node-a")
+    b = await cluster.child("w-1")
+    device = await start_agent(a.url)
     try:
-        await wait_http(port)
-        device = await start_agent(a.url)
         creds = device.agent.credentials
         streaming = a.plugins[0].metrics
-        viewer = WatchFirstViewer(f"http://127.0.0.1:{port}/", SECRET, creds.session, creds.password)
+        viewer = WatchFirstViewer(b.url, SECRET, creds.session, creds.password)
         async with viewer:
             await viewer.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
             assert a.cluster is not None and a.cluster.directory.guests
             async with asyncio.timeout(10):
                 while "w-1" not in a.cluster.directory.live:
                     await asyncio.sleep(0.1)
-            assert await stop(b, signal.SIGKILL) == -signal.SIGKILL
+            assert await stop(b.process, signal.SIGKILL) == -signal.SIGKILL
             await asyncio.sleep(0.5)  # the supervisor's first backoff
-            again = await serve(config)
-            await wait_http(port)
+            await b.restart()
             async with asyncio.timeout(15):
                 while a.cluster.directory.guests or streaming()["streaming_viewers"]:
                     await asyncio.sleep(0.1)
             assert "w-1" in a.cluster.directory.live  # the new one is live
             assert a.cluster.router.metrics()["cluster_guest_sessions"] == 0
     finally:
-        if device is not None:
-            await device.stop()
-        await stop(b, signal.SIGKILL)
-        if again is not None:
-            await stop(again)
-        await a.stop()
+        await device.stop()
 
 
-async def test_a_device_node_restarted_under_its_own_name_gets_no_stray_guest(
-    redis_server: RedisProcess, rtp_slices: list[tuple[int, int]], tmp_path: Path
-) -> None:
+async def test_a_device_node_restarted_under_its_own_name_gets_no_stray_guest(cluster: Cluster) -> None:
     """The viewer's node B keeps handles bound to w-1; w-1 dies and is back under its name within 0.5 s. B's next
     trickle for the dead one's guest is refused by the new one (no guest made there for nothing), and B lets the
     binding go and tells its client."""
-    b = Server(node_config(redis_server.url, rtp_slices[0], "node-b"))
-    await b.start()
-    port = free_port()
-    config = write_config(tmp_path, redis_server.url, port, rtp_slices[1], node_name="w-1")
-    w1 = await serve(config)
-    again = None
-    device = None
+    b = await cluster.node("node-b")
+    w1 = await cluster.child("w-1")
+    device = await start_agent(w1.url)
     try:
-        await wait_http(port)
-        w1_url = f"http://127.0.0.1:{port}/"
-        device = await start_agent(w1_url)
         creds = device.agent.credentials
         async with WatchFirstViewer(b.url, SECRET, creds.session, creds.password) as viewer:
             await viewer.until(lambda f: near(f, 72, 156, ph.APPS["counter"]), timeout=20)
             assert b.cluster is not None and b.cluster.directory.bound
             assert viewer.janus is not None and viewer.janus.session_id is not None
             sid, (_, hid) = viewer.janus.session_id, next(iter(b.cluster.directory.bound))
-            assert await stop(w1, signal.SIGKILL) == -signal.SIGKILL
+            assert await stop(w1.process, signal.SIGKILL) == -signal.SIGKILL
             await asyncio.sleep(0.5)
-            again = await serve(config)
-            await wait_http(port)
+            await w1.restart()
             trickle = {"janus": "trickle", "candidate": {"completed": True}}
             async with aiohttp.ClientSession() as http:
                 reply = await janus_post(http, f"{b.url}janus/{sid}/{hid}", trickle)
@@ -287,13 +240,8 @@ async def test_a_device_node_restarted_under_its_own_name_gets_no_stray_guest(
                     while b.cluster.directory.bound:
                         await asyncio.sleep(0.1)
                 headers = {"Authorization": f"Bearer {ADMIN}"}
-                async with http.get(f"{w1_url}metrics", headers=headers) as resp:
+                async with http.get(f"{w1.url}metrics", headers=headers) as resp:
                     text = await resp.text()
             assert "apuppet_cluster_guest_sessions 0" in text
     finally:
-        if device is not None:
-            await device.stop()
-        await stop(w1, signal.SIGKILL)
-        if again is not None:
-            await stop(again)
-        await b.stop()
+        await device.stop()

@@ -4,9 +4,11 @@ and Debian's Janus side by side on loopback. Not a test: it prints.
 * **idle**: the server process two seconds after it listens.
 * **lifecycles**: a simulated device does what the Android agent does (Janus session, textroom handle with a
   real aiortc peer and data channel, room create + join, streaming handle, mountpoint create, half a second of
-  RTP/H.264) and then goes away (session destroyed, peer closed); N of them, 4 at a time, RSS printed every N/3.
+  RTP/H.264) and then goes away (session destroyed, peer closed); N of them, 4 at a time; every N/3, RSS read
+  every 0.5 s for 10 s (`--window`), median and highest.
 * **devices**: D devices (mountpoint, no textroom: the video is what costs) sending 1 Mbit/s of RTP/H.264 each,
-  every one watched by one aiortc viewer (real ICE, DTLS, SRTP; no decoding) in a separate process; RSS after 10 s.
+  every one watched by one aiortc viewer (real ICE, DTLS, SRTP; no decoding) in a separate process; after 10 s of
+  streaming, RSS read every 0.5 s for 10 s, median and highest (it swings with the GOPs and the heap trims).
 
 The H.264 is encoded once, here, with PyAV's libx264 (640x360, 30 fps, 1 Mbit/s, keyframe every second, moving
 noise so that the rate control spends the budget), and sent as RFC 6184 packets from a real UDP socket.
@@ -16,6 +18,8 @@ noise so that the rate control spends the budget), and sent as RFC 6184 packets 
     python bench/memory.py --targets apuppet --undo pyav,certificate,history   # as before those changes
     # ... and as before the second round's (docs/benchmarks.md, Memory):
     python bench/memory.py --targets apuppet --undo tuples,joined,keep-previous-gop,parsed-gop,late-drop
+    # ... and as before the third's (the WebRTC stack imported at start-up; no heap trimming):
+    python bench/memory.py --targets apuppet --undo lazy-stack,trim
     python bench/memory.py --targets apuppet --lifecycles 0 --repeat 3   # 3 servers in a row: the spread
 
 `--env MALLOC_ARENA_MAX=2` (repeatable) sets variables for the apuppet process. `--diagnose` starts apuppet
@@ -34,6 +38,7 @@ import os
 import random
 import signal
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -93,8 +98,11 @@ def dump(signum, frame):
     out.write("  object counts that grew: " + ", ".join(f"{k} {d:+d}" for k, d in grew[:12]) + "\\n")
     state["snap"], state["types"] = snap, types
     before = rss()
+    import time
+    started = time.perf_counter()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
-    out.write(f"  malloc_trim(0): RSS {before} -> {rss()} MB\\n")
+    took = (time.perf_counter() - started) * 1000
+    out.write(f"  malloc_trim(0): RSS {before} -> {rss()} MB in {took:.1f} ms\\n")
     out.close()
 signal.signal(signal.SIGUSR1, dump)
 """
@@ -106,6 +114,9 @@ UNDO = {
     "pyav": "import av\n",
     # A DTLS certificate and OpenSSL context per peer connection, as aiortc makes them.
     "certificate": "from apuppet.media import peers\npeers.Peers.certificate = lambda self: None\n",
+    # Third round: the WebRTC stack imported at start-up, and no heap trimming.
+    "lazy-stack": "from apuppet.media import avstandin, peers\navstandin.install()\npeers.import_stack()\n",
+    "trim": "import apuppet.server.heap as heap\nheap.malloc_trim = lambda: None\n",
     # A copy of every packet sent in each viewer's NACK history.
     "history": """
 import apuppet.media.relay as relay
@@ -391,18 +402,44 @@ def viewers_main(base: str, ids: list[str], ready: Any, stop: Any) -> None:
 
 
 # -- the measurements -------------------------------------------------------------------------------------------------
-def footprint(pid: int) -> str:
-    """RSS, PSS and USS (`/proc/<pid>/smaps_rollup`): shared library pages count fully in RSS, in proportion to
-    the processes mapping them in PSS, and not at all in USS (what the process alone holds)."""
+def rollup(pid: int) -> dict[str, float]:
+    """RSS, PSS and USS in MB (`/proc/<pid>/smaps_rollup`): shared library pages count fully in RSS, in
+    proportion to the processes mapping them in PSS, and not at all in USS (what the process alone holds)."""
     kb: dict[str, int] = {}
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
             name, value = line.split()[:2]
             kb[name.rstrip(":")] = int(value)
     except (OSError, ValueError):
-        return "RSS ? MB"
+        return {}
     uss = kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)
-    return f"RSS {kb.get('Rss', 0) / 1024:.0f} MB (PSS {kb.get('Pss', 0) / 1024:.0f}, USS {uss / 1024:.0f})"
+    return {"rss": kb.get("Rss", 0) / 1024, "pss": kb.get("Pss", 0) / 1024, "uss": uss / 1024}
+
+
+def footprint(pid: int) -> str:
+    m = rollup(pid)
+    if not m:
+        return "RSS ? MB"
+    return f"RSS {m['rss']:.0f} MB (PSS {m['pss']:.0f}, USS {m['uss']:.0f})"
+
+
+async def sampled(pid: int, seconds: float, every: float = 0.5) -> str:
+    """RSS read every `every` seconds for `seconds`: the median and the highest (a server's RSS swings with the
+    GOPs it keeps and with its heap trims: one reading is one point of that swing); PSS and USS medians."""
+    readings = []
+    for _ in range(max(1, int(seconds / every))):
+        readings.append(rollup(pid))
+        await asyncio.sleep(every)
+    readings = [r for r in readings if r]
+    if not readings:
+        return "RSS ? MB"
+    rss = sorted(r["rss"] for r in readings)
+    pss = statistics.median(r["pss"] for r in readings)
+    uss = statistics.median(r["uss"] for r in readings)
+    return (
+        f"RSS median {statistics.median(rss):.0f} MB, max {rss[-1]:.0f} over {seconds:.0f} s "
+        f"(PSS {pss:.0f}, USS {uss:.0f})"
+    )
 
 
 async def settle(target: Target, seconds: float = 2.0) -> str:
@@ -411,7 +448,7 @@ async def settle(target: Target, seconds: float = 2.0) -> str:
 
 
 async def lifecycles(
-    target: Target, clip: list[tuple[bytes, int]], count: int, diag: Path | None, textroom: bool
+    target: Target, clip: list[tuple[bytes, int]], count: int, diag: Path | None, textroom: bool, window: float = 10.0
 ) -> list[str]:
     api = Api(target, "127.0.0.3", Tally(), concurrency=16)
     lines = []
@@ -443,7 +480,7 @@ async def lifecycles(
                 batch = range(done, min(stop_at, done + 4))
                 await asyncio.gather(*(one(i) for i in batch))
                 done += len(batch)
-            memory = await settle(target, 3)
+            memory = await sampled(target.proc.pid, window)
             lines.append(f"after {done} lifecycles: {memory} ({failed} failed)")
             if diag is not None:
                 os.kill(target.proc.pid, signal.SIGUSR1)
@@ -454,7 +491,12 @@ async def lifecycles(
 
 
 async def devices_watched(
-    target: Target, clip: list[tuple[bytes, int]], count: int, seconds: float, diag: Path | None = None
+    target: Target,
+    clip: list[tuple[bytes, int]],
+    count: int,
+    seconds: float,
+    diag: Path | None = None,
+    window: float = 10.0,
 ) -> str:
     api = Api(target, "127.0.0.4", Tally(), concurrency=count + 16)  # every device holds a long poll
     devices = [Device(target, api, f"dev{i}") for i in range(count)]
@@ -477,7 +519,7 @@ async def devices_watched(
         while ready.value < count and time.monotonic() < deadline:
             await asyncio.sleep(1)
         await asyncio.sleep(seconds)
-        memory = footprint(target.proc.pid)
+        memory = await sampled(target.proc.pid, window)
         if diag is not None:
             os.kill(target.proc.pid, signal.SIGUSR1)
             await asyncio.sleep(3)
@@ -532,16 +574,16 @@ async def run(args: argparse.Namespace) -> None:
             if args.lifecycles:
                 kind = "textroom peer + mountpoint + RTP" if webrtc else "mountpoint + RTP, no WebRTC (see above)"
                 print(f"lifecycles ({kind}):")
-                for line in await lifecycles(target, clip, args.lifecycles, diag, webrtc):
+                for line in await lifecycles(target, clip, args.lifecycles, diag, webrtc, args.window):
                     print(f"  {line}")
                 if webrtc and args.compare_lifecycles:
                     print("lifecycles (mountpoint + RTP, no WebRTC, as Janus gets):")
-                    for line in await lifecycles(target, clip, args.lifecycles, None, False):
+                    for line in await lifecycles(target, clip, args.lifecycles, None, False, args.window):
                         print(f"  {line}")
             if args.devices and webrtc:
                 if diag is not None and not args.lifecycles:
                     os.kill(target.proc.pid, signal.SIGUSR1)
-                print(await devices_watched(target, clip, args.devices, args.seconds, diag))
+                print(await devices_watched(target, clip, args.devices, args.seconds, diag, args.window))
             elif args.devices:
                 print("devices x viewers: not measurable on loopback (no ICE candidates on lo)")
         finally:
@@ -556,6 +598,7 @@ if __name__ == "__main__":
     parser.add_argument("--lifecycles", type=int, default=300)
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0, help="streaming time before the RSS is read")
+    parser.add_argument("--window", type=float, default=10.0, help="then RSS read every 0.5 s for this long")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the apuppet process")
     parser.add_argument("--diagnose", action="store_true")
     parser.add_argument("--history", type=int, default=0, help="apuppet: NACK history per viewer (to compare)")

@@ -35,6 +35,7 @@ from ..ops.recordings import recordings_dir, sweep
 from . import metrics
 from .connguard import ConnectionGuard, GuardedSite, QuietServerLogger
 from .console import Console
+from .heap import HeapTrimmer
 from .http import RestTransport, json_response, remote_of
 from .websocket import WebSocketTransport
 
@@ -160,6 +161,7 @@ class Server:
         )
         self.websocket = WebSocketTransport(self.gateway, max_message_bytes=config.max_request_bytes)
         self.housekeeping_interval = housekeeping_interval
+        self.heap = HeapTrimmer()
         #: `--workers`: every node of the host listens on the same web port.
         self.reuse_port = reuse_port
         self.cluster: ClusterNode | None = None
@@ -348,6 +350,7 @@ class Server:
                 self.endings.sweep()
                 self.guard.sweep()
                 await self._sweep_recordings()
+                await self.heap.maybe_trim()
             except Exception:
                 log.exception("housekeeping failed")
 

@@ -17,10 +17,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..api.ending import Endings
 from ..api.gateway import Gateway
+from ..api.throttle import Throttle
 from ..config import Config, resolve
 from .bus import REDIS_ERRORS, RedisBus, bus_key, redacted
 from .directory import HEARTBEAT, ClusterUnavailable, Directory
 from .ending import ClusterEndings
+from .guesses import SharedGuesses
+from .guessing import BLOCKED, SharedThrottle
 from .logins import RedisLoginStore
 from .router import Router
 
@@ -62,6 +65,10 @@ class ClusterNode:
         self.directory = Directory(self.name, incarnation=self.incarnation)
         self.bus = RedisBus(redis_url(config, base_dir), self.name, self._on_message, bus_key(gateway.api_secret))
         self.router = Router(gateway, self.directory, self.bus, poll_timeout)
+        # Wrong API secrets count for the whole cluster (the admin secret's throttle is the server's: `shared`).
+        self.guesses = SharedGuesses(self.bus, self.directory)
+        gateway.throttle = self.guesses.share("api", gateway.throttle)
+        self.router.handlers[BLOCKED] = self.guesses.on_blocked
         self.record: dict[str, Any] = {
             "pid": os.getpid(),
             "started": time.time(),
@@ -87,6 +94,10 @@ class ClusterNode:
         """The console's logins, kept in Redis for every node."""
         return RedisLoginStore(self.bus.client, limit)
 
+    def shared(self, kind: str, local: Throttle) -> SharedThrottle:
+        """A throttle of wrong secrets that counts for the whole cluster, with the policy of `local`."""
+        return self.guesses.share(kind, local)
+
     def _on_message(self, message: dict[str, Any]) -> None:
         self.router.on_message(message)
 
@@ -97,6 +108,7 @@ class ClusterNode:
         await self.bus.start()
         self.started = True
         await self.beat()
+        await self.guesses.start()
         self._heartbeat = asyncio.get_running_loop().create_task(self._run(), name=f"cluster-heartbeat-{self.name}")
         log.info("cluster node %s joined through Redis at %s", self.name, redacted(self.config.redis_url))
 
@@ -118,6 +130,10 @@ class ClusterNode:
             if self._redis_lost:
                 self._redis_lost = False
                 log.warning("cluster: Redis reachable again; node %s re-registered what it holds", self.name)
+                try:  # the blocks announced while this node could not hear them
+                    await self.guesses.load()
+                except REDIS_ERRORS:
+                    self._redis_lost = True
 
     async def beat(self) -> None:
         """One heartbeat: announce, refresh, learn who is alive, act on who died."""
@@ -147,6 +163,7 @@ class ClusterNode:
             await asyncio.gather(self._heartbeat, return_exceptions=True)
             self._heartbeat = None
         # Every step bounded: a node that cannot say goodbye to Redis must still stop (its entries expire).
+        await self.guesses.stop()
         try:
             async with asyncio.timeout(STOP_STEP):
                 await self.router.close()

@@ -13,8 +13,8 @@ the operator's elsewhere.
 The policy is here; where logins are kept is a `LoginStore`: this process' memory (`MemoryLoginStore`) or, in a
 cluster, Redis (`cluster/logins.py`), so that a login made through one node is valid on all and a logout revokes
 it on all. A store is keyed by an HMAC of the token keyed with the admin secret, never the token: whoever reads
-the store cannot log in with what it holds, and a new admin secret leaves every older login unknown. The throttle
-stays each node's own (one address guessing through N nodes gets N times the tries).
+the store cannot log in with what it holds, and a new admin secret leaves every older login unknown. In a cluster
+the throttle handed in counts for all nodes (`cluster/guessing.py`).
 """
 
 from __future__ import annotations

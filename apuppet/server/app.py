@@ -173,6 +173,8 @@ class Server:
             # The console is the cluster's: logins in Redis, every node's devices, ends reaching both halves.
             self.endings = self.cluster.cluster_endings(self.endings)
             self.console.join(self.cluster, self.endings)
+            # Wrong admin secrets (console logins, /metrics) count for the whole cluster.
+            self.admin_throttle = self.console.logins.throttle = self.cluster.shared("admin", self.admin_throttle)
         self.ssl_context: ssl.SSLContext | None = None
         self.runner: web.AppRunner | None = None
         self.ports: dict[str, int] = {}

@@ -529,7 +529,15 @@ async def devices_watched(
         child.join(30)
         for source in sources:
             source.close()
-        return f"{count} devices x 1 viewer at {BITRATE / 1e6:.0f} Mbit/s: {memory} ({watching} viewers got RTP)"
+        for device in devices:
+            with contextlib.suppress(Exception):
+                await device.close()
+        await asyncio.sleep(2)
+        after = await sampled(target.proc.pid, window)
+        return (
+            f"{count} devices x 1 viewer at {BITRATE / 1e6:.0f} Mbit/s: {memory} ({watching} viewers got RTP)\n"
+            f"  then, all of them gone: {after}"
+        )
     finally:
         for device in devices:
             with contextlib.suppress(Exception):

@@ -65,7 +65,14 @@ def region(page: Page, x: int, y: int, w: int = 1, h: int = 1) -> list[Color]:
 
 def pixel(page: Page, x: int, y: int) -> Color:
     """The mean colour of the 5x5 block around (x, y): robust to H.264 ringing at edges."""
-    block = region(page, max(0, x - 2), max(0, y - 2), 5, 5)
+    data = page.evaluate(READ, [max(0, x - 2), max(0, y - 2), 5, 5])
+    assert data is not None, "no video"
+    return mean_color(data)
+
+
+def mean_color(data: list[int]) -> Color:
+    """The mean of RGBA pixels read from the video."""
+    block = [data[i : i + 3] for i in range(0, len(data), 4)]
     return tuple(round(sum(c[i] for c in block) / len(block)) for i in range(3))  # type: ignore[return-value]
 
 
@@ -79,9 +86,11 @@ def wait_color(page: Page, x: int, y: int, want: Any, timeout: float = 15.0) -> 
     deadline = time.monotonic() + timeout
     color = None
     while True:
-        # After a reconnect the new track has no frame for a moment: keep polling.
-        if page.evaluate("() => document.getElementById('video').videoWidth > 0"):
-            color = pixel(page, x, y)
+        # After a reconnect the new track has no frame for a moment (and the video may reset between two calls
+        # into the page): keep polling.
+        data = page.evaluate(READ, [max(0, x - 2), max(0, y - 2), 5, 5])
+        if data is not None:
+            color = mean_color(data)
             if check(color):
                 return color
         if time.monotonic() > deadline:

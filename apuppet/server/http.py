@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -20,9 +20,7 @@ from ..api.errors import ErrorCode, JanusError
 from ..api.gateway import Gateway, error_reply, parse_id
 from ..api.longpoll import wait_events
 from ..api.session import Session
-
-if TYPE_CHECKING:
-    from ..cluster.router import Router
+from .routing import Routing, SingleNode
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +55,8 @@ class RestTransport:
         self.gateway = gateway
         self.poll_timeout = poll_timeout
         self.body_timeout = body_timeout
-        #: A cluster node's router (apuppet.cluster, `redis_url`); None: this process is the only node.
-        self.router: Router | None = None
+        #: Where requests and long polls go: a cluster node's router (apuppet.cluster, `redis_url`), or this node.
+        self.router: Routing = SingleNode(gateway)
 
     def add_routes(self, app: web.Application, websocket_handler: Any = None) -> None:
         app.router.add_route("OPTIONS", "/janus{tail:.*}", self.preflight)
@@ -99,22 +97,18 @@ class RestTransport:
             # The client hung up in the middle of its body: nobody is left to answer, and nothing went wrong here.
             return web.Response(status=499)
         remote = remote_of(request)
-        if self.router is not None:
-            reply = await self.router.receive(data, session_id=session_id, handle_id=handle_id, remote=remote)
-        else:
-            reply = self.gateway.receive(data, session_id=session_id, handle_id=handle_id, remote=remote)
+        reply = await self.router.receive(data, session_id=session_id, handle_id=handle_id, remote=remote)
         return json_response(reply)
 
     async def poll(self, request: web.Request) -> web.StreamResponse:
         session_id, _ = self._path_ids(request)
         query = request.query
-        if self.router is not None:
-            relayed = await self.router.poll(
-                session_id, query.get("apisecret"), remote_of(request), self._maxev(query), lambda: _closed(request)
-            )
-            if relayed is not None:
-                status, payload = relayed
-                return web.Response(status=499) if payload is None else json_response(payload, status=status)
+        relayed = await self.router.poll(
+            session_id, query.get("apisecret"), remote_of(request), self._maxev(query), lambda: _closed(request)
+        )
+        if relayed is not None:
+            status, payload = relayed
+            return web.Response(status=499) if payload is None else json_response(payload, status=status)
         try:
             session = self.gateway.poll_session(session_id, query.get("apisecret"), remote_of(request))
         except JanusError as exc:

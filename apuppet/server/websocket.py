@@ -9,16 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from ..api.errors import ErrorCode, JanusError
 from ..api.gateway import Gateway, error_reply
 from .http import json_response, remote_of
-
-if TYPE_CHECKING:
-    from ..cluster.router import Router
+from .routing import Routing, SingleNode
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +64,8 @@ class WebSocketTransport:
         self.max_message_bytes = max_message_bytes
         self.heartbeat = heartbeat
         self.connections: set[Connection] = set()
-        #: A cluster node's router (apuppet.cluster); None: this process is the only node.
-        self.router: Router | None = None
+        #: Where requests go: a cluster node's router (apuppet.cluster), or this node.
+        self.router: Routing = SingleNode(gateway)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(
@@ -97,10 +95,8 @@ class WebSocketTransport:
             # Frames over `max_message_bytes` or text that is not UTF-8 end the connection (close codes 1009 and
             # 1007, as RFC 6455 requires); anything else gets an error reply and the connection goes on.
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT and self.router is not None:
-                    await self._on_text_routed(conn, msg.data, remote)
-                elif msg.type == WSMsgType.TEXT:
-                    self._on_text(conn, msg.data, remote)
+                if msg.type == WSMsgType.TEXT:
+                    await self._on_text(conn, msg.data, remote)
                 elif msg.type == WSMsgType.BINARY:
                     conn.send(error_reply(ErrorCode.INVALID_JSON, "JSON error: binary frames are not accepted"))
                 elif msg.type == WSMsgType.ERROR:
@@ -112,21 +108,9 @@ class WebSocketTransport:
             await asyncio.gather(writer, return_exceptions=True)
         return ws
 
-    def _on_text(self, conn: Connection, data: str, remote: str) -> None:
-        # Events a request causes at once (a plugin's immediate event) must follow its reply.
-        conn.held = []
-        try:
-            reply = self.gateway.receive(data, remote=remote, connection=conn)
-        finally:
-            held, conn.held = conn.held, None
-        conn.send(reply)
-        for event in held:
-            conn.send(event)
-
-    async def _on_text_routed(self, conn: Connection, data: str, remote: str) -> None:
-        """`_on_text` through a cluster node's router: a request may wait for another node, one at a time per
-        connection so that replies keep the requests' order."""
-        assert self.router is not None
+    async def _on_text(self, conn: Connection, data: str, remote: str) -> None:
+        """One request, answered before the next is read: in a cluster it may wait for another node, and replies
+        keep the requests' order. Events it causes at once (a plugin's immediate event) follow its reply."""
         conn.held = []
         try:
             reply = await self.router.receive(data, remote=remote, connection=conn)

@@ -1,0 +1,61 @@
+"""Where the transports hand a request and a long poll: this node's gateway, or a cluster node's router.
+
+Both have the same two calls (`Routing`), so the HTTP and WebSocket transports have one path whatever the
+deployment: a single node is `SingleNode` (nothing waits for another node; one coroutine more per request, ~1 µs),
+a cluster node is `apuppet.cluster.router.Router`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..api.gateway import Gateway
+from ..api.plugin import JSON
+from ..api.session import Connection
+
+
+class Routing(Protocol):
+    async def receive(
+        self,
+        data: bytes | str,
+        *,
+        session_id: int | None = None,
+        handle_id: int | None = None,
+        remote: str = "",
+        connection: Connection | None = None,
+    ) -> JSON:
+        """`Gateway.receive`, wherever the session is held."""
+        ...
+
+    async def poll(
+        self, session_id: int | None, secret: Any, remote: str, maxev: int | None, closed: Callable[[], bool]
+    ) -> tuple[int, Any] | None:
+        """A long poll answered elsewhere as (HTTP status, payload or None if the client went away); None when the
+        transport polls this node's gateway itself."""
+        ...
+
+
+class SingleNode:
+    """This process is the only node: every session is the gateway's."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def receive(
+        self,
+        data: bytes | str,
+        *,
+        session_id: int | None = None,
+        handle_id: int | None = None,
+        remote: str = "",
+        connection: Connection | None = None,
+    ) -> JSON:
+        return self.gateway.receive(
+            data, session_id=session_id, handle_id=handle_id, remote=remote, connection=connection
+        )
+
+    async def poll(
+        self, session_id: int | None, secret: Any, remote: str, maxev: int | None, closed: Callable[[], bool]
+    ) -> tuple[int, Any] | None:
+        return None

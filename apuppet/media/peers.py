@@ -8,8 +8,9 @@ for a client counts against its Janus session and its address (`PeerBudget`, `ma
 The WebRTC stack (aiortc, aioice with dnspython, cryptography, pyOpenSSL, pylibsrtp: ~20 MB of resident memory,
 a quarter of an idle server's) is imported when the first connection is needed, not when the server starts: a
 server waiting for devices does not hold it (issue 16 §5). `Peers.ready()` imports it in a worker thread, so the
-event loop keeps serving meanwhile (~0.25 s on a small VM), and the plugins start that import as soon as a handle
-attaches (`Peers.warm()`), one round trip before the handle's `setup` or `watch` needs it. Python cannot unload a
+event loop keeps serving meanwhile (~0.15 s on a small VM), and the textroom starts that import as soon as a handle
+attaches (`Peers.warm()`), one round trip before its `setup` needs it (agents and the web-admin attach the textroom
+first; a streaming handle alone, such as the one that makes a mountpoint, does not start it). Python cannot unload a
 module: once loaded, the stack stays. That the packages are installed is checked at start-up (`missing_packages`),
 so a broken install still fails when the server starts, not at its first device.
 """
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 STACK_PACKAGES = ("aiortc", "aioice", "cryptography", "OpenSSL", "pylibsrtp")
 #: Our modules that import the stack; the first one is the factory's.
 STACK_MODULES = ("apuppet.media.peer", "apuppet.media.viewer")
+#: Seconds before a failed import of the stack is tried again: a passing failure (out of memory or of file
+#: descriptors at that moment) must not leave the server without WebRTC until it restarts, and a broken install
+#: is then logged once per try, not once per client.
+RETRY_AFTER = 30.0
 
 
 class TooManyPeerConnections(Exception):
@@ -123,17 +128,15 @@ class Peers:
         self.budget = PeerBudget(settings.max_peers_per_session, settings.max_peers_per_address)
         self._stack: ModuleType | None = None
         self._loading: asyncio.Future[ModuleType] | None = None
-        self._failure: str | None = None
+        #: Why the last import failed (for the log: clients get the exception's type only), and when.
+        self._failure: BaseException | None = None
+        self._failed_at = 0.0
         self._certificate: ServerCertificate | None = None
         self._shares_certificates = False
 
-    @property
-    def loaded(self) -> bool:
-        return self._stack is not None
-
     def warm(self) -> None:
         """Start importing the stack in a worker thread without waiting for it (on the event loop's thread)."""
-        if self._stack is not None or self._loading is not None or self._failure is not None:
+        if self._stack is not None or self._loading is not None or self._failed_lately():
             return
         try:
             asyncio.get_running_loop()
@@ -156,7 +159,7 @@ class Peers:
             except Exception:
                 pass  # `_loaded` ran first (its callback was added first) and kept the reason
         if self._stack is None:
-            raise WebRtcUnavailable(self._failure or "WebRTC stack not loaded")
+            raise self._unavailable()
 
     def _loaded(self, future: asyncio.Future[ModuleType]) -> None:
         self._loading = None
@@ -164,10 +167,21 @@ class Peers:
             return  # the loop is closing; a later ready() starts again
         exc = future.exception()
         if exc is None:
-            self._adopt(future.result())
-            return
-        self._failure = f"WebRTC unavailable: {type(exc).__name__}: {exc}"
-        log.error("%s", self._failure)
+            try:
+                self._adopt(future.result())
+                return
+            except Exception as adopting:
+                exc = adopting
+        self._failure, self._failed_at = exc, time.monotonic()
+        log.error("WebRTC stack not loaded (tried again in %.0f s): %s: %s", RETRY_AFTER, type(exc).__name__, exc)
+
+    def _failed_lately(self) -> bool:
+        return self._failure is not None and time.monotonic() - self._failed_at < RETRY_AFTER
+
+    def _unavailable(self) -> WebRtcUnavailable:
+        # The exception's text may name files and libraries of the host: it stays in the log.
+        kind = type(self._failure).__name__ if self._failure is not None else "not loaded"
+        return WebRtcUnavailable(f"WebRTC unavailable on this server ({kind}; the server log says why)")
 
     def _adopt(self, stack: ModuleType) -> None:
         if self._stack is not None:
@@ -207,8 +221,8 @@ class Peers:
 
     def _require(self) -> ModuleType:
         if self._stack is None:
-            if self._failure is not None:
-                raise WebRtcUnavailable(self._failure)
+            if self._failed_lately():
+                raise self._unavailable()
             self._adopt(import_stack())
         assert self._stack is not None
         return self._stack

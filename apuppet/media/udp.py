@@ -1,7 +1,7 @@
 """UDP sockets inside the configured port range: for a mountpoint's RTP ingest and for ICE host candidates.
 
-Apart from `ice.py` because the ingest needs it without the WebRTC stack: a device that pushes RTP before anyone
-watches must not load aiortc (`peers.py`).
+Apart from `ice.py` because the ingest needs it without the WebRTC stack: a mountpoint and its RTP need no
+aiortc, which is loaded with the first peer connection (`peers.py`).
 """
 
 from __future__ import annotations

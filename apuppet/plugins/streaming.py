@@ -74,6 +74,8 @@ class StreamingPlugin(Plugin):
         #: Handle id → keys of the mountpoints it created.
         self.created: dict[int, set[str]] = {}
         self.watches: dict[int, Watch] = {}
+        #: Handle id → the `watch` it has under way before its viewer exists; a hangup, stop or detach takes it back.
+        self._watching: dict[int, object] = {}
         self.handles: dict[int, Handle] = {}
         #: One recording per watched mountpoint with `record_sessions` (media/recording.py: what a session is).
         self.recordings = Recordings(peers.settings.recordings_dir)
@@ -83,7 +85,6 @@ class StreamingPlugin(Plugin):
     # -- plugin hooks ----------------------------------------------------------------------------------------
     def attach(self, handle: Handle) -> None:
         self.handles[handle.id] = handle
-        self.peers.warm()  # a `watch` may follow: import the WebRTC stack meanwhile
 
     def message(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> PluginResult | None:
         request = body.get("request")
@@ -133,12 +134,14 @@ class StreamingPlugin(Plugin):
             handle.spawn(watch.viewer.trickle(candidates), name=f"streaming-trickle-{handle.id}")
 
     def hangup(self, handle: Handle) -> None:
+        self._watching.pop(handle.id, None)
         watch = self._unwatch(handle.id, "hangup")
         if watch is not None:
             # Not a handle task: a detach right after the hangup would cancel it and leak the peer connection.
             self._spawn_close(self._close_viewer(handle, watch, notify=False))
 
     def detach(self, handle: Handle) -> None:
+        self._watching.pop(handle.id, None)
         watch = self._unwatch(handle.id, "detached")
         self.handles.pop(handle.id, None)
         if watch is not None:
@@ -263,17 +266,27 @@ class StreamingPlugin(Plugin):
             self._drain_reports()
 
     async def _watch(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> None:
+        intent = self._watching[handle.id] = object()
         try:
-            await self.peers.ready()
-        except WebRtcUnavailable as exc:
-            raise RequestError(StreamingError.UNKNOWN_ERROR, str(exc)) from None
+            try:
+                await self.peers.ready()
+            except WebRtcUnavailable as exc:
+                raise RequestError(StreamingError.UNKNOWN_ERROR, str(exc)) from None
+            mountpoint = self.mountpoints.watchable(body, handle.session.remote, handle.session.trusted)
+            key = mountpoint_key(mountpoint.id)
+            previous = self._unwatch(handle.id, "watching another")
+            if previous is not None:
+                await self._close_viewer(handle, previous, notify=False)
+        finally:
+            taken_back = self._watching.get(handle.id) is not intent
+            if not taken_back:
+                del self._watching[handle.id]
+        if taken_back:
+            return  # hung up, stopped, detached or watching again meanwhile: nothing to make
+        if key not in self.ingests:
+            raise RequestError(StreamingError.NO_SUCH_MOUNTPOINT, "No such mountpoint/stream (it went meanwhile)")
         from ..media.viewer import Viewer  # loaded by ready(): the stack is imported once a peer is needed
 
-        mountpoint = self.mountpoints.watchable(body, handle.session.remote, handle.session.trusted)
-        key = mountpoint_key(mountpoint.id)
-        previous = self._unwatch(handle.id, "watching another")
-        if previous is not None:
-            await self._close_viewer(handle, previous, notify=False)
         try:
             viewer = Viewer(
                 self.peers,
@@ -327,6 +340,7 @@ class StreamingPlugin(Plugin):
         handle.push_event(status("pausing"), transaction=transaction)
 
     async def _stop(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> None:
+        self._watching.pop(handle.id, None)
         watch = self._unwatch(handle.id, "stopped")
         handle.push_event(status("stopping"), transaction=transaction)
         if watch is not None:

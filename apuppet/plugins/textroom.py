@@ -44,6 +44,8 @@ class TextRoomPlugin(Plugin):
         #: The handles that sent `setup` and have not hung up: the participants and owners of `Rooms` that can
         #: be reached.
         self.links: dict[Peer, DataChannelLink] = {}
+        #: The `setup` each handle has under way while the WebRTC stack loads; a hangup or detach takes it back.
+        self._setups: dict[Handle, object] = {}
         #: Peer connections being closed; owned here because the handle (and its tasks) may already be gone.
         self._closing: set[asyncio.Task[Any]] = set()
         #: When (time.monotonic) each handle last sent a person's input: `viewer_idle_minutes`.
@@ -99,6 +101,7 @@ class TextRoomPlugin(Plugin):
         self.hang_up(handle, reason="Janus API hangup")
 
     def detach(self, handle: Handle) -> None:
+        self._setups.pop(handle, None)
         self.inputs.pop(handle, None)
         link = self.links.pop(handle, None)
         events = self.rooms.drop_peer(handle, "detached") + self.rooms.drop_owner(handle)
@@ -145,6 +148,7 @@ class TextRoomPlugin(Plugin):
 
     # -- negotiation -----------------------------------------------------------------------------------------
     async def _setup(self, handle: Handle, transaction: str) -> None:
+        intent = self._setups[handle] = object()
         try:
             await self.peers.ready()
         except WebRtcUnavailable as exc:
@@ -152,6 +156,12 @@ class TextRoomPlugin(Plugin):
                 handle, TextRoomError.UNKNOWN_ERROR, f"Could not set up the PeerConnection: {exc}", transaction
             )
             return
+        finally:
+            taken_back = self._setups.get(handle) is not intent
+            if not taken_back:
+                del self._setups[handle]
+        if taken_back:
+            return  # hung up, detached or set up again while the stack loaded: nothing to make
         if handle in self.links:
             self._event_error(handle, TextRoomError.ALREADY_SETUP, "PeerConnection already set up", transaction)
             return
@@ -261,6 +271,7 @@ class TextRoomPlugin(Plugin):
     # -- data out and teardown -------------------------------------------------------------------------------
     def hang_up(self, handle: Handle, reason: str) -> None:
         """The handle's PeerConnection is gone or going: it leaves its rooms (it still owns the ones it made)."""
+        self._setups.pop(handle, None)
         if handle not in self.links:
             return
         log.debug("handle %s: textroom PeerConnection gone (%s)", tag(handle.id), reason)

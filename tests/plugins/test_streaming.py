@@ -500,3 +500,48 @@ async def test_a_viewer_session_may_only_watch_with_the_pin(config, viewers, sou
         assert blocked["error_code"] == 457 and "Too many wrong pins" in blocked["error"]
     finally:
         await gateway.close()
+
+
+@pytest.mark.parametrize("verb", ["hangup", "stop", "detach"])
+async def test_a_watch_taken_back_while_the_webrtc_stack_loads_makes_no_viewer(server, held_stack, verb):
+    gateway, plugin = server
+    janus = InProcClient(gateway)
+    agent = Client(janus)
+    agent.request(agent_create())
+    viewer = Client(janus)
+    body = {"request": "watch", "id": "48213077", "pin": "4321"}
+    assert janus.message(viewer.session, viewer.handle, body)["janus"] == "ack"
+    await asyncio.sleep(0.05)  # the watch waits for the stack
+    if verb == "stop":
+        janus.message(viewer.session, viewer.handle, {"request": "stop"})
+    else:
+        janus.request(verb, viewer.session, viewer.handle)
+    await asyncio.sleep(0.05)
+    held_stack.set()
+    await plugin.peers.ready()
+    await asyncio.sleep(0.2)
+    assert plugin.watches == {} and plugin.peers.budget.sessions == {}, verb
+    assert not plugin._watching
+    if verb != "detach":  # the same handle may watch again
+        viewer_client = WebViewer(janus)
+        try:
+            await viewer_client.open("48213077", "4321")
+            assert len(plugin.watches) == 1
+        finally:
+            await viewer_client.close()
+
+
+async def test_a_mountpoint_destroyed_while_the_webrtc_stack_loads_is_named_to_the_viewer(server, held_stack):
+    gateway, plugin = server
+    janus = InProcClient(gateway)
+    agent = Client(janus)
+    agent.request(agent_create())
+    viewer = Client(janus)
+    body = {"request": "watch", "id": "48213077", "pin": "4321"}
+    assert janus.message(viewer.session, viewer.handle, body)["janus"] == "ack"
+    await asyncio.sleep(0.05)
+    agent.request({"request": "destroy", "id": "48213077"})
+    held_stack.set()
+    refused = await viewer.event(lambda d: "error_code" in d)
+    assert refused["error_code"] == 455, refused
+    assert plugin.watches == {} and plugin.peers.budget.sessions == {}

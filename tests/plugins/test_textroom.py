@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import secrets
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -677,3 +678,27 @@ async def test_unread_messages_are_bounded(server: tuple[Gateway, TextRoomPlugin
     assert plugin.metrics()["dropped_messages_total"] == 44
     janus.request("detach", session, handle_id)
     assert plugin.links == {} and plugin.metrics()["dropped_messages_total"] == 44
+
+
+@pytest.mark.parametrize("verb", ["hangup", "detach"])
+async def test_a_setup_taken_back_while_the_webrtc_stack_loads_makes_no_peer_connection(
+    server: tuple[Gateway, TextRoomPlugin], held_stack: threading.Event, verb: str
+) -> None:
+    """A server's first `setup` waits for the WebRTC stack (media/peers.py); a hangup or detach meanwhile takes it
+    back, instead of a peer connection made afterwards for nobody and holding its ports and its cap slot."""
+    gateway, plugin = server
+    janus = InProcClient(gateway)
+    session = janus.create()
+    handle = janus.attach(session, PLUGIN)
+    assert janus.message(session, handle, {"request": "setup"})["janus"] == "ack"
+    await asyncio.sleep(0.05)  # the setup waits for the stack
+    janus.request(verb, session, handle)
+    await asyncio.sleep(0.05)
+    held_stack.set()
+    await plugin.peers.ready()
+    await asyncio.sleep(0.2)
+    assert plugin.links == {} and plugin.peers.budget.sessions == {} and not plugin._setups
+    if verb == "hangup":  # the handle may set up again
+        janus.message(session, handle, {"request": "setup"})
+        offer = await janus.event(session, lambda e: "jsep" in e)
+        assert plugin_data(offer)["result"] == "ok" and len(plugin.links) == 1

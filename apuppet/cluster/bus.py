@@ -7,11 +7,12 @@ then the reply of the request that caused it) arrives in the order it was sent.
 Every message is signed (HMAC-SHA256 with a key derived from the API secret, which every node of a cluster shares
 already since its clients use it on any node), stamped with the time, given a random id and addressed to the
 channel it is published on: a message without a valid signature, signed for another node's channel, older than
-`MAX_AGE`, or whose id this node has seen (`replay.py`), is dropped and counted. Whoever can write to Redis can still
-disturb the cluster (ownership keys, floods), but cannot make a node act on a forged call, event or trusted guest,
-nor twice on one it captured, nor at all on one captured on its way to another node (each node remembers only the
-ids it received: without the address, a `contest` for node B published on node C's channel would make C drop what
-it holds).
+`MAX_AGE`, stamped over `START_SKEW` before this process subscribed, or whose id this node has seen (`replay.py`),
+is dropped and counted. Whoever can write to Redis can still disturb the cluster (ownership keys, floods), but
+cannot make a node act on a forged call, event or trusted guest, nor twice on one it captured (not even after a
+restart under the same name, unless the capture was stamped within `START_SKEW` before the new subscription), nor
+at all on one captured on its way to another node (each node remembers only the ids it received: without the
+address, a `contest` for node B published on node C's channel would make C drop what it holds).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from .directory import (
     node_key,
     own_key,
 )
-from .replay import ReplayGuard, Verdict, fresh
+from .replay import ReplayGuard, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,13 @@ COMMAND_TIMEOUT = 2.0
 BATCH = 256
 #: Seconds a signed message stays acceptable (nodes' clocks must agree within this: NTP).
 MAX_AGE = 60.0
+#: Seconds before its subscription a message may be stamped and still be taken. Redis delivers only what is
+#: published after the subscription, so an earlier stamp is a capture published again (this process' memory of ids
+#: starts empty: a worker restarted under its name) or a sender whose clock is behind ours, or whose message waited
+#: in its queue. NTP keeps clocks within milliseconds, and a worker's restart takes longer than this
+#: (`workers.FIRST_BACKOFF` and Python's start), so what a restarted worker lets through was stamped after its
+#: predecessor stopped; only a node restarted by hand within a second could take once more one of its last messages.
+START_SKEW = 1.0
 #: What a Redis that is down, slow or gone raises (redis-py's errors, sockets', and ours).
 REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError, ClusterUnavailable)
 
@@ -111,15 +119,6 @@ def unseal(key: bytes, wire: str) -> Sealed | None:
     return Sealed(when, nonce, target, message) if isinstance(target, str) and isinstance(message, dict) else None
 
 
-def verify(key: bytes, wire: str, target: str, now: float | None = None) -> JSON | None:
-    """The message of a text signed for channel `target`, within `MAX_AGE`, or None. Stateless, so blind to
-    replays: a receiver checks the id against its `ReplayGuard` (`RedisBus._deliver`)."""
-    sealed = unseal(key, wire)
-    if sealed is None or sealed.target != target:
-        return None
-    return sealed.message if fresh(sealed.stamp, time.time() if now is None else now, MAX_AGE) else None
-
-
 class RedisBus:
     """One node's connection to Redis: `start` checks that Redis answers, `listen` delivers this node's messages
     to `on_message`, `send`/`publish` reach other nodes."""
@@ -132,11 +131,13 @@ class RedisBus:
         #: The channel this node listens on: messages signed for another are refused.
         self.inbox = channel(name)
         #: Messages dropped: a missing or wrong signature, signed for another channel (`misdirected`, also counted
-        #: here), too old, or seen before (`replayed`, also counted here); batches lost after their retry.
+        #: here), too old, or seen before or stamped before this process subscribed (`replayed`, also counted here);
+        #: batches lost after their retry. All are on the node's /metrics (`router.metrics`).
         self.rejected = 0
         self.misdirected = 0
         self.replayed = 0
         self.lost_batches = 0
+        #: Set again by `start`, with the time this process subscribes as its start.
         self.seen = ReplayGuard(MAX_AGE)
         self._rejects_logged = LogLimiter(lines=1)
         self.client: aioredis.Redis = aioredis.from_url(
@@ -171,6 +172,8 @@ class RedisBus:
         except (RedisError, OSError) as exc:
             await self.client.aclose()
             raise ClusterUnavailable(f"cannot reach Redis at {redacted(self.url)}: {exc}") from None
+        # Before the SUBSCRIBE is sent: whatever is delivered was published after it.
+        self.seen = ReplayGuard(MAX_AGE, since=time.time() - START_SKEW)
         loop = asyncio.get_running_loop()
         self._listener = loop.create_task(self._listen(), name=f"cluster-listen-{self.name}")
         self._tasks = [self._listener, loop.create_task(self._write(), name=f"cluster-write-{self.name}")]
@@ -268,6 +271,10 @@ class RedisBus:
             if verdict is Verdict.REPLAYED:
                 self.replayed += 1
                 self._warn("replayed", "cluster: a message seen already was dropped (replayed from Redis?)")
+            elif verdict is Verdict.EARLY:
+                self.replayed += 1
+                text = "cluster: a message stamped before this node started was dropped (replayed from Redis, or a "
+                self._warn("early", text + "node's clock behind? use NTP)")
             elif verdict is Verdict.STALE:
                 self._warn("stale", "cluster: a message too old was dropped (nodes' clocks apart? use NTP)")
             else:

@@ -673,6 +673,9 @@ class Router:
             "cluster_guest_sessions": len(self.directory.guests),
             "cluster_redis_up": 1 if self.bus.reachable else 0,
             "cluster_messages_rejected_total": self.bus.rejected,
+            "cluster_messages_replayed_total": self.bus.replayed,
+            "cluster_messages_misdirected_total": self.bus.misdirected,
+            "cluster_replay_ids_forgotten_total": self.bus.seen.forgotten,
             "cluster_batches_lost_total": self.bus.lost_batches,
         }
 

@@ -2,9 +2,10 @@
 task reports the failures the node's `SharedThrottle`s queued, hands Redis' answers back to them and tells the
 other live nodes of each new block; a node reads the blocks current when it starts and when Redis comes back.
 
-Nothing here is on a request's way: a request only queues a failure and wakes the reporter. While Redis does not
-answer, the queued failures are dropped after one try (the node's own count keeps them) and the reporter tries
-again at most once a second.
+Nothing here is on a request's way: a request only queues a failure and wakes the reporter. The queue is bounded
+by the throttle (`max_keys` clients while Redis is away, `REPORTED_PER_SECOND` new clients a second), so what one
+node can add to Redis is too, however many addresses guess. While Redis does not answer, the queued failures
+are dropped after one try (the node's own count keeps them) and the reporter tries again at most once a second.
 """
 
 from __future__ import annotations

@@ -8,14 +8,18 @@ forgotten `forget_after` seconds after its last failure, with the single node's 
 a doubling delay). Whether an address is blocked is asked of nothing but this node's memory, so that a request
 with the right secret never waits for Redis: the node that counted the failure which blocks an address learns it
 from the script's answer and tells every other live node at once (one signed message, `BLOCKED`), and a node
-starting, or finding Redis again, reads the blocks current then (`apuppet:blocked:<kind>`, a sorted set by end).
+starting, or finding Redis again, reads the blocks current then (`apuppet:blocked:<kind>`, a sorted set by end,
+which expires with the last block it lists: nothing in Redis outlives the longest delay or `forget_after`).
 Polling instead would cost every node a read per interval (growing with an attack's addresses) and leave other
 nodes comparing guesses for up to that interval; a pushed block arrives within a pub/sub hop and costs nothing
 while nobody guesses wrong.
 
 The node's own `Throttle` keeps counting beside it: the answer is the longer of the two delays, so when Redis is
 unreachable each node still limits the addresses it sees, as a single server does (never no limit), and a block
-the cluster announced still runs out when its time is over (never everyone refused).
+the cluster announced still runs out when its time is over (never everyone refused). The same local count
+limits the clients a node does not report: at most `REPORTED_PER_SECOND` distinct ones per kind each second, so
+that many addresses at once (an IPv6 /48 holds 65 536 /64s) cannot make a node fill Redis with counters as fast
+as it answers wrong secrets.
 """
 
 from __future__ import annotations
@@ -36,13 +40,20 @@ BLOCKS_PER_MESSAGE = 500
 #: A client key longer than this is no address (`client_key` returns what it cannot parse as it is): such keys
 #: count on the node only.
 MAX_CLIENT = 64
-#: Blocked addresses the sorted set keeps at most per kind (the soonest to end go first); counters are not capped
-#: (each expires by itself), only what a starting node reads at once.
+#: Blocked addresses the sorted set keeps at most per kind (the soonest to end go first): what a starting node
+#: reads at once.
 MAX_LISTED = 100_000
+#: Distinct clients a node reports per kind per second at most; the others count on the node only. Each counter
+#: lives `forget_after` (10 min) after its last failure: at most 60 000 per node and kind (~6 MB of Redis), while
+#: a node sees far fewer guessing addresses than this unless under an attack from many (which then gets each
+#: node's limit rather than the cluster's beyond these).
+REPORTED_PER_SECOND = 100
 
 #: Count ARGV[1] more failures of one client. KEYS[1] its counter, KEYS[2] the kind's blocked set; ARGV: failures,
 #: free failures, base delay and longest delay (ms), forget after (ms), the set's cap, the client. Returns the
-#: delay now imposed (ms; 0: none), computed as `Throttle.failure` does, on Redis' clock (no node's).
+#: delay now imposed (ms; 0: none), computed as `Throttle.failure` does, on Redis' clock (no node's). The set
+#: expires the longest delay after its last addition (never sooner than it would: a node with a longer policy),
+#: so that it goes once no block is left, though nobody blocks or starts again to prune it.
 FAIL_SCRIPT = """
 local failures = redis.call('INCRBY', KEYS[1], tonumber(ARGV[1]))
 local over = failures - tonumber(ARGV[2])
@@ -58,6 +69,7 @@ if delay > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[6])
   if extra > 0 then redis.call('ZPOPMIN', KEYS[2], extra) end
+  if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4])) end
 end
 return delay
 """
@@ -132,12 +144,23 @@ class SharedThrottle(Throttle):
     `blocked_for` reads memory only (the local count and the blocks learnt); `failure` counts locally and queues
     the client for `guesses.py`, which reports the queue to Redis and hands the answers back to `learn`."""
 
-    def __init__(self, kind: str, *, client: Callable[[Hashable], str | None] = client_of, **policy: Any) -> None:
+    def __init__(
+        self,
+        kind: str,
+        *,
+        client: Callable[[Hashable], str | None] = client_of,
+        reported_per_second: int = REPORTED_PER_SECOND,
+        **policy: Any,
+    ) -> None:
         super().__init__(**policy)
         if kind not in KINDS:
             raise ValueError(f"unknown guessing kind {kind!r}")
         self.kind = kind
         self.client = client
+        self.reported_per_second = reported_per_second
+        #: The clients queued since `_second` began (this node's clock).
+        self._reported: set[str] = set()
+        self._second = -math.inf
         #: Client → when (this node's clock) the cluster's block on it ends.
         self.blocks: dict[str, float] = {}
         #: Client → failures not reported to Redis yet.
@@ -172,11 +195,27 @@ class SharedThrottle(Throttle):
     def failure(self, key: Hashable) -> float:
         delay = super().failure(key)
         client = self.client(key)
-        if client is not None and (client in self.pending or len(self.pending) < self.max_keys):
+        if client is not None and self._reportable(client):
             self.pending[client] = self.pending.get(client, 0) + 1
             if self.on_failure is not None:
                 self.on_failure()
         return delay
+
+    def _reportable(self, client: str) -> bool:
+        """Whether to queue a failure of `client` for Redis: one already queued, or in this second, always; a new
+        one while the queue (Redis slow or gone) and this second's share have room."""
+        if client in self.pending:
+            return True
+        if len(self.pending) >= self.max_keys:
+            return False
+        now = self.clock()
+        if now - self._second >= 1.0:
+            self._second, self._reported = now, set()
+        if client not in self._reported:
+            if len(self._reported) >= self.reported_per_second:
+                return False
+            self._reported.add(client)
+        return True
 
     def take(self) -> dict[str, int]:
         """The failures to report (and forget here: one that cannot be reported stays counted locally only)."""

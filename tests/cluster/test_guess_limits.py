@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -18,6 +17,7 @@ from apuppet.server import Server
 
 from ..agent.conftest import SECRET
 from ..server.test_console import Operator
+from ..server.viewer import until
 from .conftest import ADMIN, Cluster, RedisProcess, wait_redis
 from .test_cluster import janus_post
 
@@ -43,12 +43,6 @@ async def create(http: aiohttp.ClientSession, node: Server, secret: str) -> dict
     reply = await janus_post(http, f"{node.url}janus", {"janus": "create", "apisecret": secret})
     error = reply.get("error")
     return error if isinstance(error, dict) else reply
-
-
-async def until(condition: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 def slow(*nodes: Server) -> None:

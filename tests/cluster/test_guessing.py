@@ -4,6 +4,8 @@ redis-server, against the single node's `Throttle`."""
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as aioredis
 
 from apuppet.api.throttle import Throttle
@@ -13,6 +15,7 @@ from apuppet.cluster.guessing import (
     BLOCKS_PER_MESSAGE,
     FAIL_SCRIPT,
     MAX_CLIENT,
+    REPORTED_PER_SECOND,
     SharedThrottle,
     blocked_key,
     blocks_messages,
@@ -102,6 +105,25 @@ def test_the_queue_and_the_blocks_kept_are_bounded() -> None:
     clock.now += 100
     admin.learn(ADDRESS, 1.0)  # the ended ones go first
     assert list(admin.blocks) == [ADDRESS]
+
+
+def test_a_node_reports_a_bounded_number_of_distinct_clients_a_second() -> None:
+    """Many addresses at once (IPv6) must not make a node create counters in Redis as fast as it answers: those
+    over the share count on the node only (its own throttle still limits each)."""
+    admin, clock = shared("admin", free=0, reported_per_second=3)
+    for i in range(5):
+        admin.failure(f"198.51.100.{i}")
+    admin.failure("198.51.100.0")  # one counted in this second already is counted again
+    assert admin.take() == {"198.51.100.0": 2, "198.51.100.1": 1, "198.51.100.2": 1}
+    admin.failure("198.51.100.1")  # after the report too
+    admin.failure("198.51.100.4")
+    assert admin.take() == {"198.51.100.1": 1}
+    assert admin.blocked_for("198.51.100.4") == 2.0  # the node's own count: its 2nd failure
+    clock.now += 1.0  # the next second has its own share
+    for i in range(3, 7):
+        admin.failure(f"198.51.100.{i}")
+    assert admin.take() == {f"198.51.100.{i}": 1 for i in range(3, 6)}
+    assert SharedThrottle("api").reported_per_second == REPORTED_PER_SECOND
 
 
 def test_learnt_blocks_last_no_longer_than_the_policy_s_longest_delay_and_nonsense_is_ignored() -> None:
@@ -194,5 +216,25 @@ async def test_the_script_counts_as_a_single_node_s_throttle_does(redis_server: 
         assert set(left) == {ADDRESS, OTHER}
         assert 299_000 < left[ADDRESS] <= 300_000 and 7_000 < left[OTHER] <= 8000
         assert await blocked(keys=[blocked_key("api")], args=[100]) == []
+        assert 299_000 < await client.pttl(blocked_key("admin")) <= 300_000  # the longest delay, from the last block
+    finally:
+        await client.aclose()
+
+
+async def test_the_blocked_set_goes_with_its_last_block(redis_server: RedisProcess) -> None:
+    """Nobody needs to block again, or start, to clear it: Redis keeps nothing of a guessing burst once its delays
+    and counters ran out."""
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    try:
+        fail = client.register_script(FAIL_SCRIPT)
+        policy = [0, 100, 200, 300, 100]  # no free failure, 100 ms doubling to 200 ms, forgotten after 300 ms
+        for address, n in ((ADDRESS, 1), (OTHER, 3)):
+            keys = [guess_key("api", address), blocked_key("api")]
+            assert await fail(keys=keys, args=[n, *policy, address]) == (100 if n == 1 else 200)
+        assert 0 < await client.pttl(blocked_key("api")) <= 200
+        await asyncio.sleep(0.25)
+        assert await client.exists(blocked_key("api")) == 0
+        await asyncio.sleep(0.1)
+        assert await client.keys("*") == []  # the counters too
     finally:
         await client.aclose()

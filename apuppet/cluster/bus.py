@@ -195,7 +195,8 @@ class RedisBus:
         for task in self._tasks:
             task.cancel()
         # Bounded: closing the subscription waits for its connection, which a stalled Redis may never release.
-        await asyncio.wait(self._tasks, timeout=COMMAND_TIMEOUT)
+        if self._tasks:  # none on a second close (asyncio.wait refuses an empty list)
+            await asyncio.wait(self._tasks, timeout=COMMAND_TIMEOUT)
         self._tasks = []
         while not self._outbox.empty():
             _, _, future = self._outbox.get_nowait()

@@ -268,15 +268,14 @@ class StreamingPlugin(Plugin):
     async def _watch(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> None:
         intent = self._watching[handle.id] = object()
         try:
-            try:
-                await self.peers.ready()
-            except WebRtcUnavailable as exc:
-                raise RequestError(StreamingError.UNKNOWN_ERROR, str(exc)) from None
+            await self.peers.ready()
             mountpoint = self.mountpoints.watchable(body, handle.session.remote, handle.session.trusted)
             key = mountpoint_key(mountpoint.id)
             previous = self._unwatch(handle.id, "watching another")
             if previous is not None:
                 await self._close_viewer(handle, previous, notify=False)
+        except WebRtcUnavailable as exc:
+            raise RequestError(StreamingError.UNKNOWN_ERROR, str(exc)) from None
         finally:
             taken_back = self._watching.get(handle.id) is not intent
             if not taken_back:

@@ -1,6 +1,6 @@
 """Where the transports hand a request and a long poll: this node's gateway, or a cluster node's router.
 
-Both have the same two calls (`Routing`), so the HTTP and WebSocket transports have one path whatever the
+Both have the same two calls, `receive` and `poll`, so the HTTP and WebSocket transports have one path whatever the
 deployment: a single node is `SingleNode` (nothing waits for another node; one coroutine more per request, ~1 µs),
 a cluster node is `apuppet.cluster.router.Router`.
 """
@@ -8,32 +8,14 @@ a cluster node is `apuppet.cluster.router.Router`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..api.gateway import Gateway
 from ..api.plugin import JSON
 from ..api.session import Connection
 
-
-class Routing(Protocol):
-    async def receive(
-        self,
-        data: bytes | str,
-        *,
-        session_id: int | None = None,
-        handle_id: int | None = None,
-        remote: str = "",
-        connection: Connection | None = None,
-    ) -> JSON:
-        """`Gateway.receive`, wherever the session is held."""
-        ...
-
-    async def poll(
-        self, session_id: int | None, secret: Any, remote: str, maxev: int | None, closed: Callable[[], bool]
-    ) -> tuple[int, Any] | None:
-        """A long poll answered elsewhere as (HTTP status, payload or None if the client went away); None when the
-        transport polls this node's gateway itself."""
-        ...
+if TYPE_CHECKING:
+    from ..cluster.router import Router
 
 
 class SingleNode:
@@ -51,6 +33,7 @@ class SingleNode:
         remote: str = "",
         connection: Connection | None = None,
     ) -> JSON:
+        """`Gateway.receive`: the session, if any, is here."""
         return self.gateway.receive(
             data, session_id=session_id, handle_id=handle_id, remote=remote, connection=connection
         )
@@ -58,4 +41,8 @@ class SingleNode:
     async def poll(
         self, session_id: int | None, secret: Any, remote: str, maxev: int | None, closed: Callable[[], bool]
     ) -> tuple[int, Any] | None:
+        """None: the transport polls the gateway itself (`Router.poll` answers for sessions held elsewhere)."""
         return None
+
+
+Routing: TypeAlias = "SingleNode | Router"

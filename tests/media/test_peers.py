@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from apuppet.agent.janus import JanusClient
 from apuppet.media.peers import missing_packages
 
 from ..agent.conftest import SECRET
@@ -30,29 +31,14 @@ def test_missing_packages_names_only_what_is_not_installed() -> None:
     assert missing_packages(("aiortc", "apuppet_no_such_package", "pylibsrtp")) == ["apuppet_no_such_package"]
 
 
-class Janus:
-    """The few Janus API calls an agent makes before its first peer connection, over HTTP."""
-
-    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
-        self.http, self.url = http, url.rstrip("/") + "/janus"
-
-    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        async with self.http.post(self.url + path, json={**body, "transaction": "t", "apisecret": SECRET}) as r:
-            reply: dict[str, Any] = await r.json()
-            return reply
-
-    async def textroom_setup(self) -> tuple[int, dict[str, Any]]:
-        """A session, a textroom handle and its `setup`; the session id and the event that answered it."""
-        session = (await self.post("", {"janus": "create"}))["data"]["id"]
-        handle = (await self.post(f"/{session}", {"janus": "attach", "plugin": "janus.plugin.textroom"}))["data"]["id"]
-        ack = await self.post(f"/{session}/{handle}", {"janus": "message", "body": {"request": "setup"}})
-        assert ack["janus"] == "ack", ack
-        async with asyncio.timeout(30):
-            while True:
-                async with self.http.get(f"{self.url}/{session}", params={"apisecret": SECRET}) as r:
-                    event = await r.json()
-                if event.get("janus") == "event":
-                    return session, event
+async def textroom_setup(http: aiohttp.ClientSession, url: str) -> tuple[JanusClient, dict[str, Any]]:
+    """What an agent does first (a session, a textroom handle, `setup`), through the agent's own Janus client; the
+    client (to be closed) and the event that answered the setup."""
+    janus = JanusClient(http, url, SECRET)
+    await janus.create()
+    handle = await janus.attach("janus.plugin.textroom")
+    assert (await janus.message(handle, {"request": "setup"}))["janus"] == "ack"
+    return janus, await janus.event(handle, timeout=30)
 
 
 def maps_stack(served: Served) -> list[bool]:
@@ -68,13 +54,14 @@ async def test_an_idle_server_loads_the_webrtc_stack_with_its_first_peer_connect
     await asyncio.sleep(0.5)
     assert maps_stack(served) == [False, False]
     # A streaming handle alone (a device making its mountpoint, a page listing them) does not load it either.
-    janus = Janus(http, served.url)
-    session = (await janus.post("", {"janus": "create"}))["data"]["id"]
-    attached = await janus.post(f"/{session}", {"janus": "attach", "plugin": "janus.plugin.streaming"})
-    listed = await janus.post(f"/{session}/{attached['data']['id']}", {"janus": "message", "body": {"request": "list"}})
+    lister = JanusClient(http, served.url, SECRET)
+    await lister.create()
+    listed = await lister.message(await lister.attach("janus.plugin.streaming"), {"request": "list"})
+    await lister.close()
     assert listed["plugindata"]["data"]["list"] == [], listed
     assert maps_stack(served) == [False, False]
-    _, event = await janus.textroom_setup()
+    janus, event = await textroom_setup(http, served.url)
+    await janus.close()
     assert event["plugindata"]["data"].get("result") == "ok", event
     assert event["jsep"]["type"] == "offer" and "webrtc-datachannel" in event["jsep"]["sdp"]
     assert maps_stack(served) == [True, True]
@@ -102,17 +89,19 @@ async def test_a_broken_stack_is_an_error_for_the_client_and_the_server_goes_on(
     # Installed but broken: SRTP's compiled part fails to import (as after a bad upgrade).
     served = await serve(tmp_path, preamble="sys.modules['pylibsrtp._binding'] = None")
     servers.append(served)
-    janus = Janus(http, served.url)
+    clients = []
     for _ in range(2):  # told every time, not only the first
-        session, event = await janus.textroom_setup()
+        janus, event = await textroom_setup(http, served.url)
+        clients.append(janus)
         error = event["plugindata"]["data"].get("error", "")
         assert "WebRTC unavailable on this server (ModuleNotFoundError" in error, event
         assert "pylibsrtp" not in error and "/" not in error  # what failed, where: for the log only
         assert "jsep" not in event
     # Everything else is served as before.
-    info = await janus.post("", {"janus": "info"})
-    assert info["janus"] == "server_info"
-    assert (await janus.post(f"/{session}", {"janus": "keepalive"}))["janus"] == "ack"
+    assert (await janus.request({"janus": "info"}, session=False))["janus"] == "server_info"
+    assert (await janus.request({"janus": "keepalive"}))["janus"] == "ack"
+    for client in clients:
+        await client.close()
     assert served.process.returncode is None
     log = "".join(await read_log(served))
     # Logged once (tried once: the next try waits for RETRY_AFTER), with what the client was not told.
@@ -127,16 +116,11 @@ async def test_a_missing_webrtc_package_stops_the_server_at_start(tmp_path: Path
     assert "WebRTC packages missing: pylibsrtp" in err.decode(), err.decode()
 
 
-LOAD = """
+# What both scripts start with: `import_stack` counted (the real one, called through).
+COUNTED = """
 import asyncio, json, sys, threading
 from apuppet.media import peers as p
 from apuppet.media.settings import MediaSettings
-
-on_main = {}
-def hook(event, args):
-    if event == "import" and args[0] in ("aioice", "cryptography", "pylibsrtp"):
-        on_main.setdefault(args[0], threading.current_thread() is threading.main_thread())
-sys.addaudithook(hook)
 calls = 0
 real = p.import_stack
 def counted():
@@ -144,6 +128,16 @@ def counted():
     calls += 1
     return real()
 p.import_stack = counted
+"""
+
+LOAD = (
+    COUNTED
+    + """
+on_main = {}
+def hook(event, args):
+    if event == "import" and args[0] in ("aioice", "cryptography", "pylibsrtp"):
+        on_main.setdefault(args[0], threading.current_thread() is threading.main_thread())
+sys.addaudithook(hook)
 
 async def main():
     peers = p.Peers(MediaSettings(bind="127.0.0.1", port_range=(%d, %d)))
@@ -164,6 +158,7 @@ async def main():
     print(json.dumps({"on_main": on_main, "ticks": ticks, "calls": calls, "cancelled": cancelled.cancelled()}))
 asyncio.run(main())
 """
+)
 
 
 def test_the_stack_is_imported_once_off_the_event_loop_for_every_waiter() -> None:
@@ -181,19 +176,10 @@ def test_the_stack_is_imported_once_off_the_event_loop_for_every_waiter() -> Non
     assert seen["calls"] == 1 and seen["cancelled"], seen
 
 
-RETRY = """
-import asyncio, json, sys
-from apuppet.media import peers as p
-from apuppet.media.settings import MediaSettings
-
+RETRY = (
+    COUNTED
+    + """
 p.RETRY_AFTER = 0.5
-calls = 0
-real = p.import_stack
-def counted():
-    global calls
-    calls += 1
-    return real()
-p.import_stack = counted
 
 async def main():
     peers = p.Peers(MediaSettings(bind="127.0.0.1", port_range=(%d, %d)))
@@ -214,6 +200,7 @@ async def main():
     print(json.dumps({"seen": seen, "calls": calls}))
 asyncio.run(main())
 """
+)
 
 
 def test_a_failed_import_is_tried_again_after_a_while() -> None:

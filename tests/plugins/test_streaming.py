@@ -502,16 +502,22 @@ async def test_a_viewer_session_may_only_watch_with_the_pin(config, viewers, sou
         await gateway.close()
 
 
-@pytest.mark.parametrize("verb", ["hangup", "stop", "detach"])
-async def test_a_watch_taken_back_while_the_webrtc_stack_loads_makes_no_viewer(server, held_stack, verb):
-    gateway, plugin = server
+async def watch_while_the_stack_loads(gateway: Gateway) -> tuple[InProcClient, Client, Client]:
+    """A device's mountpoint and a viewer's `watch` of it, left waiting for the WebRTC stack (`held_stack`)."""
     janus = InProcClient(gateway)
     agent = Client(janus)
     agent.request(agent_create())
     viewer = Client(janus)
     body = {"request": "watch", "id": "48213077", "pin": "4321"}
     assert janus.message(viewer.session, viewer.handle, body)["janus"] == "ack"
-    await asyncio.sleep(0.05)  # the watch waits for the stack
+    await asyncio.sleep(0.05)
+    return janus, agent, viewer
+
+
+@pytest.mark.parametrize("verb", ["hangup", "stop", "detach"])
+async def test_a_watch_taken_back_while_the_webrtc_stack_loads_makes_no_viewer(server, held_stack, verb):
+    gateway, plugin = server
+    janus, agent, viewer = await watch_while_the_stack_loads(gateway)
     if verb == "stop":
         janus.message(viewer.session, viewer.handle, {"request": "stop"})
     else:
@@ -533,13 +539,7 @@ async def test_a_watch_taken_back_while_the_webrtc_stack_loads_makes_no_viewer(s
 
 async def test_a_mountpoint_destroyed_while_the_webrtc_stack_loads_is_named_to_the_viewer(server, held_stack):
     gateway, plugin = server
-    janus = InProcClient(gateway)
-    agent = Client(janus)
-    agent.request(agent_create())
-    viewer = Client(janus)
-    body = {"request": "watch", "id": "48213077", "pin": "4321"}
-    assert janus.message(viewer.session, viewer.handle, body)["janus"] == "ack"
-    await asyncio.sleep(0.05)
+    janus, agent, viewer = await watch_while_the_stack_loads(gateway)
     agent.request({"request": "destroy", "id": "48213077"})
     held_stack.set()
     refused = await viewer.event(lambda d: "error_code" in d)

@@ -30,6 +30,11 @@ POLL_TIMEOUT = 30.0
 MAX_EVENTS_PER_POLL = 100
 #: A request body must arrive within this many seconds (a client dribbling bytes holds a connection otherwise).
 BODY_TIMEOUT = 30.0
+#: ...and may not stop for this long before it is complete. A Janus request is a few KB, sent in one go; a body
+#: that stops short is one whose length lied (a `Content-Length` above what was sent, a chunk size of 2^64-1,
+#: which aiohttp's parser waits for without telling its size), and it is answered 408 now rather than at the end
+#: of `BODY_TIMEOUT`.
+BODY_STALL = 5.0
 
 
 def remote_of(request: web.BaseRequest) -> str:
@@ -85,10 +90,12 @@ class RestTransport:
         if session_id == -1 or handle_id == -1:
             return json_response(error_reply(ErrorCode.INVALID_REQUEST_PATH, "Invalid path"), status=404)
         try:
-            async with asyncio.timeout(self.body_timeout):
-                data = await request.read()
+            data = await self._read_body(request)
         except web.HTTPRequestEntityTooLarge:
-            return json_response(error_reply(ErrorCode.TRANSPORT_SPECIFIC, "Request too large"), status=413)
+            # Closed rather than kept alive: aiohttp would read and drop the rest of the body first.
+            response = json_response(error_reply(ErrorCode.TRANSPORT_SPECIFIC, "Request too large"), status=413)
+            response.force_close()
+            return response
         except TimeoutError:
             response = json_response(error_reply(ErrorCode.TRANSPORT_SPECIFIC, "Request body too slow"), status=408)
             response.force_close()
@@ -99,6 +106,24 @@ class RestTransport:
         remote = remote_of(request)
         reply = await self.router.receive(data, session_id=session_id, handle_id=handle_id, remote=remote)
         return json_response(reply)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = request.client_max_size
+        declared = request.content_length
+        if limit and declared is not None and declared > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=declared)
+        body = bytearray()
+        content = request.content
+        stall = min(BODY_STALL, self.body_timeout)
+        async with asyncio.timeout(self.body_timeout):
+            while True:
+                async with asyncio.timeout(stall):
+                    chunk = await content.readany()
+                if not chunk:
+                    return bytes(body)
+                body += chunk
+                if limit and len(body) > limit:
+                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
 
     async def poll(self, request: web.Request) -> web.StreamResponse:
         session_id, _ = self._path_ids(request)

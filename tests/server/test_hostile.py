@@ -18,6 +18,7 @@ import pytest
 import apuppet
 from apuppet.api.idtag import tag
 from apuppet.server import Server
+from apuppet.server import http as http_transport
 
 from ..api.echo import EchoPlugin
 from .conftest import SECRET, make_config
@@ -110,6 +111,46 @@ async def test_malformed_http_is_one_short_line_not_a_traceback(
             assert (await raw(server.port, request)).startswith(b"HTTP/1.0 400")
     assert_quiet_log(caplog, max_lines=len(malformed))
     assert "malformed HTTP request from 127.0.0.1" in caplog.text
+
+
+async def test_bodies_that_lie_about_their_length_are_answered_at_once(
+    server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A chunk size of 2^64-1 (aiohttp waits for the chunk and does not tell its size) or a `Content-Length` above
+    what was sent: a stalled body is answered 408 after `BODY_STALL`, not after the whole `http_body_timeout`
+    (30 s here), and a declared length above `max_request_bytes` 413 before any of it is read."""
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(http_transport, "BODY_STALL", 0.5)
+    assert server.config.http_body_timeout == 30
+    body = b'{"janus":"ping","transaction":"p"}'
+    head = b"POST /janus HTTP/1.1\r\nHost: x\r\n"
+    stalled = (
+        head + b"Transfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n" + body + b"\r\n0\r\n\r\n",
+        head + b"Content-Length: %d\r\n\r\n" % (len(body) + 10) + body,
+    )
+    for request in stalled:
+        started = time.monotonic()
+        reply = await raw(server.port, request, timeout=10)
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
+        assert b"Request body too slow" in reply
+        assert 0.4 < time.monotonic() - started < 3
+    declared = server.config.max_request_bytes + 1
+    started = time.monotonic()
+    reply = await raw(server.port, head + b"Content-Length: %d\r\n\r\n{" % declared, timeout=10)
+    assert reply.startswith(b"HTTP/1.1 413") and b"Request too large" in reply, reply[:100]
+    assert time.monotonic() - started < 0.4
+    # A body sent in pieces with pauses shorter than the stall arrives whole.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body))
+    for i in range(0, len(body), 8):
+        await asyncio.sleep(0.2)
+        writer.write(body[i : i + 8])
+    try:
+        reply = await asyncio.wait_for(reader.read(65536), 5)
+    finally:
+        writer.close()
+    assert reply.startswith(b"HTTP/1.1 200") and b'"pong"' in reply
+    assert_quiet_log(caplog, max_lines=0)
 
 
 async def test_metrics_with_a_non_utf8_authorization_header(server: Server, caplog: pytest.LogCaptureFixture) -> None:

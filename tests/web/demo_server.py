@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -104,5 +105,10 @@ async def main(port: int, with_agent: bool, external: str = "", still: bool = Fa
 
 
 if __name__ == "__main__":
+    # Warnings and errors go to stderr, where pytest shows them beside a failing test; $APUPPET_TEST_LOG=DEBUG
+    # shows everything (aiortc's and aioice's own lines too) when a browser test needs explaining.
+    logging.basicConfig(
+        level=os.environ.get("APUPPET_TEST_LOG", "WARNING"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     external = next((a.removeprefix("--external=") for a in sys.argv if a.startswith("--external=")), "")
     asyncio.run(main(int(sys.argv[1]), "--no-agent" not in sys.argv, external, "--still" in sys.argv))

@@ -61,6 +61,17 @@ class Desk:
         return f"{self.base}web-admin/?{urlencode(params)}"
 
 
+COUNT_PEERS = """
+window.peerConnections = 0;
+const Original = window.RTCPeerConnection;
+window.RTCPeerConnection = function (...args) {
+  window.peerConnections++;
+  return new Original(...args);
+};
+window.RTCPeerConnection.prototype = Original.prototype;
+"""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("base")
@@ -68,6 +79,9 @@ def main() -> int:
     parser.add_argument("pin")
     parser.add_argument("--samples", type=int, default=0)
     parser.add_argument("--wait", type=float, default=30, help="seconds the video may take to play")
+    parser.add_argument(
+        "--expect-failure", action="store_true", help="wait up to --wait seconds for the login to fail, and say how"
+    )
     args = parser.parse_args()
     desk = Desk(args.base, args.session, args.pin)
     result: dict[str, Any] = {}
@@ -76,8 +90,20 @@ def main() -> int:
         page = browser.new_page(viewport={"width": 1000, "height": 800})
         page.set_default_timeout(30_000)
         started = time.monotonic()
+        # Counts the page's peer connections: one per attempt until a data channel opens.
+        page.add_init_script(COUNT_PEERS)
         page.goto(desk.url(session=args.session, pin=args.pin))
         page.click("#connect")
+        if args.expect_failure:
+            page.wait_for_function("() => document.body.dataset.error", timeout=args.wait * 1000)
+            result["failed_after"] = round(time.monotonic() - started, 3)
+            result["error"] = page.evaluate("() => document.body.dataset.error")
+            result["message"] = page.inner_text("#login-message")
+            result["peer_connections"] = page.evaluate("() => window.peerConnections")
+            result["state"] = page.evaluate("() => window.apuppet.remote.state")
+            browser.close()
+            print(json.dumps(result), flush=True)
+            return 0
         wait_playing(page, timeout=args.wait * 1000)
         result["playing_after"] = round(time.monotonic() - started, 3)
         result["pairs"] = page.evaluate(SELECTED_PAIRS)

@@ -46,11 +46,11 @@ def coturn(desk: UdpBlockedNamespace, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def run_desk_browser(
-    desk: UdpBlockedNamespace, demo: DemoProcess, timeout: float, wait: float = 30
+    desk: UdpBlockedNamespace, demo: DemoProcess, timeout: float, wait: float = 30, *options: str
 ) -> dict[str, Any] | None:
     """The browser script inside the namespace; None when it could not play the video within `wait` seconds."""
     args = [sys.executable, str(HERE / "desk_browser.py"), demo.base, demo.info["session"], demo.info["password"]]
-    args.append(f"--wait={wait}")
+    args += [f"--wait={wait}", *options]
     try:
         done = subprocess.run(desk.prefix + args, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -94,10 +94,15 @@ def test_a_browser_without_udp_sees_and_drives_the_phone_through_coturn(
 
 
 def test_the_same_browser_without_turn_gets_no_video(desk: UdpBlockedNamespace) -> None:
-    """The control: it is the TURN relay that makes the test above pass, not a leak in the UDP drop."""
+    """The control: it is the TURN relay that makes the test above pass, not a leak in the UDP drop. The page
+    says what failed: the server answered, its media did not come (not "the server cannot be reached"), after a
+    second attempt of its own."""
     demo = DemoProcess(with_agent=True, config={"bind": HOST_ADDRESS})
     try:
-        result = run_desk_browser(desk, demo, timeout=40, wait=12)
+        result = run_desk_browser(desk, demo, 90, 70, "--expect-failure")
     finally:
         demo.stop()
-    assert result is None
+    assert result is not None, "the page did not report a failure"
+    assert result["error"] == "no-media" and result["state"] == "idle", result
+    assert "no media connection" in result["message"] and "UDP is blocked" in result["message"], result
+    assert result["peer_connections"] == 2, result  # the control connection, tried twice; never the video's

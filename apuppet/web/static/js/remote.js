@@ -38,6 +38,11 @@ export class ConnectError extends Error {
   }
 }
 
+/** The server answers, but no WebRTC connection with it comes up (retried: see `connect`). */
+const NO_MEDIA_MESSAGE =
+  "The server answers, but no media connection to it could be made: UDP is blocked on this network or at the " +
+  "server (its rtp_port_range), or the server needs a TURN server. Ask its administrator (apuppet doctor).";
+
 /** Whether retrying with the same credentials can ever help. */
 const FINAL = new Set(["unknown-session", "wrong-password", "secret", "busy", "no-device"]);
 
@@ -122,8 +127,16 @@ export class Remote extends EventTarget {
     this.reconnects = 0;
     this.serverLost = false;
     this._setState("connecting");
+    const epoch = this.epoch;
     try {
-      await this._open({ force });
+      try {
+        await this._open({ force });
+      } catch (err) {
+        // Once more when only the WebRTC connection did not come up: a lost check or a browser that stalled
+        // gets through the second time, and a blocked network fails the same way again.
+        if (!(err instanceof ConnectError && err.kind === "no-media") || epoch !== this.epoch) throw err;
+        await this._open({ force });
+      }
     } catch (err) {
       const failure = classify(err, this.sessionId);
       this._setState("idle", { error: failure });
@@ -200,7 +213,13 @@ export class Remote extends EventTarget {
     await pc.setRemoteDescription(jsep);
     await pc.setLocalDescription(await pc.createAnswer());
     await link.textroom.message({ request: "ack" }, { type: "answer", sdp: pc.localDescription.sdp });
-    await withTimeout(opened, WAIT_MS, "data channel");
+    try {
+      await withTimeout(opened, WAIT_MS, "data channel");
+    } catch (err) {
+      if (!(err instanceof UnreachableError)) throw err;
+      // The server answered every request: it is the WebRTC path to it (UDP) that did not come up.
+      throw new ConnectError("no-media", NO_MEDIA_MESSAGE, err);
+    }
   }
 
   _roomRequest(link, request) {

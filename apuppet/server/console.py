@@ -43,7 +43,7 @@ from ..ops.eventlog import SECRET_KEYS
 from ..ops.liveview import devices, snapshot
 from ..ops.logins import MAX_LOGINS, Login, LoginRefused, Logins
 from ..ops.recordings import Listing, Recording, RecordingIndex, recording_at, recordings_dir
-from .http import remote_of
+from .http import read_body, remote_of
 
 if TYPE_CHECKING:
     from ..cluster.node import ClusterNode
@@ -75,6 +75,13 @@ DISABLED = (
 
 def _error(status: int, reason: str, **extra: Any) -> web.Response:
     return web.json_response({"error": reason, **extra}, status=status, headers={"Cache-Control": "no-store"})
+
+
+def _closing(response: web.Response) -> web.Response:
+    """For a body not read to its end: not kept alive for another request (aiohttp reads and drops the rest for
+    up to 10 s, then closes)."""
+    response.force_close()
+    return response
 
 
 def _data(payload: Any) -> web.Response:
@@ -242,9 +249,13 @@ class Console:
         if not _same_origin(request):
             return _error(403, "cross-site request refused")
         try:
-            body = await request.json()
+            body = json.loads(await read_body(request))
         except (ValueError, UnicodeDecodeError):
             return _error(400, 'expected JSON: {"secret": "…"}')
+        except TimeoutError:
+            return _closing(_error(408, "request body too slow"))
+        except web.HTTPRequestEntityTooLarge:
+            return _closing(_error(413, "request too large"))
         secret = body.get("secret") if isinstance(body, dict) else None
         if not isinstance(secret, str):
             return _error(400, 'expected JSON: {"secret": "…"}')

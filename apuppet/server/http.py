@@ -41,6 +41,27 @@ def remote_of(request: web.BaseRequest) -> str:
     return request.remote or ""
 
 
+async def read_body(request: web.BaseRequest, timeout: float = BODY_TIMEOUT) -> bytes:
+    """The request body within `timeout` seconds and without a pause of `BODY_STALL` (`TimeoutError`), and no
+    larger than the application's `client_max_size` (`HTTPRequestEntityTooLarge`, at once when the
+    `Content-Length` says so)."""
+    limit = request.client_max_size
+    declared = request.content_length
+    if limit and declared is not None and declared > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=declared)
+    body = bytearray()
+    content = request.content
+    async with asyncio.timeout(timeout):
+        while True:
+            async with asyncio.timeout(min(BODY_STALL, timeout)):
+                chunk = await content.readany()
+            if not chunk:
+                return bytes(body)
+            body += chunk
+            if limit and len(body) > limit:
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+
+
 def json_response(payload: Any, status: int = 200) -> web.Response:
     if isinstance(payload, dict) and payload.get("janus") == "error" and status == 200:
         if payload["error"]["code"] == ErrorCode.TOO_MANY_REQUESTS:
@@ -90,9 +111,9 @@ class RestTransport:
         if session_id == -1 or handle_id == -1:
             return json_response(error_reply(ErrorCode.INVALID_REQUEST_PATH, "Invalid path"), status=404)
         try:
-            data = await self._read_body(request)
+            data = await read_body(request, self.body_timeout)
         except web.HTTPRequestEntityTooLarge:
-            # Closed rather than kept alive: aiohttp would read and drop the rest of the body first.
+            # Not kept alive for another request (aiohttp reads and drops the rest for up to 10 s, then closes).
             response = json_response(error_reply(ErrorCode.TRANSPORT_SPECIFIC, "Request too large"), status=413)
             response.force_close()
             return response
@@ -106,24 +127,6 @@ class RestTransport:
         remote = remote_of(request)
         reply = await self.router.receive(data, session_id=session_id, handle_id=handle_id, remote=remote)
         return json_response(reply)
-
-    async def _read_body(self, request: web.Request) -> bytes:
-        limit = request.client_max_size
-        declared = request.content_length
-        if limit and declared is not None and declared > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=declared)
-        body = bytearray()
-        content = request.content
-        stall = min(BODY_STALL, self.body_timeout)
-        async with asyncio.timeout(self.body_timeout):
-            while True:
-                async with asyncio.timeout(stall):
-                    chunk = await content.readany()
-                if not chunk:
-                    return bytes(body)
-                body += chunk
-                if limit and len(body) > limit:
-                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
 
     async def poll(self, request: web.Request) -> web.StreamResponse:
         session_id, _ = self._path_ids(request)

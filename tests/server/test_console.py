@@ -290,6 +290,24 @@ async def test_bad_input_gets_a_clear_refusal_and_the_console_keeps_serving(
         async with http.post(url, data=body, headers={"Origin": origin}) as response:
             assert response.status in (400, 401), (body, response.status)
             assert "error" in await response.json()
+    # A body that stops short of its Content-Length (a connection held open on purpose), or announces more than
+    # the server takes: refused, not waited for.
+    port = int(server.url.rsplit(":", 1)[1].strip("/"))
+    host = origin.split("//", 1)[1]
+    head = f"POST /console/api/login HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n".encode()
+    for request, status, most in (
+        (head + b"Content-Length: 40\r\n\r\n{", b"408", 8.0),
+        (head + b"Content-Length: %d\r\n\r\n{" % (server.config.max_request_bytes + 1), b"413", 1.0),
+    ):
+        started = time.monotonic()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        try:
+            reply = await asyncio.wait_for(reader.read(65536), 10)
+        finally:
+            writer.close()
+        assert reply.split(b" ", 2)[1] == status and b'"error"' in reply, reply[:120]
+        assert time.monotonic() - started < most
     operator = Operator(http, server.url)
     await operator.log_in()
     for tag_ in ("%00", "..", "x" * 500, "%E2%80%AE"):

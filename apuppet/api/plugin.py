@@ -8,7 +8,7 @@ shape that janus.js and the aPuppet agent expect.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,6 +25,32 @@ class PluginResult:
 
     data: JSON
     jsep: JSON | None = None
+
+
+class Intents:
+    """Requests under way that a later request may take back: a `setup` or `watch` waiting for the WebRTC stack
+    (`Peers.ready`) must make nothing once a hangup, stop or detach came meanwhile, nor once a newer one of its
+    kind replaced it. Keyed by handle (or its id)."""
+
+    def __init__(self) -> None:
+        self._current: dict[Hashable, object] = {}
+
+    def begin(self, key: Hashable) -> object:
+        token = self._current[key] = object()
+        return token
+
+    def take_back(self, key: Hashable) -> None:
+        self._current.pop(key, None)
+
+    def end(self, key: Hashable, token: object) -> bool:
+        """The request `token` is done waiting: whether it is still wanted."""
+        if self._current.get(key) is not token:
+            return False
+        del self._current[key]
+        return True
+
+    def __len__(self) -> int:
+        return len(self._current)
 
 
 class Plugin:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..api.idtag import tag
-from ..api.plugin import JSON, Plugin, PluginResult
+from ..api.plugin import JSON, Intents, Plugin, PluginResult
 from ..api.session import Handle
 from ..config import Config
 from ..media.contain import CLOSE_TIMEOUT, contained, report_failure, spawn_owned
@@ -74,8 +74,8 @@ class StreamingPlugin(Plugin):
         #: Handle id → keys of the mountpoints it created.
         self.created: dict[int, set[str]] = {}
         self.watches: dict[int, Watch] = {}
-        #: Handle id → the `watch` it has under way before its viewer exists; a hangup, stop or detach takes it back.
-        self._watching: dict[int, object] = {}
+        #: The `watch` each handle (id) has under way before its viewer exists; a hangup, stop or detach takes it back.
+        self._watching = Intents()
         self.handles: dict[int, Handle] = {}
         #: One recording per watched mountpoint with `record_sessions` (media/recording.py: what a session is).
         self.recordings = Recordings(peers.settings.recordings_dir)
@@ -134,14 +134,14 @@ class StreamingPlugin(Plugin):
             handle.spawn(watch.viewer.trickle(candidates), name=f"streaming-trickle-{handle.id}")
 
     def hangup(self, handle: Handle) -> None:
-        self._watching.pop(handle.id, None)
+        self._watching.take_back(handle.id)
         watch = self._unwatch(handle.id, "hangup")
         if watch is not None:
             # Not a handle task: a detach right after the hangup would cancel it and leak the peer connection.
             self._spawn_close(self._close_viewer(handle, watch, notify=False))
 
     def detach(self, handle: Handle) -> None:
-        self._watching.pop(handle.id, None)
+        self._watching.take_back(handle.id)
         watch = self._unwatch(handle.id, "detached")
         self.handles.pop(handle.id, None)
         if watch is not None:
@@ -266,7 +266,7 @@ class StreamingPlugin(Plugin):
             self._drain_reports()
 
     async def _watch(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> None:
-        intent = self._watching[handle.id] = object()
+        intent = self._watching.begin(handle.id)
         try:
             await self.peers.ready()
             mountpoint = self.mountpoints.watchable(body, handle.session.remote, handle.session.trusted)
@@ -277,10 +277,8 @@ class StreamingPlugin(Plugin):
         except WebRtcUnavailable as exc:
             raise RequestError(StreamingError.UNKNOWN_ERROR, str(exc)) from None
         finally:
-            taken_back = self._watching.get(handle.id) is not intent
-            if not taken_back:
-                del self._watching[handle.id]
-        if taken_back:
+            wanted = self._watching.end(handle.id, intent)
+        if not wanted:
             return  # hung up, stopped, detached or watching again meanwhile: nothing to make
         if key not in self.ingests:
             raise RequestError(StreamingError.NO_SUCH_MOUNTPOINT, "No such mountpoint/stream (it went meanwhile)")
@@ -339,7 +337,7 @@ class StreamingPlugin(Plugin):
         handle.push_event(status("pausing"), transaction=transaction)
 
     async def _stop(self, handle: Handle, transaction: str, body: JSON, jsep: JSON | None) -> None:
-        self._watching.pop(handle.id, None)
+        self._watching.take_back(handle.id)
         watch = self._unwatch(handle.id, "stopped")
         handle.push_event(status("stopping"), transaction=transaction)
         if watch is not None:

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from ..api.idtag import tag
-from ..api.plugin import JSON, Plugin, PluginResult
+from ..api.plugin import JSON, Intents, Plugin, PluginResult
 from ..api.session import Handle
 from ..config import Config
 from ..media.contain import CLOSE_TIMEOUT, report_failure, spawn_owned
@@ -45,7 +45,7 @@ class TextRoomPlugin(Plugin):
         #: be reached.
         self.links: dict[Peer, DataChannelLink] = {}
         #: The `setup` each handle has under way while the WebRTC stack loads; a hangup or detach takes it back.
-        self._setups: dict[Handle, object] = {}
+        self._setups = Intents()
         #: Peer connections being closed; owned here because the handle (and its tasks) may already be gone.
         self._closing: set[asyncio.Task[Any]] = set()
         #: When (time.monotonic) each handle last sent a person's input: `viewer_idle_minutes`.
@@ -101,7 +101,7 @@ class TextRoomPlugin(Plugin):
         self.hang_up(handle, reason="Janus API hangup")
 
     def detach(self, handle: Handle) -> None:
-        self._setups.pop(handle, None)
+        self._setups.take_back(handle)
         self.inputs.pop(handle, None)
         link = self.links.pop(handle, None)
         events = self.rooms.drop_peer(handle, "detached") + self.rooms.drop_owner(handle)
@@ -148,7 +148,7 @@ class TextRoomPlugin(Plugin):
 
     # -- negotiation -----------------------------------------------------------------------------------------
     async def _setup(self, handle: Handle, transaction: str) -> None:
-        intent = self._setups[handle] = object()
+        intent = self._setups.begin(handle)
         try:
             await self.peers.ready()
         except WebRtcUnavailable as exc:
@@ -157,10 +157,8 @@ class TextRoomPlugin(Plugin):
             )
             return
         finally:
-            taken_back = self._setups.get(handle) is not intent
-            if not taken_back:
-                del self._setups[handle]
-        if taken_back:
+            wanted = self._setups.end(handle, intent)
+        if not wanted:
             return  # hung up, detached or set up again while the stack loaded: nothing to make
         if handle in self.links:
             self._event_error(handle, TextRoomError.ALREADY_SETUP, "PeerConnection already set up", transaction)
@@ -271,7 +269,7 @@ class TextRoomPlugin(Plugin):
     # -- data out and teardown -------------------------------------------------------------------------------
     def hang_up(self, handle: Handle, reason: str) -> None:
         """The handle's PeerConnection is gone or going: it leaves its rooms (it still owns the ones it made)."""
-        self._setups.pop(handle, None)
+        self._setups.take_back(handle)
         if handle not in self.links:
             return
         log.debug("handle %s: textroom PeerConnection gone (%s)", tag(handle.id), reason)

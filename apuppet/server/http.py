@@ -49,8 +49,14 @@ async def read_body(request: web.BaseRequest, timeout: float = BODY_TIMEOUT) -> 
     declared = request.content_length
     if limit and declared is not None and declared > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=declared)
-    body = bytearray()
     content = request.content
+    if content.is_eof():
+        # All of it came with the head (a Janus request, nearly always): no timer to set.
+        whole = content.read_nowait()
+        if limit and len(whole) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(whole))
+        return whole
+    body = bytearray()
     async with asyncio.timeout(timeout):
         while True:
             async with asyncio.timeout(min(BODY_STALL, timeout)):
@@ -112,13 +118,12 @@ class RestTransport:
             return json_response(error_reply(ErrorCode.INVALID_REQUEST_PATH, "Invalid path"), status=404)
         try:
             data = await read_body(request, self.body_timeout)
-        except web.HTTPRequestEntityTooLarge:
+        except (web.HTTPRequestEntityTooLarge, TimeoutError) as exc:
+            status, reason = 408, "Request body too slow"
+            if isinstance(exc, web.HTTPRequestEntityTooLarge):
+                status, reason = 413, "Request too large"
+            response = json_response(error_reply(ErrorCode.TRANSPORT_SPECIFIC, reason), status=status)
             # Not kept alive for another request (aiohttp reads and drops the rest for up to 10 s, then closes).
-            response = json_response(error_reply(ErrorCode.TRANSPORT_SPECIFIC, "Request too large"), status=413)
-            response.force_close()
-            return response
-        except TimeoutError:
-            response = json_response(error_reply(ErrorCode.TRANSPORT_SPECIFIC, "Request body too slow"), status=408)
             response.force_close()
             return response
         except ConnectionResetError:

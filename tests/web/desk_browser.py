@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 
-from playwright.sync_api import sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 
 from apuppet.agent import phone  # noqa: E402
 from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
@@ -72,6 +72,29 @@ window.RTCPeerConnection.prototype = Original.prototype;
 """
 
 
+def drive(
+    browser: Browser, page: Page, desk: Desk, args: argparse.Namespace, started: float, result: dict[str, Any]
+) -> None:
+    """Play, tap the phone, then measure click latency if asked (`--samples`)."""
+    wait_playing(page, timeout=args.wait * 1000)
+    result["playing_after"] = round(time.monotonic() - started, 3)
+    result["pairs"] = page.evaluate(SELECTED_PAIRS)
+    page.click("[data-command=home]")
+    wait_color(page, *COUNTER_ICON, phone.APPS["counter"])
+    tap(page, *COUNTER_ICON)
+    wait_color(page, 20, 200, COUNTER_BG)
+    result["tapped"] = True
+    result["url"] = page.url
+    page.evaluate("() => window.apuppet.remote.disconnect()")
+    page.close()
+    if args.samples:
+        from bench.click_latency import measure
+
+        latencies, misses = measure(browser, desk, args.samples, on_janus=False)  # type: ignore[arg-type]
+        result["latencies"] = latencies
+        result["misses"] = misses
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("base")
@@ -101,26 +124,8 @@ def main() -> int:
             result["message"] = page.inner_text("#login-message")
             result["peer_connections"] = page.evaluate("() => window.peerConnections")
             result["state"] = page.evaluate("() => window.apuppet.remote.state")
-            browser.close()
-            print(json.dumps(result), flush=True)
-            return 0
-        wait_playing(page, timeout=args.wait * 1000)
-        result["playing_after"] = round(time.monotonic() - started, 3)
-        result["pairs"] = page.evaluate(SELECTED_PAIRS)
-        page.click("[data-command=home]")
-        wait_color(page, *COUNTER_ICON, phone.APPS["counter"])
-        tap(page, *COUNTER_ICON)
-        wait_color(page, 20, 200, COUNTER_BG)
-        result["tapped"] = True
-        result["url"] = page.url
-        page.evaluate("() => window.apuppet.remote.disconnect()")
-        page.close()
-        if args.samples:
-            from bench.click_latency import measure
-
-            latencies, misses = measure(browser, desk, args.samples, on_janus=False)  # type: ignore[arg-type]
-            result["latencies"] = latencies
-            result["misses"] = misses
+        else:
+            drive(browser, page, desk, args, started, result)
         browser.close()
     print(json.dumps(result), flush=True)
     return 0
